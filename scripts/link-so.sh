@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-only
+# Link build/lib/libxcsave.so.<version> from the Rust staticlib with our linker version script
+# (xcsave.map), so that exactly xc_domain_save@@VERS_4.17.0 and the xcsave_* API are exported.
+# rustc's cdylib passes a version script of its own, which GNU ld refuses to combine with a second
+# one that names versions; linking the staticlib ourselves avoids that.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-build/lib}
+ver=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+mkdir -p "$out"
+cp target/release/libxcsave.a "$out/libxcsave.a"
+gcc -shared -o "$out/libxcsave.so.$ver" \
+    -Wl,--whole-archive target/release/libxcsave.a -Wl,--no-whole-archive \
+    -Wl,--version-script=xcsave.map -Wl,-soname,libxcsave.so.0 \
+    -Wl,-z,now -Wl,-z,relro -Wl,--gc-sections \
+    -lxenguest -lxenctrl -lxentoollog -ldl -lpthread -lgcc_s -lc -lm
+ln -sf "libxcsave.so.$ver" "$out/libxcsave.so.0"
+ln -sf libxcsave.so.0 "$out/libxcsave.so"
