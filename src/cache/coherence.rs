@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! The cheap per-checkpoint signals (docs/coherence.md) and how a change in them is judged.
+
+/// Domain-wide counters read at setup and at every suspended checkpoint
+/// (`getdomaininfo`, `XENMEM_maximum_gpfn`, `XENMEM_get_pod_target`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DomainSignals {
+    /// Pages allocated to the domain. On Xen, a frame pinned by one of our mappings stays
+    /// counted after the guest releases it, so a release and re-populate shows as growth.
+    pub tot_pages: u64,
+    /// The domain's allocation limit.
+    pub max_pages: u64,
+    /// Pages shared through mem_sharing (their frames can change under the p2m).
+    pub shr_pages: u64,
+    /// Pages paged out by mem_paging.
+    pub paged_pages: u64,
+    /// Highest populated guest frame number.
+    pub max_gpfn: u64,
+    /// Outstanding populate-on-demand entries.
+    pub pod_entries: u64,
+    /// Pages in the populate-on-demand cache.
+    pub pod_cache_pages: u64,
+}
+
+/// What a signal change means for the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing cheap says a mapping may be stale.
+    Keep,
+    /// Unmap every bucket: the named counter changed.
+    Flush(&'static str),
+    /// Stop caching for this domain: the p2m can change without any signal we see.
+    Disable(&'static str),
+}
+
+impl DomainSignals {
+    /// True if populate-on-demand is in use: PoD entries are populated (and reclaimed) by Xen
+    /// on access, without any counter we could compare reliably.
+    pub fn pod_in_use(&self) -> bool {
+        self.pod_entries != 0 || self.pod_cache_pages != 0
+    }
+
+    /// Judges the change from `prev` (the last observation) to `self`.
+    pub fn judge(&self, prev: &DomainSignals) -> Verdict {
+        if self.pod_in_use() {
+            return Verdict::Disable("populate-on-demand in use");
+        }
+        let fields: [(&'static str, u64, u64); 5] = [
+            ("tot_pages", prev.tot_pages, self.tot_pages),
+            ("max_pages", prev.max_pages, self.max_pages),
+            ("max_gpfn", prev.max_gpfn, self.max_gpfn),
+            ("shr_pages", prev.shr_pages, self.shr_pages),
+            ("paged_pages", prev.paged_pages, self.paged_pages),
+        ];
+        match fields.iter().find(|(_, a, b)| a != b) {
+            Some((name, _, _)) => Verdict::Flush(name),
+            None => Verdict::Keep,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_signal_is_judged() {
+        let base = DomainSignals {
+            tot_pages: 100,
+            max_pages: 200,
+            max_gpfn: 99,
+            ..Default::default()
+        };
+        assert_eq!(base.judge(&base), Verdict::Keep);
+        type Case = (fn(&mut DomainSignals), Verdict);
+        let cases: [Case; 7] = [
+            (|s| s.tot_pages += 1, Verdict::Flush("tot_pages")),
+            (|s| s.max_pages -= 1, Verdict::Flush("max_pages")),
+            (|s| s.max_gpfn += 1, Verdict::Flush("max_gpfn")),
+            (|s| s.shr_pages = 1, Verdict::Flush("shr_pages")),
+            (|s| s.paged_pages = 1, Verdict::Flush("paged_pages")),
+            (
+                |s| s.pod_entries = 1,
+                Verdict::Disable("populate-on-demand in use"),
+            ),
+            (
+                |s| s.pod_cache_pages = 1,
+                Verdict::Disable("populate-on-demand in use"),
+            ),
+        ];
+        for (change, want) in cases {
+            let mut s = base;
+            change(&mut s);
+            assert_eq!(s.judge(&base), want);
+        }
+    }
+}

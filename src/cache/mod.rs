@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! The persistent cache of foreign guest-page mappings (issue 4, docs/coherence.md).
+//!
+//! Guest frames are mapped in aligned buckets, one VMA each, and stay mapped across batches,
+//! iterations and checkpoints, within a budget of mapped bytes, with LRU eviction. A batch
+//! pins the buckets it uses until the engine has written them. Pages the cache cannot serve
+//! (over budget, caching off, PoD) are mapped per batch exactly as the stock saver does.
+//! Coherence comes from cheap signals checked at every suspended checkpoint, per-batch page
+//! types, and a bounded bucket age. This module has no `unsafe`: it sees mappings only
+//! through [`BucketMapper`].
+
+mod bucket;
+mod checkpoint;
+mod coherence;
+mod config;
+mod domain;
+mod lru;
+mod mapper;
+mod stats;
+
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+
+pub use bucket::type_has_data;
+pub use coherence::{DomainSignals, Verdict};
+pub use config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
+pub use domain::{DomainCache, PageData};
+pub use mapper::{BucketMapper, PageMapping};
+pub use stats::{CacheStats, Registry, REGISTRY};
+
+/// Configuration override and environment (`xcsave_cache_init`, `XCSAVE_CACHE*`).
+pub mod settings {
+    pub use super::config::{clear_override, effective, set_override};
+}
