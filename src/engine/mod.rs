@@ -1,0 +1,856 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! The `xc_domain_save` state machine, following the 4.17 saver step by step: setup, static
+//! data, the live precopy loop and its policy, suspend, the checkpoint loop (Remus, COLO and
+//! its back channel), END, and cleanup. Guest-type specifics live in a [`SaveOps`] table
+//! (x86 HVM now, see [`x86_hvm`]), as in Xen's `save_ops`.
+//!
+//! Messages use the stock saver's words, through the caller's logger, so a toolstack log reads
+//! as before; xcsave's own lines go through the `log` facade at debug level.
+
+pub mod bitmap;
+pub mod x86_hvm;
+
+use crate::backchannel;
+use crate::error::Errno;
+use crate::pages::{BatchError, PageRef, PageSource};
+use crate::stream::{self, Sink, MAX_BATCH_SIZE};
+use crate::xen::{DirtyBitmap, DomInfo, Hypervisor, Level, LogDirtyOp, SHUTDOWN_SUSPEND};
+use std::io::Read;
+
+/// `XCFLAGS_LIVE`.
+pub const XCFLAGS_LIVE: u32 = 1 << 0;
+/// `XCFLAGS_DEBUG`.
+pub const XCFLAGS_DEBUG: u32 = 1 << 1;
+
+/// `XGS_POLICY_ABORT`.
+pub const XGS_POLICY_ABORT: i32 = -1;
+/// `XGS_POLICY_CONTINUE_PRECOPY`.
+pub const XGS_POLICY_CONTINUE_PRECOPY: i32 = 0;
+/// `XGS_POLICY_STOP_AND_COPY`.
+pub const XGS_POLICY_STOP_AND_COPY: i32 = 1;
+
+/// Stock's default policy: stop after 5 rounds or below 50 dirty pages.
+const SPP_MAX_ITERATIONS: u32 = 5;
+const SPP_TARGET_DIRTY_COUNT: i64 = 50;
+
+/// `xc_stream_type_t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamType {
+    /// XC_STREAM_PLAIN.
+    Plain,
+    /// XC_STREAM_REMUS.
+    Remus,
+    /// XC_STREAM_COLO.
+    Colo,
+}
+
+impl StreamType {
+    /// From the C enum value.
+    pub fn from_raw(v: u32) -> Option<StreamType> {
+        match v {
+            0 => Some(StreamType::Plain),
+            1 => Some(StreamType::Remus),
+            2 => Some(StreamType::Colo),
+            _ => None,
+        }
+    }
+}
+
+/// `struct precopy_stats`, passed by value to the precopy policy.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrecopyStats {
+    /// Completed precopy iterations.
+    pub iteration: std::os::raw::c_uint,
+    /// Pages written so far.
+    pub total_written: std::os::raw::c_ulong,
+    /// Dirty pages of the coming round, -1 if unknown.
+    pub dirty_count: std::os::raw::c_long,
+}
+
+/// The caller's callbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callback {
+    /// `suspend`.
+    Suspend,
+    /// `postcopy`.
+    Postcopy,
+    /// `checkpoint`.
+    Checkpoint,
+    /// `wait_checkpoint`.
+    WaitCheckpoint,
+    /// `switch_qemu_logdirty`.
+    SwitchQemuLogdirty,
+}
+
+/// The caller's `struct save_callbacks`, made safe by the C surface.
+pub trait Callbacks {
+    /// Whether the caller supplied this callback.
+    fn has(&self, which: Callback) -> bool;
+    /// Suspend the guest; non-zero is success.
+    fn suspend(&mut self) -> i32;
+    /// The caller's precopy policy, or None if it supplied none.
+    fn precopy_policy(&mut self, stats: PrecopyStats) -> Option<i32>;
+    /// Resume after a checkpoint's memory was copied.
+    fn postcopy(&mut self) -> i32;
+    /// Checkpoint done; 1 takes another, 0 stops, <0 fails.
+    fn checkpoint(&mut self) -> i32;
+    /// COLO: wait for the next checkpoint.
+    fn wait_checkpoint(&mut self) -> i32;
+    /// Switch QEMU's log-dirty mode; 0 is success.
+    fn switch_qemu_logdirty(&mut self, dom: u32, enable: bool) -> i32;
+}
+
+/// Why a save stopped early: stock's `rc` (usually -1, or a callback's return value) and
+/// errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stop {
+    /// Return value of xc_domain_save.
+    pub rc: i32,
+    /// errno to leave behind when `rc` is non-zero.
+    pub errno: Errno,
+}
+
+impl From<Errno> for Stop {
+    fn from(e: Errno) -> Stop {
+        Stop { rc: -1, errno: e }
+    }
+}
+
+/// Result of engine steps.
+pub type Res<T = ()> = std::result::Result<T, Stop>;
+
+/// A guest-type hook.
+pub type Hook<H> = for<'a, 'b> fn(&'a mut Ctx<'b, H>) -> Res;
+
+/// Per-guest-type operations (Xen's `struct xc_sr_save_ops`).
+pub struct SaveOps<H: Hypervisor> {
+    /// Domain header type.
+    pub guest_type: u32,
+    /// Stock's name of the type, for messages.
+    pub type_name: &'static str,
+    /// Translate a pfn to the gfn to map, None for a page to defer (ballooned out).
+    pub pfn_to_gfn: fn(&Ctx<'_, H>, u64) -> Option<u64>,
+    /// Size the p2m and prepare the guest for saving.
+    pub setup: Hook<H>,
+    /// Write the static data records.
+    pub static_data: Hook<H>,
+    /// After the static data.
+    pub start_of_stream: Hook<H>,
+    /// Before each checkpoint's memory.
+    pub start_of_checkpoint: Hook<H>,
+    /// After each checkpoint's memory: the guest state records.
+    pub end_of_checkpoint: Hook<H>,
+    /// Check the guest's state after each memory pass.
+    pub check_vm_state: Hook<H>,
+    /// Undo setup; errors are logged, not returned.
+    pub cleanup: Hook<H>,
+}
+
+impl<H: Hypervisor> Clone for SaveOps<H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<H: Hypervisor> Copy for SaveOps<H> {}
+
+/// What the engine decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The save ran: xc_domain_save returns `rc`, with `errno` set when rc != 0.
+    Done {
+        /// Return value.
+        rc: i32,
+        /// errno for a non-zero rc.
+        errno: Errno,
+    },
+    /// xcsave does not handle this guest; the stock saver should (the reason is logged).
+    Unsupported(String),
+}
+
+/// Arguments of one save.
+pub struct SaveArgs {
+    /// Domain to save.
+    pub dom: u32,
+    /// XCFLAGS_*.
+    pub flags: u32,
+    /// Raw xc_stream_type_t.
+    pub stream_type: u32,
+    /// The stream fd (for messages only; writes go to the sink).
+    pub io_fd: i32,
+}
+
+/// The state of one save (Xen's `struct xc_sr_context`, save side).
+pub struct Ctx<'a, H: Hypervisor> {
+    /// Hypervisor access.
+    pub xen: &'a H,
+    sink: &'a mut dyn Sink,
+    recv: &'a mut dyn Read,
+    pages: &'a mut dyn PageSource<H>,
+    /// The caller's callbacks.
+    pub cb: &'a mut dyn Callbacks,
+    ops: SaveOps<H>,
+    /// Domain being saved.
+    pub dom: u32,
+    stream_type: StreamType,
+    live: bool,
+    debug: bool,
+    dominfo: DomInfo,
+    /// p2m size, set by the setup hook.
+    pub p2m_size: u64,
+    dirty: Option<H::Bitmap>,
+    deferred: Vec<u64>,
+    nr_deferred: u64,
+    batch: Vec<u64>,
+    stats: PrecopyStats,
+    /// x86 HVM: QEMU's log-dirty mode was switched on by setup.
+    pub qemu_enabled_logdirty: bool,
+}
+
+impl<'a, H: Hypervisor> Ctx<'a, H> {
+    /// Log an error with errno (stock's PERROR) and turn it into a Stop.
+    pub fn perror(&self, msg: &str, e: Errno) -> Stop {
+        self.xen
+            .report_error(&format!("{msg} ({} = {})", e.0, e.describe()));
+        Stop::from(e)
+    }
+
+    /// Log an error without errno (stock's ERROR); the save fails with `e`.
+    pub fn error(&self, msg: &str, e: Errno) -> Stop {
+        self.xen.report_error(msg);
+        Stop::from(e)
+    }
+
+    /// Stock's DPRINTF.
+    fn dprintf(&self, msg: &str) {
+        self.xen.log(Level::Detail, msg);
+    }
+
+    /// Write one record whose body is the concatenation of `parts`.
+    pub fn write_record(&mut self, rtype: u32, parts: &[&[u8]]) -> Res {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let (hdr, pad) = match stream::record_frame(rtype, len) {
+            Ok(f) => f,
+            Err(t) => {
+                return Err(self.error(
+                    &format!(
+                        "Record (0x{:08x}, {}) length {:#x} exceeds max ({:#x})",
+                        rtype,
+                        stream::rec_type_name(rtype),
+                        t.length,
+                        stream::REC_LENGTH_MAX
+                    ),
+                    Errno(libc::E2BIG),
+                ))
+            }
+        };
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 2);
+        all.push(&hdr);
+        all.extend_from_slice(parts);
+        all.push(pad);
+        self.sink
+            .write_parts(&all)
+            .map_err(|e| self.perror("Unable to write record to stream", e))
+    }
+
+    fn write_headers(&mut self) -> Res {
+        let version = self
+            .xen
+            .xen_version()
+            .map_err(|e| self.perror("Unable to obtain Xen Version", e))?;
+        let ihdr = stream::image_header();
+        self.sink
+            .write_parts(&[&ihdr])
+            .map_err(|e| self.perror("Unable to write Image Header to stream", e))?;
+        let dhdr = stream::domain_header(self.ops.guest_type, version);
+        self.sink
+            .write_parts(&[&dhdr])
+            .map_err(|e| self.perror("Unable to write Domain Header to stream", e))
+    }
+
+    fn bitmap_words(&mut self) -> &mut [u64] {
+        self.dirty
+            .as_mut()
+            .expect("dirty bitmap allocated by setup")
+            .words_mut()
+    }
+
+    /// Write the batch in `self.batch` as one PAGE_DATA record.
+    fn write_batch(&mut self) -> Res {
+        let pfns = std::mem::take(&mut self.batch);
+        let r = self.write_batch_of(&pfns);
+        self.batch = pfns;
+        self.batch.clear();
+        r
+    }
+
+    fn write_batch_of(&mut self, pfns: &[u64]) -> Res {
+        let mut types = Vec::with_capacity(pfns.len());
+        for &pfn in pfns {
+            match (self.ops.pfn_to_gfn)(self, pfn) {
+                Some(gfn) => types.push(gfn),
+                None => {
+                    // Likely a ballooned page: send it in the final round.
+                    let words = &mut self.deferred;
+                    bitmap::set(words, pfn);
+                    self.nr_deferred += 1;
+                    types.push(u64::MAX);
+                }
+            }
+        }
+        let gfns_all = types.clone();
+        if let Err(e) = self.xen.pfn_types(self.dom, &mut types) {
+            return Err(self.perror("Failed to get types for pfn batch", e));
+        }
+        let mut gfns = Vec::with_capacity(pfns.len());
+        for (i, &t) in types.iter().enumerate() {
+            if !stream::is_known_page_type(t as u32) {
+                return Err(self.error(
+                    &format!("Unknown type {:#x} for pfn {:#x}", t, gfns_all[i]),
+                    Errno(libc::EINVAL),
+                ));
+            }
+            if stream::page_type_has_stream_data(t as u32) {
+                gfns.push(gfns_all[i]);
+            }
+        }
+        let entries: Vec<u64> = pfns
+            .iter()
+            .zip(&types)
+            .map(|(&p, &t)| stream::page_data_entry(p, t))
+            .collect();
+        let prefix = match stream::page_data_prefix(&entries, gfns.len()) {
+            Ok(p) => p,
+            Err(t) => {
+                return Err(self.error(
+                    &format!(
+                        "Record (0x{:08x}, {}) length {:#x} exceeds max ({:#x})",
+                        t.rtype,
+                        stream::rec_type_name(t.rtype),
+                        t.length,
+                        stream::REC_LENGTH_MAX
+                    ),
+                    Errno(libc::E2BIG),
+                ))
+            }
+        };
+        if gfns.is_empty() {
+            return self
+                .sink
+                .write_parts(&[&prefix])
+                .map_err(|e| self.perror("Failed to write page data to stream", e));
+        }
+        // Which batch pfn each mapped page belongs to, for messages.
+        let data_pfns: Vec<u64> = pfns
+            .iter()
+            .zip(&types)
+            .filter(|(_, &t)| stream::page_type_has_stream_data(t as u32))
+            .map(|(&p, _)| p)
+            .collect();
+        let (xen, dom) = (self.xen, self.dom);
+        let sink = &mut *self.sink;
+        let mut consume = |pages: &[PageRef<'_>]| -> Result<(), Errno> {
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(pages.len() + 1);
+            parts.push(&prefix);
+            for (p, page) in pages.iter().enumerate() {
+                match page {
+                    Ok(data) => parts.push(data),
+                    Err(err) => {
+                        xen.report_error(&format!(
+                            "Mapping of pfn {:#x} (mfn {:#x}) failed {}",
+                            data_pfns[p], gfns[p], err
+                        ));
+                        return Err(Errno(if *err < 0 { -*err } else { libc::EIO }));
+                    }
+                }
+            }
+            sink.write_parts(&parts).inspect_err(|e| {
+                xen.report_error(&format!(
+                    "Failed to write page data to stream ({} = {})",
+                    e.0,
+                    e.describe()
+                ));
+            })
+        };
+        match self.pages.with_batch(xen, dom, &gfns, &mut consume) {
+            Ok(()) => Ok(()),
+            Err(BatchError::Map(e)) => Err(self.perror("Failed to map guest pages", e)),
+            Err(BatchError::Consumer(e)) => Err(Stop::from(e)),
+        }
+    }
+
+    fn flush_batch(&mut self) -> Res {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.write_batch()
+    }
+
+    fn add_to_batch(&mut self, pfn: u64) -> Res {
+        if self.batch.len() == MAX_BATCH_SIZE {
+            self.flush_batch()?;
+        }
+        self.batch.push(pfn);
+        Ok(())
+    }
+
+    /// Call the suspend callback and check the domain is suspended.
+    fn suspend_domain(&mut self) -> Res {
+        let rc = self.cb.suspend();
+        if rc == 0 {
+            return Err(self.error(
+                &format!("save callback suspend() failed: {rc}"),
+                Errno(libc::EINVAL),
+            ));
+        }
+        match self.xen.domain_info(self.dom) {
+            Ok(Some(info)) if info.domid == self.dom => self.dominfo = info,
+            Ok(_) => {
+                return Err(self.perror("Unable to refresh domain information", Errno(libc::ESRCH)))
+            }
+            Err(e) => return Err(self.perror("Unable to refresh domain information", e)),
+        }
+        if !self.dominfo.shutdown || self.dominfo.shutdown_reason != SHUTDOWN_SUSPEND {
+            return Err(self.error(
+                &format!(
+                    "Domain has not been suspended: shutdown {}, reason {}",
+                    self.dominfo.shutdown as i32, self.dominfo.shutdown_reason
+                ),
+                Errno(libc::EINVAL),
+            ));
+        }
+        self.xen.progress_single("Domain now suspended");
+        let info = self.dominfo;
+        self.pages
+            .suspended(self.xen, self.dom, &info, self.p2m_size);
+        log::debug!(
+            "xcsave: d{} suspended: tot_pages {} max_memkb {}",
+            self.dom,
+            info.nr_pages,
+            info.max_memkb
+        );
+        Ok(())
+    }
+
+    /// Send the pages set in the dirty bitmap; `entries` is the expected count.
+    fn send_dirty_pages(&mut self, entries: u64) -> Res {
+        let words: Vec<u64> = self.bitmap_words().to_vec();
+        let mut written: u64 = 0;
+        for p in bitmap::iter_set(&words, self.p2m_size) {
+            self.add_to_batch(p)?;
+            // Progress every 4 MiB worth of pages.
+            if written & ((1 << (22 - 12)) - 1) == 0 {
+                self.xen.progress_step(written, entries);
+            }
+            written += 1;
+        }
+        self.flush_batch()?;
+        if written > entries {
+            self.dprintf("Bitmap contained more entries than expected...");
+        }
+        self.xen.progress_step(entries, entries);
+        log::debug!("xcsave: d{} sent {written} dirty pages", self.dom);
+        (self.ops.check_vm_state)(self)
+    }
+
+    fn send_all_pages(&mut self) -> Res {
+        let n = self.p2m_size;
+        bitmap::set_all(self.bitmap_words(), n);
+        self.send_dirty_pages(n)
+    }
+
+    fn enable_logdirty(&mut self) -> Res {
+        let (xen, dom) = (self.xen, self.dom);
+        if let Err(on1) = xen.enable_logdirty(dom) {
+            // Log-dirty may already be on for VRAM tracking: turn it off and on again.
+            let r = match xen.shadow_off(dom) {
+                Err(off) => Err((on1, off.0, 0, off)),
+                Ok(()) => match xen.enable_logdirty(dom) {
+                    Err(on2) => Err((on1, 0, on2.0, on2)),
+                    Ok(()) => Ok(()),
+                },
+            };
+            if let Err((on1, off, on2, e)) = r {
+                return Err(self.perror(
+                    &format!("Failed to enable logdirty: {},{},{}", on1.0, off, on2),
+                    e,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn set_iteration_prefix(&self) {
+        self.xen
+            .set_progress_prefix(Some(&format!("Frames iteration {}", self.stats.iteration)));
+    }
+
+    fn policy(&mut self, stats: PrecopyStats) -> i32 {
+        match self.cb.precopy_policy(stats) {
+            Some(d) => d,
+            None => {
+                if (stats.dirty_count >= 0 && stats.dirty_count < SPP_TARGET_DIRTY_COUNT)
+                    || stats.iteration >= SPP_MAX_ITERATIONS
+                {
+                    XGS_POLICY_STOP_AND_COPY
+                } else {
+                    XGS_POLICY_CONTINUE_PRECOPY
+                }
+            }
+        }
+    }
+
+    /// The precopy rounds of a live save.
+    fn send_memory_live(&mut self) -> Res {
+        let r = self.send_memory_live_inner();
+        self.xen.set_progress_prefix(None);
+        r
+    }
+
+    fn send_memory_live_inner(&mut self) -> Res {
+        let mut dirty_count = self.p2m_size as u32 as u64;
+        let mut x: u32 = 0;
+        self.set_iteration_prefix();
+        self.stats = PrecopyStats {
+            dirty_count: self.p2m_size as std::os::raw::c_long,
+            ..Default::default()
+        };
+        let n = self.p2m_size;
+        bitmap::set_all(self.bitmap_words(), n);
+        let mut decision;
+        loop {
+            decision = self.policy(self.stats);
+            x += 1;
+            if dirty_count > 0 && decision != XGS_POLICY_ABORT {
+                self.set_iteration_prefix();
+                self.send_dirty_pages(dirty_count)?;
+            }
+            if decision != XGS_POLICY_CONTINUE_PRECOPY {
+                break;
+            }
+            self.stats.iteration = x;
+            self.stats.total_written = self
+                .stats
+                .total_written
+                .wrapping_add(self.stats.dirty_count as std::os::raw::c_ulong);
+            self.stats.dirty_count = -1;
+            decision = self.policy(self.stats);
+            if decision != XGS_POLICY_CONTINUE_PRECOPY {
+                break;
+            }
+            let (xen, dom, pages) = (self.xen, self.dom, self.p2m_size);
+            let bm = self
+                .dirty
+                .as_mut()
+                .expect("dirty bitmap allocated by setup");
+            match xen.logdirty(dom, LogDirtyOp::Clean, bm, pages, false) {
+                Ok(s) => dirty_count = s.dirty_count as u64,
+                Err(e) => return Err(self.perror("Failed to retrieve logdirty bitmap", e)),
+            }
+            self.stats.dirty_count = dirty_count as std::os::raw::c_long;
+        }
+        if decision == XGS_POLICY_ABORT {
+            return Err(self.perror("Abort precopy loop", Errno(libc::ECANCELED)));
+        }
+        Ok(())
+    }
+
+    /// COLO: OR the secondary's dirty pfns into the bitmap.
+    fn colo_merge_secondary_dirty_bitmap(&mut self) -> Res {
+        match backchannel::read_dirty_pfn_list(&mut *self.recv, self.p2m_size) {
+            Ok(pfns) => {
+                log::debug!(
+                    "xcsave: d{} secondary reported {} dirty pfns",
+                    self.dom,
+                    pfns.len()
+                );
+                let words = self.bitmap_words();
+                for p in pfns {
+                    bitmap::set(words, p);
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.error(&e.message(), Errno(e.errno()))),
+        }
+    }
+
+    /// Suspend and send what is dirty: the last round of a live save and the heart of a
+    /// checkpoint.
+    fn suspend_and_send_dirty(&mut self) -> Res {
+        let r = self.suspend_and_send_dirty_inner();
+        self.xen.set_progress_prefix(None);
+        r
+    }
+
+    fn suspend_and_send_dirty_inner(&mut self) -> Res {
+        self.suspend_domain()?;
+        let (xen, dom, pages) = (self.xen, self.dom, self.p2m_size);
+        let bm = self
+            .dirty
+            .as_mut()
+            .expect("dirty bitmap allocated by setup");
+        let stats = match xen.logdirty(dom, LogDirtyOp::Clean, bm, pages, true) {
+            Ok(s) => s,
+            Err(e) => return Err(self.perror("Failed to retrieve logdirty bitmap", e)),
+        };
+        if self.live {
+            self.set_iteration_prefix();
+        } else {
+            self.xen.set_progress_prefix(Some("Checkpointed save"));
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        bitmap::or_into(self.bitmap_words(), &deferred);
+        self.deferred = deferred;
+        if !self.live && self.stream_type == StreamType::Colo {
+            if let Err(s) = self.colo_merge_secondary_dirty_bitmap() {
+                self.perror("Failed to get secondary vm's dirty pages", s.errno);
+                return Err(s);
+            }
+        }
+        self.send_dirty_pages(stats.dirty_count as u64 + self.nr_deferred)?;
+        bitmap::clear(&mut self.deferred);
+        self.nr_deferred = 0;
+        Ok(())
+    }
+
+    /// Debug saves: send everything again after a VERIFY record.
+    fn verify_frames(&mut self) -> Res {
+        self.dprintf("Enabling verify mode");
+        self.write_record(stream::rec::VERIFY, &[])?;
+        self.xen.set_progress_prefix(Some("Frames verify"));
+        self.send_all_pages()?;
+        let (xen, dom, pages) = (self.xen, self.dom, self.p2m_size);
+        let bm = self
+            .dirty
+            .as_mut()
+            .expect("dirty bitmap allocated by setup");
+        match xen.logdirty(dom, LogDirtyOp::Peek, bm, pages, false) {
+            Ok(s) => {
+                self.dprintf(&format!(
+                    "  Further stats: faults {}, dirty {}",
+                    s.fault_count, s.dirty_count
+                ));
+                Ok(())
+            }
+            Err(e) => Err(self.perror("Failed to retrieve logdirty bitmap", e)),
+        }
+    }
+
+    fn send_domain_memory_live(&mut self) -> Res {
+        self.enable_logdirty()?;
+        self.send_memory_live()?;
+        self.suspend_and_send_dirty()?;
+        if self.debug && self.stream_type == StreamType::Plain {
+            self.verify_frames()?;
+        }
+        Ok(())
+    }
+
+    fn send_domain_memory_nonlive(&mut self) -> Res {
+        self.suspend_domain()?;
+        self.xen.set_progress_prefix(Some("Frames"));
+        self.send_all_pages()
+    }
+
+    fn setup(&mut self) -> Res {
+        (self.ops.setup)(self)?;
+        let bm = self.xen.alloc_bitmap(self.p2m_size);
+        match bm {
+            Ok(b) => self.dirty = Some(b),
+            Err(_) => {
+                return Err(self.error(
+                    "Unable to allocate memory for dirty bitmaps, batch pfns and deferred pages",
+                    Errno(libc::ENOMEM),
+                ))
+            }
+        }
+        self.deferred = vec![0; bitmap::words_for(self.p2m_size)];
+        self.batch = Vec::with_capacity(MAX_BATCH_SIZE);
+        Ok(())
+    }
+
+    fn cleanup(&mut self) {
+        // Errors here are not the caller's business: stock ignores them too.
+        let _ = self.xen.shadow_off(self.dom);
+        if (self.ops.cleanup)(self).is_err() {
+            self.perror("Failed to clean up", Errno::last());
+        }
+        self.pages.teardown();
+        self.dirty = None;
+        self.xen.set_progress_prefix(None);
+    }
+
+    fn checkpoint_callbacks(&mut self) -> Res {
+        // A callback's return value becomes xc_domain_save's, as in stock (0 = stop cleanly).
+        let stop = |rc: i32| Stop {
+            rc,
+            errno: Errno::last(),
+        };
+        if self.stream_type == StreamType::Colo {
+            let rc = self.cb.checkpoint();
+            if rc == 0 {
+                return Err(stop(-1));
+            }
+        }
+        let rc = self.cb.postcopy();
+        if rc <= 0 {
+            return Err(stop(rc));
+        }
+        let rc = match self.stream_type {
+            StreamType::Colo => self.cb.wait_checkpoint(),
+            _ => self.cb.checkpoint(),
+        };
+        if rc <= 0 {
+            return Err(stop(rc));
+        }
+        Ok(())
+    }
+
+    fn save_body(&mut self) -> Res {
+        self.setup()?;
+        self.xen.progress_single("Start of stream");
+        self.write_headers()?;
+        (self.ops.static_data)(self)?;
+        self.write_record(stream::rec::STATIC_DATA_END, &[])?;
+        (self.ops.start_of_stream)(self)?;
+        loop {
+            (self.ops.start_of_checkpoint)(self)?;
+            (self.ops.check_vm_state)(self)?;
+            if self.live {
+                self.send_domain_memory_live()?;
+            } else if self.stream_type != StreamType::Plain {
+                self.suspend_and_send_dirty()?;
+            } else {
+                self.send_domain_memory_nonlive()?;
+            }
+            if !self.dominfo.shutdown || self.dominfo.shutdown_reason != SHUTDOWN_SUSPEND {
+                return Err(self.error("Domain has not been suspended", Errno(libc::EINVAL)));
+            }
+            (self.ops.end_of_checkpoint)(self)?;
+            if self.stream_type == StreamType::Plain {
+                break;
+            }
+            // After the first (possibly live) checkpoint, send synchronous batches.
+            self.live = false;
+            self.write_record(stream::rec::CHECKPOINT, &[])?;
+            log::debug!("xcsave: d{} checkpoint written", self.dom);
+            self.checkpoint_callbacks()?;
+        }
+        self.xen.progress_single("End of stream");
+        self.write_record(stream::rec::END, &[])?;
+        self.xen.progress_single("Complete");
+        Ok(())
+    }
+}
+
+/// Check the callbacks stock asserts on; a missing one fails with EINVAL instead of aborting.
+fn missing_callback(cb: &dyn Callbacks, st: StreamType, hvm: bool) -> Option<&'static str> {
+    let mut need: Vec<(Callback, &'static str)> = vec![(Callback::Suspend, "suspend")];
+    if st == StreamType::Colo {
+        need.push((Callback::WaitCheckpoint, "wait_checkpoint"));
+    }
+    if st != StreamType::Plain {
+        need.push((Callback::Checkpoint, "checkpoint"));
+        need.push((Callback::Postcopy, "postcopy"));
+    }
+    if hvm {
+        need.push((Callback::SwitchQemuLogdirty, "switch_qemu_logdirty"));
+    }
+    need.into_iter().find(|(c, _)| !cb.has(*c)).map(|(_, n)| n)
+}
+
+/// Everything one save works with.
+pub struct Io<'a, H: Hypervisor> {
+    /// The stream.
+    pub sink: &'a mut dyn Sink,
+    /// The COLO back channel.
+    pub recv: &'a mut dyn Read,
+    /// The source of mapped pages.
+    pub pages: &'a mut dyn PageSource<H>,
+    /// The caller's callbacks.
+    pub cb: &'a mut dyn Callbacks,
+}
+
+/// `xc_domain_save`: save `args.dom` to the sink.
+pub fn domain_save<H: Hypervisor>(xen: &H, io: Io<'_, H>, args: &SaveArgs) -> Outcome {
+    let fail = |e: Errno| Outcome::Done { rc: -1, errno: e };
+    let perror = |msg: &str, e: Errno| {
+        xen.report_error(&format!("{msg} ({} = {})", e.0, e.describe()));
+        fail(e)
+    };
+    let info = match xen.domain_info(args.dom) {
+        Ok(Some(i)) => i,
+        Ok(None) => return perror("Failed to get domain info", Errno(libc::ESRCH)),
+        Err(e) => return perror("Failed to get domain info", e),
+    };
+    if info.domid != args.dom {
+        xen.report_error(&format!("Domain {} does not exist", args.dom));
+        return fail(Errno(libc::ESRCH));
+    }
+    let Some(stream_type) = StreamType::from_raw(args.stream_type) else {
+        xen.report_error(&format!("Bad stream_type {}", args.stream_type));
+        return fail(Errno(libc::EINVAL));
+    };
+    if !info.hvm {
+        return Outcome::Unsupported(format!(
+            "domain {} is an x86 PV guest, which xcsave does not save",
+            args.dom
+        ));
+    }
+    if let Some(name) = missing_callback(&*io.cb, stream_type, info.hvm) {
+        xen.report_error(&format!("save callback {name}() is missing"));
+        return fail(Errno(libc::EINVAL));
+    }
+    xen.log(
+        Level::Detail,
+        &format!(
+            "fd {}, dom {}, flags {}, hvm {}",
+            args.io_fd, args.dom, args.flags, info.hvm as i32
+        ),
+    );
+    let mut ctx = Ctx {
+        xen,
+        sink: io.sink,
+        recv: io.recv,
+        pages: io.pages,
+        cb: io.cb,
+        ops: x86_hvm::ops(),
+        dom: args.dom,
+        stream_type,
+        live: args.flags & XCFLAGS_LIVE != 0,
+        debug: args.flags & XCFLAGS_DEBUG != 0,
+        dominfo: info,
+        p2m_size: 0,
+        dirty: None,
+        deferred: Vec::new(),
+        nr_deferred: 0,
+        batch: Vec::new(),
+        stats: PrecopyStats::default(),
+        qemu_enabled_logdirty: false,
+    };
+    xen.log(
+        Level::Info,
+        &format!("Saving domain {}, type {}", args.dom, ctx.ops.type_name),
+    );
+    log::debug!(
+        "xcsave: saving d{} stream type {:?} live {} (xcsave engine)",
+        args.dom,
+        stream_type,
+        ctx.live
+    );
+    let result = ctx.save_body();
+    if let Err(s) = result {
+        ctx.perror("Save failed", s.errno);
+    }
+    ctx.cleanup();
+    match result {
+        Ok(()) => Outcome::Done {
+            rc: 0,
+            errno: Errno(0),
+        },
+        Err(s) => Outcome::Done {
+            rc: s.rc,
+            errno: s.errno,
+        },
+    }
+}

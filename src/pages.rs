@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! Obtaining mapped guest pages for a batch.
+//!
+//! The engine asks a [`PageSource`] for the pages of one PAGE_DATA batch and writes them while
+//! the source keeps them mapped. [`PerBatch`] maps and unmaps every batch, as the stock saver
+//! does. A caching source can keep mappings across batches, iterations and checkpoints behind
+//! the same trait: it is told about every suspended checkpoint and about the end of the save.
+
+use crate::error::Errno;
+use crate::xen::{DomInfo, Hypervisor};
+
+/// One page of a batch: its contents, or the map error (a negative errno) Xen gave for it.
+pub type PageRef<'a> = Result<&'a [u8], i32>;
+
+/// Why a batch could not be sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BatchError {
+    /// The mapping call itself failed.
+    Map(Errno),
+    /// The consumer of the pages failed (its error, already logged).
+    Consumer(Errno),
+}
+
+/// A source of mapped guest pages.
+pub trait PageSource<H: Hypervisor> {
+    /// Map `gfns` of `dom` for reading and call `consume` with one [`PageRef`] per gfn, in
+    /// order. The pages stay mapped until `consume` returns.
+    fn with_batch(
+        &mut self,
+        xen: &H,
+        dom: u32,
+        gfns: &[u64],
+        consume: &mut dyn FnMut(&[PageRef<'_>]) -> Result<(), Errno>,
+    ) -> Result<(), BatchError>;
+
+    /// The domain is suspended for a checkpoint (or the final round); `info` is its fresh
+    /// domain information and `p2m_size` the p2m size. A cache checks its coherence here.
+    fn suspended(&mut self, xen: &H, dom: u32, info: &DomInfo, p2m_size: u64);
+
+    /// The save is over (success, failover or error): release every mapping.
+    fn teardown(&mut self);
+}
+
+/// Stock's behaviour: one mapping per batch, unmapped as soon as the batch is written.
+#[derive(Debug, Default)]
+pub struct PerBatch;
+
+impl<H: Hypervisor> PageSource<H> for PerBatch {
+    fn with_batch(
+        &mut self,
+        xen: &H,
+        dom: u32,
+        gfns: &[u64],
+        consume: &mut dyn FnMut(&[PageRef<'_>]) -> Result<(), Errno>,
+    ) -> Result<(), BatchError> {
+        let mut errs = vec![0i32; gfns.len()];
+        let mapping = xen
+            .map_foreign(dom, gfns, &mut errs)
+            .map_err(BatchError::Map)?;
+        let pages: Vec<PageRef<'_>> = errs
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| if e == 0 { Ok(mapping.page(i)) } else { Err(e) })
+            .collect();
+        consume(&pages).map_err(BatchError::Consumer)
+        // `mapping` is dropped here: unmapped.
+    }
+
+    fn suspended(&mut self, _xen: &H, _dom: u32, _info: &DomInfo, _p2m_size: u64) {}
+
+    fn teardown(&mut self) {}
+}

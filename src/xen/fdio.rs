@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! The caller's file descriptors: the stream (io_fd) and the COLO back channel (recv_fd).
+//! They are borrowed: nothing here ever closes them.
+
+use crate::error::{Errno, Result};
+use crate::stream::Sink;
+use std::io::Read;
+use std::os::raw::c_int;
+
+/// Largest iovec count of one writev (Linux's IOV_MAX).
+pub const IOV_MAX: usize = 1024;
+
+/// Writes records to a borrowed fd with writev, split at IOV_MAX, retrying EINTR and
+/// short writes.
+pub struct FdSink {
+    fd: c_int,
+}
+
+impl FdSink {
+    /// Borrow `fd`; it is never closed.
+    pub fn new(fd: c_int) -> FdSink {
+        FdSink { fd }
+    }
+}
+
+impl Sink for FdSink {
+    fn write_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
+        // Skip empty parts: a writev of only empty vectors returns 0, like EOF.
+        let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+        let mut idx = 0;
+        while idx < parts.len() {
+            let end = (idx + IOV_MAX).min(parts.len());
+            let iov: Vec<libc::iovec> = parts[idx..end]
+                .iter()
+                .map(|p| libc::iovec {
+                    iov_base: p.as_ptr() as *mut libc::c_void,
+                    iov_len: p.len(),
+                })
+                .collect();
+            // SAFETY: every iovec points into a live borrowed slice; writev only reads them.
+            let n = unsafe { libc::writev(self.fd, iov.as_ptr(), iov.len() as c_int) };
+            if n < 0 {
+                let e = Errno::last();
+                if e.0 == libc::EINTR {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(Errno(libc::EIO));
+            }
+            let mut left = n as usize;
+            while left > 0 {
+                let len = parts[idx].len();
+                if left >= len {
+                    left -= len;
+                    idx += 1;
+                } else {
+                    parts[idx] = &parts[idx][left..];
+                    left = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads from a borrowed fd (the COLO back channel).
+pub struct FdReader {
+    fd: c_int,
+}
+
+impl FdReader {
+    /// Borrow `fd`; it is never closed.
+    pub fn new(fd: c_int) -> FdReader {
+        FdReader { fd }
+    }
+}
+
+impl Read for FdReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+        let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}

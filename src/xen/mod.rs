@@ -1,0 +1,511 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! Xen access: the only place that calls into libxenctrl/libxenguest (and the OS calls that
+//! go with them: munmap of foreign mappings, the caller's file descriptors).
+//!
+//! The save engine sees Xen through the small, safe [`Hypervisor`] trait, so its logic can be
+//! driven by a fake in tests. [`XenCtrl`] implements it over a caller's `xc_interface *`.
+
+pub mod extra;
+pub mod fdio;
+mod mapping;
+
+pub use mapping::ForeignMapping;
+
+use crate::error::{Errno, Result};
+use extra::*;
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::os::raw::{c_int, c_uint, c_ulong};
+use xenctrl_sys as sys;
+
+/// Domain information the saver needs (from `xc_domain_getinfo`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DomInfo {
+    /// Domain id.
+    pub domid: u32,
+    /// HVM (or PVH) guest.
+    pub hvm: bool,
+    /// The domain is shut down.
+    pub shutdown: bool,
+    /// Reason of the shutdown (SHUTDOWN_*).
+    pub shutdown_reason: u32,
+    /// Pages currently allocated to the domain.
+    pub nr_pages: u64,
+    /// Maximum memory, in KiB.
+    pub max_memkb: u64,
+}
+
+/// `SHUTDOWN_suspend` from `xen/sched.h`.
+pub const SHUTDOWN_SUSPEND: u32 = 2;
+
+/// Log-dirty statistics of a CLEAN/PEEK operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShadowStats {
+    /// Faults since the last CLEAN.
+    pub fault_count: u32,
+    /// Dirty pages since the last CLEAN.
+    pub dirty_count: u32,
+}
+
+/// Log-dirty bitmap operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogDirtyOp {
+    /// Copy and clear the bitmap.
+    Clean,
+    /// Copy without clearing.
+    Peek,
+}
+
+/// xentoollog levels (`xentoollog.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum Level {
+    /// XTL_DEBUG.
+    Debug = 1,
+    /// XTL_VERBOSE.
+    Verbose = 2,
+    /// XTL_DETAIL (stock's DPRINTF).
+    Detail = 3,
+    /// XTL_INFO (stock's IPRINTF).
+    Info = 5,
+    /// XTL_WARN.
+    Warn = 7,
+    /// XTL_ERROR.
+    Error = 8,
+}
+
+/// A domain's serialised CPU policy, as the two stream records carry it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CpuPolicy {
+    /// `xen_cpuid_leaf_t` array (24 bytes each).
+    pub cpuid: Vec<u8>,
+    /// `xen_msr_entry_t` array (16 bytes each).
+    pub msrs: Vec<u8>,
+}
+
+/// TSC information of a domain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TscInfo {
+    /// TSC mode.
+    pub mode: u32,
+    /// Elapsed nanoseconds.
+    pub nsec: u64,
+    /// Guest TSC frequency in kHz.
+    pub khz: u32,
+    /// Incarnation.
+    pub incarnation: u32,
+}
+
+/// A dirty bitmap Xen can write into (a hypercall buffer for the real thing).
+pub trait DirtyBitmap {
+    /// The bitmap's words: bit `p` is bit `p % 64` of word `p / 64`.
+    fn words(&self) -> &[u64];
+    /// The bitmap's words, writable.
+    fn words_mut(&mut self) -> &mut [u64];
+}
+
+/// Everything the save engine asks of Xen and of the caller's logger.
+pub trait Hypervisor {
+    /// The dirty bitmap type this hypervisor fills.
+    type Bitmap: DirtyBitmap;
+
+    /// Information about the first domain with id >= `dom` (None if there is none).
+    fn domain_info(&self, dom: u32) -> Result<Option<DomInfo>>;
+    /// `XENVER_version`: major << 16 | minor.
+    fn xen_version(&self) -> Result<u32>;
+    /// The p2m size of `dom` (maximum gpfn + 1).
+    fn nr_gpfns(&self, dom: u32) -> Result<u64>;
+    /// Turn shadow/log-dirty mode off.
+    fn shadow_off(&self, dom: u32) -> Result<()>;
+    /// Enable log-dirty mode.
+    fn enable_logdirty(&self, dom: u32) -> Result<()>;
+    /// Allocate a zeroed bitmap of `bits` bits.
+    fn alloc_bitmap(&self, bits: u64) -> Result<Self::Bitmap>;
+    /// CLEAN or PEEK the log-dirty bitmap of `pages` pages. Fails unless Xen reports all
+    /// `pages` pages.
+    fn logdirty(
+        &self,
+        dom: u32,
+        op: LogDirtyOp,
+        bitmap: &mut Self::Bitmap,
+        pages: u64,
+        final_round: bool,
+    ) -> Result<ShadowStats>;
+    /// Overwrite each gfn of `arr` with its page type.
+    fn pfn_types(&self, dom: u32, arr: &mut [u64]) -> Result<()>;
+    /// Map `gfns` read-only and contiguously; per-page errors (negative errno) go to `errs`.
+    fn map_foreign(&self, dom: u32, gfns: &[u64], errs: &mut [i32]) -> Result<ForeignMapping>;
+    /// Size of the HVM context blob.
+    fn hvm_context_size(&self, dom: u32) -> Result<usize>;
+    /// Fetch the HVM context into `buf`; returns the bytes used.
+    fn hvm_context(&self, dom: u32, buf: &mut [u8]) -> Result<usize>;
+    /// Read one HVM param.
+    fn hvm_param(&self, dom: u32, index: u32) -> Result<u64>;
+    /// TSC information.
+    fn tsc_info(&self, dom: u32) -> Result<TscInfo>;
+    /// The domain's serialised CPU policy; the error carries stock's message for the step
+    /// that failed.
+    fn cpu_policy(&self, dom: u32) -> std::result::Result<CpuPolicy, (Errno, String)>;
+
+    /// Log through the caller's logger (`xc_report`).
+    fn log(&self, level: Level, msg: &str);
+    /// Log an error and record it as the handle's last error (`xc_report_error`).
+    fn report_error(&self, msg: &str);
+    /// `xc_report_progress_single`.
+    fn progress_single(&self, doing: &str);
+    /// `xc_set_progress_prefix` (None clears it).
+    fn set_progress_prefix(&self, prefix: Option<&str>);
+    /// `xc_report_progress_step` under the current prefix.
+    fn progress_step(&self, done: u64, total: u64);
+}
+
+/// Turn a message into a C string, replacing any NUL.
+fn cstring(msg: &str) -> CString {
+    CString::new(msg.replace('\0', "\\0")).expect("NULs were replaced")
+}
+
+/// Where the `log` facade sends lines: one caller's `xc_interface`. Copyable handle; valid
+/// while the save call that created it runs.
+#[derive(Clone, Copy)]
+pub struct LogTarget {
+    xch: *mut sys::xc_interface,
+}
+
+impl LogTarget {
+    /// Emit one line at `level` through the handle's logger.
+    pub fn emit(&self, level: Level, msg: &str) {
+        let c = cstring(msg);
+        // SAFETY: a LogTarget exists only while the save call that owns the live
+        // `xc_interface` runs (see `logging::scope`); the logger pointer is read at the
+        // documented 4.17 offset and may be NULL only if the handle is broken, checked here.
+        unsafe {
+            let lg = (*(self.xch as *const XcInterfacePrefix)).error_handler;
+            if lg.is_null() {
+                return;
+            }
+            xc_report(self.xch, lg, level as c_uint, 0, c"%s".as_ptr(), c.as_ptr());
+        }
+    }
+}
+
+/// The real hypervisor behind a caller's `xc_interface *`.
+pub struct XenCtrl {
+    xch: *mut sys::xc_interface,
+    prefix: RefCell<Option<CString>>,
+}
+
+impl XenCtrl {
+    /// Wrap a caller's handle.
+    ///
+    /// # Safety
+    /// `xch` must be a live handle from `xc_interface_open` that outlives this value.
+    pub unsafe fn new(xch: *mut sys::xc_interface) -> XenCtrl {
+        XenCtrl {
+            xch,
+            prefix: RefCell::new(None),
+        }
+    }
+
+    /// The handle's logger, for the `log` facade.
+    pub fn log_target(&self) -> LogTarget {
+        LogTarget { xch: self.xch }
+    }
+}
+
+impl Drop for XenCtrl {
+    fn drop(&mut self) {
+        // Never leave libxenctrl pointing at our freed prefix string.
+        self.set_progress_prefix(None);
+    }
+}
+
+/// Dirty bitmap in a hypercall buffer.
+pub struct HcBitmap {
+    xch: *mut sys::xc_interface,
+    hbuf: Box<sys::xc_hypercall_buffer_t>,
+    words: usize,
+    npages: c_int,
+}
+
+impl DirtyBitmap for HcBitmap {
+    fn words(&self) -> &[u64] {
+        // SAFETY: hbuf.hbuf points at npages*4096 zero-initialised bytes owned by this value
+        // (allocated in alloc_bitmap, freed in drop), and words*8 <= npages*4096.
+        unsafe { std::slice::from_raw_parts(self.hbuf.hbuf as *const u64, self.words) }
+    }
+    fn words_mut(&mut self) -> &mut [u64] {
+        // SAFETY: as in `words`; &mut self guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.hbuf.hbuf as *mut u64, self.words) }
+    }
+}
+
+impl Drop for HcBitmap {
+    fn drop(&mut self) {
+        // SAFETY: the buffer was allocated by xc__hypercall_buffer_alloc_pages with the same
+        // handle and page count, and is freed once.
+        unsafe { sys::xc__hypercall_buffer_free_pages(self.xch, &mut *self.hbuf, self.npages) }
+    }
+}
+
+/// Run a libxenctrl call returning a negative value on failure; map it to errno.
+fn check(rc: c_int) -> Result<c_int> {
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc)
+    }
+}
+
+impl Hypervisor for XenCtrl {
+    type Bitmap = HcBitmap;
+
+    fn domain_info(&self, dom: u32) -> Result<Option<DomInfo>> {
+        let mut info = sys::xc_dominfo_t::default();
+        // SAFETY: xch is live (XenCtrl::new contract); info is a valid out-parameter for one.
+        let n = check(unsafe { sys::xc_domain_getinfo(self.xch, dom, 1, &mut info) })?;
+        if n != 1 {
+            return Ok(None);
+        }
+        Ok(Some(DomInfo {
+            domid: info.domid,
+            hvm: info.hvm() != 0,
+            shutdown: info.shutdown() != 0,
+            shutdown_reason: info.shutdown_reason,
+            nr_pages: info.nr_pages,
+            max_memkb: info.max_memkb,
+        }))
+    }
+
+    fn xen_version(&self) -> Result<u32> {
+        // SAFETY: XENVER_version takes no argument buffer.
+        let v = check(unsafe { sys::xc_version(self.xch, 0, std::ptr::null_mut()) })?;
+        Ok(v as u32)
+    }
+
+    fn nr_gpfns(&self, dom: u32) -> Result<u64> {
+        let mut n: sys::xen_pfn_t = 0;
+        // SAFETY: n is a valid out-parameter.
+        check(unsafe { sys::xc_domain_nr_gpfns(self.xch, dom, &mut n) })?;
+        Ok(n as u64)
+    }
+
+    fn shadow_off(&self, dom: u32) -> Result<()> {
+        // SAFETY: OFF takes no buffer (mb may be NULL).
+        check(unsafe { sys::xc_shadow_control(self.xch, dom, 0, std::ptr::null_mut(), 0) })
+            .map(|_| ())
+    }
+
+    fn enable_logdirty(&self, dom: u32) -> Result<()> {
+        // SAFETY: ENABLE_LOGDIRTY (2) takes no buffer.
+        check(unsafe { sys::xc_shadow_control(self.xch, dom, 2, std::ptr::null_mut(), 0) })
+            .map(|_| ())
+    }
+
+    fn alloc_bitmap(&self, bits: u64) -> Result<HcBitmap> {
+        let words = bits.div_ceil(64) as usize;
+        let npages = (words * 8).div_ceil(4096).max(1);
+        let npages_c = c_int::try_from(npages).map_err(|_| Errno(libc::E2BIG))?;
+        let mut hbuf: Box<sys::xc_hypercall_buffer_t> = Box::default();
+        // SAFETY: hbuf is a zeroed hypercall-buffer descriptor that lives (boxed) as long as
+        // the allocation; the library fills hbuf.hbuf.
+        let p = unsafe { sys::xc__hypercall_buffer_alloc_pages(self.xch, &mut *hbuf, npages_c) };
+        if p.is_null() {
+            return Err(Errno::last());
+        }
+        // SAFETY: p points at npages*4096 writable bytes just allocated.
+        unsafe { std::ptr::write_bytes(p as *mut u8, 0, npages * 4096) };
+        Ok(HcBitmap {
+            xch: self.xch,
+            hbuf,
+            words,
+            npages: npages_c,
+        })
+    }
+
+    fn logdirty(
+        &self,
+        dom: u32,
+        op: LogDirtyOp,
+        bitmap: &mut HcBitmap,
+        pages: u64,
+        final_round: bool,
+    ) -> Result<ShadowStats> {
+        let sop: c_uint = match op {
+            LogDirtyOp::Clean => 11,
+            LogDirtyOp::Peek => 12,
+        };
+        let mut stats = sys::xc_shadow_op_stats_t::default();
+        // SAFETY: bitmap.hbuf describes a live hypercall buffer of at least `pages` bits.
+        let rc = unsafe {
+            sys::xc_logdirty_control(
+                self.xch,
+                dom,
+                sop,
+                &mut *bitmap.hbuf,
+                pages as c_ulong,
+                final_round as c_uint,
+                &mut stats,
+            )
+        };
+        if rc != pages as i64 {
+            let e = Errno::last();
+            return Err(if rc >= 0 { Errno(libc::EIO) } else { e });
+        }
+        Ok(ShadowStats {
+            fault_count: stats.fault_count,
+            dirty_count: stats.dirty_count,
+        })
+    }
+
+    fn pfn_types(&self, dom: u32, arr: &mut [u64]) -> Result<()> {
+        let n = c_uint::try_from(arr.len()).map_err(|_| Errno(libc::E2BIG))?;
+        // SAFETY: arr has n writable xen_pfn_t (u64 on x86_64) entries.
+        let rc = unsafe { xc_get_pfn_type_batch(self.xch, dom, n, arr.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
+
+    fn map_foreign(&self, dom: u32, gfns: &[u64], errs: &mut [i32]) -> Result<ForeignMapping> {
+        assert_eq!(gfns.len(), errs.len(), "one error slot per gfn");
+        let n = c_uint::try_from(gfns.len()).map_err(|_| Errno(libc::E2BIG))?;
+        // SAFETY: gfns/errs have n entries each; the result is a fresh mapping of n pages
+        // (or NULL), owned from here on by ForeignMapping which munmaps it.
+        let p = unsafe {
+            xc_map_foreign_bulk(
+                self.xch,
+                dom,
+                libc::PROT_READ,
+                gfns.as_ptr(),
+                errs.as_mut_ptr(),
+                n,
+            )
+        };
+        if p.is_null() {
+            return Err(Errno::last());
+        }
+        // SAFETY: p is a mapping of exactly gfns.len() pages that nobody else owns.
+        Ok(unsafe { ForeignMapping::from_raw(p as *mut u8, gfns.len()) })
+    }
+
+    fn hvm_context_size(&self, dom: u32) -> Result<usize> {
+        // SAFETY: a NULL buffer with size 0 asks for the size only.
+        let n = check(unsafe {
+            sys::xc_domain_hvm_getcontext(self.xch, dom, std::ptr::null_mut(), 0)
+        })?;
+        Ok(n as usize)
+    }
+
+    fn hvm_context(&self, dom: u32, buf: &mut [u8]) -> Result<usize> {
+        let len = u32::try_from(buf.len()).map_err(|_| Errno(libc::E2BIG))?;
+        // SAFETY: buf has len writable bytes.
+        let n =
+            check(unsafe { sys::xc_domain_hvm_getcontext(self.xch, dom, buf.as_mut_ptr(), len) })?;
+        Ok(n as usize)
+    }
+
+    fn hvm_param(&self, dom: u32, index: u32) -> Result<u64> {
+        let mut v = 0u64;
+        // SAFETY: v is a valid out-parameter.
+        let rc = unsafe { sys::xc_hvm_param_get(self.xch, dom, index, &mut v) };
+        if rc != 0 {
+            return Err(Errno::last());
+        }
+        Ok(v)
+    }
+
+    fn tsc_info(&self, dom: u32) -> Result<TscInfo> {
+        let mut t = TscInfo::default();
+        // SAFETY: all four are valid out-parameters.
+        check(unsafe {
+            sys::xc_domain_get_tsc_info(
+                self.xch,
+                dom,
+                &mut t.mode,
+                &mut t.nsec,
+                &mut t.khz,
+                &mut t.incarnation,
+            )
+        })?;
+        Ok(t)
+    }
+
+    fn cpu_policy(&self, dom: u32) -> std::result::Result<CpuPolicy, (Errno, String)> {
+        let (mut nr_leaves, mut nr_msrs) = (0u32, 0u32);
+        // SAFETY: out-parameters are valid.
+        if unsafe { xc_cpu_policy_get_size(self.xch, &mut nr_leaves, &mut nr_msrs) } < 0 {
+            return Err((Errno::last(), "Unable to get CPU Policy size".into()));
+        }
+        let mut cpuid = vec![0u8; nr_leaves as usize * 24];
+        let mut msrs = vec![0u8; nr_msrs as usize * 16];
+        // SAFETY: allocation of an opaque object, destroyed below on every path.
+        let policy = unsafe { xc_cpu_policy_init() };
+        if policy.is_null() {
+            return Err((
+                Errno(libc::ENOMEM),
+                "Cannot allocate memory for CPU Policy".into(),
+            ));
+        }
+        // SAFETY: policy is live; buffers are sized by the counts passed with them.
+        let result = unsafe {
+            if xc_cpu_policy_get_domain(self.xch, dom, policy) != 0 {
+                Err((Errno::last(), format!("Unable to get d{dom} CPU Policy")))
+            } else if xc_cpu_policy_serialise(
+                self.xch,
+                policy,
+                cpuid.as_mut_ptr().cast(),
+                &mut nr_leaves,
+                msrs.as_mut_ptr().cast(),
+                &mut nr_msrs,
+            ) != 0
+            {
+                Err((
+                    Errno::last(),
+                    format!("Unable to serialize d{dom} CPU Policy"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        // SAFETY: policy came from xc_cpu_policy_init and is destroyed once.
+        unsafe { xc_cpu_policy_destroy(policy) };
+        result?;
+        cpuid.truncate(nr_leaves as usize * 24);
+        msrs.truncate(nr_msrs as usize * 16);
+        Ok(CpuPolicy { cpuid, msrs })
+    }
+
+    fn log(&self, level: Level, msg: &str) {
+        self.log_target().emit(level, msg);
+    }
+
+    fn report_error(&self, msg: &str) {
+        let c = cstring(msg);
+        // SAFETY: xch is live; "%s" consumes exactly the one string argument.
+        unsafe { xc_report_error(self.xch, XC_INTERNAL_ERROR, c"%s".as_ptr(), c.as_ptr()) };
+    }
+
+    fn progress_single(&self, doing: &str) {
+        let c = cstring(doing);
+        // SAFETY: xch is live; the string outlives the call.
+        unsafe { xc_report_progress_single(self.xch, c.as_ptr()) };
+    }
+
+    fn set_progress_prefix(&self, prefix: Option<&str>) {
+        let new = prefix.map(cstring);
+        let ptr = new.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+        // SAFETY: libxenctrl keeps the pointer; we keep the CString alive in self.prefix
+        // until it is replaced (after the library already points at the new one).
+        unsafe { xc_set_progress_prefix(self.xch, ptr) };
+        *self.prefix.borrow_mut() = new;
+    }
+
+    fn progress_step(&self, done: u64, total: u64) {
+        if self.prefix.borrow().is_none() {
+            return; // libxenctrl asserts a prefix is set.
+        }
+        // SAFETY: xch is live and a prefix is set.
+        unsafe { xc_report_progress_step(self.xch, done as c_ulong, total as c_ulong) };
+    }
+}
