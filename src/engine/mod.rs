@@ -854,3 +854,6 @@ pub fn domain_save<H: Hypervisor>(xen: &H, io: Io<'_, H>, args: &SaveArgs) -> Ou
         },
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,552 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! The engine driven by a fake hypervisor: record order, PAGE_DATA contents, callback order
+//! and return-value rules, the COLO back channel and cleanup.
+
+use super::*;
+use crate::error::Result;
+use crate::pages::PerBatch;
+use crate::stream::{pfinfo, rec, PAGE_SIZE};
+use crate::xen::{CpuPolicy, ForeignMapping, ShadowStats, TscInfo};
+use std::cell::{Cell, RefCell};
+
+struct VecBitmap(Vec<u64>);
+
+impl DirtyBitmap for VecBitmap {
+    fn words(&self) -> &[u64] {
+        &self.0
+    }
+    fn words_mut(&mut self) -> &mut [u64] {
+        &mut self.0
+    }
+}
+
+/// A guest of `p2m` pages: page p holds byte `p % 251 + gen`; pfn 5 is a hole, 7 broken.
+struct FakeXen {
+    p2m: u64,
+    suspended: Cell<bool>,
+    logdirty_on: Cell<bool>,
+    /// Dirty pfns reported by successive CLEANs.
+    dirty_rounds: RefCell<Vec<Vec<u64>>>,
+    fail_map_gfn: Option<u64>,
+    logs: RefCell<Vec<String>>,
+    live_maps: Cell<i64>,
+    maps: Cell<u64>,
+}
+
+impl FakeXen {
+    fn new(p2m: u64) -> FakeXen {
+        FakeXen {
+            p2m,
+            suspended: Cell::new(false),
+            logdirty_on: Cell::new(false),
+            dirty_rounds: RefCell::new(Vec::new()),
+            fail_map_gfn: None,
+            logs: RefCell::new(Vec::new()),
+            live_maps: Cell::new(0),
+            maps: Cell::new(0),
+        }
+    }
+    fn byte(p: u64) -> u8 {
+        (p % 251) as u8
+    }
+    fn logged(&self, needle: &str) -> bool {
+        self.logs.borrow().iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Hypervisor for FakeXen {
+    type Bitmap = VecBitmap;
+    fn domain_info(&self, dom: u32) -> Result<Option<DomInfo>> {
+        if dom > 7 {
+            return Ok(None);
+        }
+        Ok(Some(DomInfo {
+            domid: 7,
+            hvm: true,
+            shutdown: self.suspended.get(),
+            shutdown_reason: if self.suspended.get() {
+                SHUTDOWN_SUSPEND
+            } else {
+                0
+            },
+            nr_pages: self.p2m,
+            max_memkb: self.p2m * 4,
+        }))
+    }
+    fn xen_version(&self) -> Result<u32> {
+        Ok((4 << 16) | 17)
+    }
+    fn nr_gpfns(&self, _: u32) -> Result<u64> {
+        Ok(self.p2m)
+    }
+    fn shadow_off(&self, _: u32) -> Result<()> {
+        self.logdirty_on.set(false);
+        Ok(())
+    }
+    fn enable_logdirty(&self, _: u32) -> Result<()> {
+        if self.logdirty_on.replace(true) {
+            return Err(Errno(libc::EINVAL));
+        }
+        Ok(())
+    }
+    fn alloc_bitmap(&self, bits: u64) -> Result<VecBitmap> {
+        Ok(VecBitmap(vec![0; bitmap::words_for(bits)]))
+    }
+    fn logdirty(
+        &self,
+        _: u32,
+        op: LogDirtyOp,
+        bm: &mut VecBitmap,
+        pages: u64,
+        _final_round: bool,
+    ) -> Result<ShadowStats> {
+        assert_eq!(pages, self.p2m);
+        bitmap::clear(&mut bm.0);
+        let round = match op {
+            LogDirtyOp::Clean if !self.dirty_rounds.borrow().is_empty() => {
+                self.dirty_rounds.borrow_mut().remove(0)
+            }
+            _ => Vec::new(),
+        };
+        for &p in &round {
+            bitmap::set(&mut bm.0, p);
+        }
+        Ok(ShadowStats {
+            fault_count: 0,
+            dirty_count: round.len() as u32,
+        })
+    }
+    fn pfn_types(&self, _: u32, arr: &mut [u64]) -> Result<()> {
+        for a in arr.iter_mut() {
+            *a = match *a {
+                5 => pfinfo::XTAB as u64,
+                7 => pfinfo::BROKEN as u64,
+                _ => 0,
+            };
+        }
+        Ok(())
+    }
+    fn map_foreign(&self, _: u32, gfns: &[u64], errs: &mut [i32]) -> Result<ForeignMapping> {
+        let mut m = ForeignMapping::anonymous(gfns.len());
+        for (i, &g) in gfns.iter().enumerate() {
+            assert!(g != 5 && g != 7, "holes and broken pages are never mapped");
+            errs[i] = if Some(g) == self.fail_map_gfn {
+                -libc::EFAULT
+            } else {
+                0
+            };
+            m.page_mut(i).fill(Self::byte(g));
+        }
+        self.maps.set(self.maps.get() + 1);
+        self.live_maps.set(self.live_maps.get() + 1);
+        Ok(m)
+    }
+    fn hvm_context_size(&self, _: u32) -> Result<usize> {
+        Ok(100)
+    }
+    fn hvm_context(&self, _: u32, buf: &mut [u8]) -> Result<usize> {
+        buf.fill(0xcc);
+        Ok(90)
+    }
+    fn hvm_param(&self, _: u32, index: u32) -> Result<u64> {
+        Ok(match index {
+            1 => 0xfeffc,
+            17 => 0xfeffd,
+            _ => 0,
+        })
+    }
+    fn tsc_info(&self, _: u32) -> Result<TscInfo> {
+        Ok(TscInfo {
+            mode: 1,
+            nsec: 2,
+            khz: 3,
+            incarnation: 4,
+        })
+    }
+    fn cpu_policy(&self, _: u32) -> std::result::Result<CpuPolicy, (Errno, String)> {
+        Ok(CpuPolicy {
+            cpuid: vec![1; 48],
+            msrs: vec![2; 16],
+        })
+    }
+    fn log(&self, _: Level, msg: &str) {
+        self.logs.borrow_mut().push(msg.to_string());
+    }
+    fn report_error(&self, msg: &str) {
+        self.logs.borrow_mut().push(format!("ERROR {msg}"));
+    }
+    fn progress_single(&self, doing: &str) {
+        self.logs.borrow_mut().push(format!("PROGRESS {doing}"));
+    }
+    fn set_progress_prefix(&self, _: Option<&str>) {}
+    fn progress_step(&self, _: u64, _: u64) {}
+}
+
+/// Callbacks that record their calls and return scripted values.
+struct Script<'a> {
+    xen: &'a FakeXen,
+    calls: Vec<&'static str>,
+    checkpoints_left: i32,
+    suspend_rc: i32,
+    colo: bool,
+}
+
+impl Callbacks for Script<'_> {
+    fn has(&self, _: Callback) -> bool {
+        true
+    }
+    fn suspend(&mut self) -> i32 {
+        self.calls.push("suspend");
+        self.xen.suspended.set(true);
+        self.suspend_rc
+    }
+    fn precopy_policy(&mut self, _: PrecopyStats) -> Option<i32> {
+        None
+    }
+    fn postcopy(&mut self) -> i32 {
+        self.calls.push("postcopy");
+        self.xen.suspended.set(false);
+        1
+    }
+    fn checkpoint(&mut self) -> i32 {
+        self.calls.push("checkpoint");
+        if self.colo {
+            return 1;
+        }
+        self.checkpoints_left -= 1;
+        (self.checkpoints_left > 0) as i32
+    }
+    fn wait_checkpoint(&mut self) -> i32 {
+        self.calls.push("wait_checkpoint");
+        self.checkpoints_left -= 1;
+        (self.checkpoints_left > 0) as i32
+    }
+    fn switch_qemu_logdirty(&mut self, _: u32, enable: bool) -> i32 {
+        self.calls.push(if enable { "qemu_on" } else { "qemu_off" });
+        0
+    }
+}
+
+/// Parse a stream after its two headers into (type, body) records.
+fn records(s: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    assert_eq!(&s[..24], &stream::image_header()[..]);
+    assert_eq!(&s[24..40], &stream::domain_header(2, (4 << 16) | 17)[..]);
+    let mut out = Vec::new();
+    let mut o = 40;
+    while o < s.len() {
+        let t = u32::from_le_bytes(s[o..o + 4].try_into().unwrap());
+        let l = u32::from_le_bytes(s[o + 4..o + 8].try_into().unwrap()) as usize;
+        out.push((t, s[o + 8..o + 8 + l].to_vec()));
+        o += 8 + l + stream::padding(l);
+    }
+    assert_eq!(o, s.len(), "records end exactly at the end of the stream");
+    out
+}
+
+/// Pfns of a PAGE_DATA body, checking each data page's contents.
+fn page_data_pfns(body: &[u8]) -> Vec<u64> {
+    let count = u32::from_le_bytes(body[0..4].try_into().unwrap()) as usize;
+    let mut data = 8 + 8 * count;
+    let mut pfns = Vec::new();
+    for i in 0..count {
+        let e = u64::from_le_bytes(body[8 + 8 * i..16 + 8 * i].try_into().unwrap());
+        let (pfn, t) = (e & 0x000f_ffff_ffff_ffff, (e >> 32) as u32);
+        if stream::page_type_has_stream_data(t) {
+            let page = &body[data..data + PAGE_SIZE];
+            assert!(
+                page.iter().all(|&b| b == FakeXen::byte(pfn)),
+                "pfn {pfn} data"
+            );
+            data += PAGE_SIZE;
+        }
+        pfns.push(pfn);
+    }
+    assert_eq!(
+        data,
+        body.len(),
+        "PAGE_DATA length covers exactly its pages"
+    );
+    pfns
+}
+
+fn run(xen: &FakeXen, cb: &mut Script<'_>, flags: u32, st: u32, back: &[u8]) -> (Outcome, Vec<u8>) {
+    let mut out = Vec::new();
+    let mut recv = back;
+    let mut pages = PerBatch;
+    let io = Io {
+        sink: &mut out,
+        recv: &mut recv,
+        pages: &mut pages,
+        cb,
+    };
+    let args = SaveArgs {
+        dom: 7,
+        flags,
+        stream_type: st,
+        io_fd: 3,
+    };
+    let o = domain_save(xen, io, &args);
+    (o, out)
+}
+
+fn types_of(recs: &[(u32, Vec<u8>)]) -> Vec<u32> {
+    recs.iter().map(|r| r.0).collect()
+}
+
+const OK: Outcome = Outcome::Done {
+    rc: 0,
+    errno: Errno(0),
+};
+
+#[test]
+fn plain_nonlive_record_order_and_contents() {
+    let xen = FakeXen::new(2100);
+    let mut cb = Script {
+        xen: &xen,
+        calls: vec![],
+        checkpoints_left: 0,
+        suspend_rc: 1,
+        colo: false,
+    };
+    let (o, s) = run(&xen, &mut cb, 0, 0, &[]);
+    assert_eq!(o, OK);
+    let recs = records(&s);
+    assert_eq!(
+        types_of(&recs),
+        vec![
+            rec::X86_CPUID_POLICY,
+            rec::X86_MSR_POLICY,
+            rec::STATIC_DATA_END,
+            rec::PAGE_DATA,
+            rec::PAGE_DATA,
+            rec::PAGE_DATA,
+            rec::X86_TSC_INFO,
+            rec::HVM_CONTEXT,
+            rec::HVM_PARAMS,
+            rec::END
+        ]
+    );
+    let pfns: Vec<u64> = recs[3..6]
+        .iter()
+        .flat_map(|r| page_data_pfns(&r.1))
+        .collect();
+    assert_eq!(
+        pfns,
+        (0..2100).collect::<Vec<_>>(),
+        "every pfn once, in order"
+    );
+    assert_eq!(recs[3].1[0..4], 1024u32.to_le_bytes(), "batches of 1024");
+    assert_eq!(recs[7].1.len(), 90, "HVM context has the size Xen returned");
+    assert_eq!(
+        recs[8].1,
+        stream::hvm_params_body(&[(1, 0xfeffc), (17, 0xfeffd)])
+    );
+    assert_eq!(cb.calls, vec!["qemu_on", "suspend", "qemu_off"]);
+    assert_eq!(xen.maps.get(), 3, "one mapping per batch");
+    assert!(!xen.logdirty_on.get(), "log-dirty off after the save");
+}
+
+#[test]
+fn live_sends_dirty_rounds_then_final() {
+    let xen = FakeXen::new(300);
+    // Precopy round 2 sees 60 dirty pages (>= 50: go on), round 3 sees 3 (stop), final 2.
+    *xen.dirty_rounds.borrow_mut() = vec![(100..160).collect(), vec![1, 2, 3], vec![4, 299]];
+    let mut cb = Script {
+        xen: &xen,
+        calls: vec![],
+        checkpoints_left: 0,
+        suspend_rc: 1,
+        colo: false,
+    };
+    let (o, s) = run(&xen, &mut cb, XCFLAGS_LIVE, 0, &[]);
+    assert_eq!(o, OK);
+    let recs = records(&s);
+    let batches: Vec<Vec<u64>> = recs
+        .iter()
+        .filter(|r| r.0 == rec::PAGE_DATA)
+        .map(|r| page_data_pfns(&r.1))
+        .collect();
+    assert_eq!(batches.len(), 4);
+    assert_eq!(batches[0], (0..300).collect::<Vec<_>>());
+    assert_eq!(batches[1], (100..160).collect::<Vec<_>>());
+    assert_eq!(batches[2], vec![1, 2, 3]);
+    assert_eq!(batches[3], vec![4, 299]);
+    assert_eq!(cb.calls, vec!["qemu_on", "suspend", "qemu_off"]);
+}
+
+#[test]
+fn colo_checkpoints_merge_back_channel() {
+    let xen = FakeXen::new(64);
+    *xen.dirty_rounds.borrow_mut() = vec![vec![], vec![10], vec![11]];
+    let mut back = Vec::new();
+    for pfns in [vec![20u64, 3], vec![]] {
+        let body: Vec<u8> = pfns.iter().flat_map(|p| p.to_le_bytes()).collect();
+        back.extend(stream::encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&body]).unwrap());
+    }
+    let mut cb = Script {
+        xen: &xen,
+        calls: vec![],
+        checkpoints_left: 3,
+        suspend_rc: 1,
+        colo: true,
+    };
+    let (o, s) = run(&xen, &mut cb, XCFLAGS_LIVE, 2, &back);
+    // The third wait_checkpoint returns 0: stock returns that 0, without END.
+    assert!(matches!(o, Outcome::Done { rc: 0, .. }), "{o:?}");
+    assert!(
+        xen.logged("Save failed"),
+        "stock logs the graceful stop as a failure"
+    );
+    let recs = records(&s);
+    assert_eq!(recs.iter().filter(|r| r.0 == rec::CHECKPOINT).count(), 3);
+    assert!(!types_of(&recs).contains(&rec::END));
+    let batches: Vec<Vec<u64>> = recs
+        .iter()
+        .filter(|r| r.0 == rec::PAGE_DATA)
+        .map(|r| page_data_pfns(&r.1))
+        .collect();
+    // First checkpoint live: everything, an empty precopy round, then the final round. Later
+    // checkpoints merge the secondary's pfns into the primary's dirty ones; an empty union
+    // sends no PAGE_DATA at all.
+    assert_eq!(batches.len(), 3);
+    assert_eq!(batches[0], (0..64).collect::<Vec<_>>());
+    assert_eq!(batches[1], vec![10]);
+    assert_eq!(batches[2], vec![3, 11, 20]);
+    assert_eq!(
+        cb.calls,
+        vec![
+            "qemu_on",
+            "suspend",
+            "checkpoint",
+            "postcopy",
+            "wait_checkpoint",
+            "suspend",
+            "checkpoint",
+            "postcopy",
+            "wait_checkpoint",
+            "suspend",
+            "checkpoint",
+            "postcopy",
+            "wait_checkpoint",
+            "qemu_off"
+        ]
+    );
+}
+
+#[test]
+fn colo_rejects_bad_back_channel() {
+    let cases: Vec<(Vec<u8>, i32, &str)> = vec![
+        (
+            stream::encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&64u64.to_le_bytes()]).unwrap(),
+            libc::EINVAL,
+            "Invalid pfn 0x40",
+        ),
+        (
+            stream::encode_record(rec::CHECKPOINT, &[]).unwrap(),
+            libc::EINVAL,
+            "Expect dirty bitmap record",
+        ),
+        (
+            stream::encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&[1, 2, 3]]).unwrap(),
+            libc::EINVAL,
+            "Invalid dirty pfn list record length 3",
+        ),
+        (vec![15, 0, 0, 0, 16, 0], libc::EIO, "truncated"),
+    ];
+    for (back, errno, msg) in cases {
+        let xen = FakeXen::new(64);
+        let mut cb = Script {
+            xen: &xen,
+            calls: vec![],
+            checkpoints_left: 3,
+            suspend_rc: 1,
+            colo: true,
+        };
+        // Not live: the very first checkpoint reads the back channel.
+        assert!(cb.colo);
+        let (o, _) = run(&xen, &mut cb, 0, 2, &back);
+        assert_eq!(
+            o,
+            Outcome::Done {
+                rc: -1,
+                errno: Errno(errno)
+            },
+            "{msg}"
+        );
+        assert!(xen.logged(msg), "{msg}: {:?}", xen.logs.borrow());
+        assert!(xen.logged("Failed to get secondary vm's dirty pages"));
+        assert_eq!(cb.calls.last(), Some(&"qemu_off"), "cleanup ran");
+        assert_eq!(xen.live_maps.get() as u64, xen.maps.get());
+    }
+}
+
+#[test]
+fn failures_return_minus_one_with_errno() {
+    // Suspend callback failure.
+    let xen = FakeXen::new(16);
+    let mut cb = Script {
+        xen: &xen,
+        calls: vec![],
+        checkpoints_left: 0,
+        suspend_rc: 0,
+        colo: false,
+    };
+    let (o, s) = run(&xen, &mut cb, 0, 0, &[]);
+    assert!(matches!(o, Outcome::Done { rc: -1, .. }), "{o:?}");
+    assert!(xen.logged("save callback suspend() failed: 0"));
+    assert!(!types_of(&records(&s)).contains(&rec::END));
+    assert_eq!(cb.calls, vec!["qemu_on", "suspend", "qemu_off"]);
+
+    // A per-page map error.
+    let mut xen = FakeXen::new(16);
+    xen.fail_map_gfn = Some(9);
+    let mut cb = Script {
+        xen: &xen,
+        calls: vec![],
+        checkpoints_left: 0,
+        suspend_rc: 1,
+        colo: false,
+    };
+    let (o, _) = run(&xen, &mut cb, 0, 0, &[]);
+    assert_eq!(
+        o,
+        Outcome::Done {
+            rc: -1,
+            errno: Errno(libc::EFAULT)
+        }
+    );
+    assert!(xen.logged("Mapping of pfn 0x9 (mfn 0x9) failed -14"));
+
+    // No such domain.
+    let xen = FakeXen::new(16);
+    let mut cb = Script {
+        xen: &xen,
+        calls: vec![],
+        checkpoints_left: 0,
+        suspend_rc: 1,
+        colo: false,
+    };
+    let mut out = Vec::new();
+    let mut pages = PerBatch;
+    let io = Io {
+        sink: &mut out,
+        recv: &mut &[][..],
+        pages: &mut pages,
+        cb: &mut cb,
+    };
+    let args = SaveArgs {
+        dom: 9,
+        flags: 0,
+        stream_type: 0,
+        io_fd: 3,
+    };
+    assert_eq!(
+        domain_save(&xen, io, &args),
+        Outcome::Done {
+            rc: -1,
+            errno: Errno(libc::ESRCH)
+        }
+    );
+    assert!(out.is_empty());
+    assert!(cb.calls.is_empty());
+}
