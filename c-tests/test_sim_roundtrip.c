@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: GPL-3.0-only
+/*
+ * Stock xc_domain_save -> stock xc_domain_restore on xensim.
+ * Sub-cases: nonlive, live, remus, colo (default: all).
+ */
+#include <string.h>
+
+#include "harness.h"
+
+#define MiB (1024ull * 1024)
+
+static void run(const char *name, xc_stream_type_t stream, int live,
+                uint64_t rate, unsigned int ckpts)
+{
+    struct harness_opts o = {
+        .src = 1, .dst = 2, .stream = stream, .live = live,
+        .checkpoints = ckpts, .dirty_rate = rate, .dirty_first = 0x100,
+        .dirty_count = 4096, .burst_pages = stream ? 64 : 0,
+        .secondary_pages = stream == XC_STREAM_COLO ? 16 : 0,
+    };
+    struct harness_result r;
+
+    xensim_destroy_all();
+    harness_make_pair(1, 2, 64 * MiB, 1234);
+    if (harness_round_trip(&o, &r))
+        H_FAIL("%s: %s", name, r.failure);
+    if (stream != XC_STREAM_PLAIN)
+        H_CHECK(r.compared >= ckpts + (stream == XC_STREAM_REMUS),
+                "%s: only %u checkpoint states compared", name, r.compared);
+    if (rate)
+        H_CHECK(r.dirtier_writes > 0, "%s: the dirtier never wrote", name);
+    printf("%s: ok: %llu stream bytes, save %.2fs restore %.2fs, %u states "
+           "compared, %u suspends, %llu dirtier writes\n",
+           name, (unsigned long long)r.stream_bytes, r.save_secs,
+           r.restore_secs, r.compared, r.suspends,
+           (unsigned long long)r.dirtier_writes);
+}
+
+int main(int argc, char **argv)
+{
+    const char *c = argc > 1 ? argv[1] : "all";
+    int all = !strcmp(c, "all"), any = 0;
+
+    if (all || !strcmp(c, "nonlive"))
+        run("nonlive", XC_STREAM_PLAIN, 0, 0, 0), any = 1;
+    if (all || !strcmp(c, "live"))
+        run("live", XC_STREAM_PLAIN, 1, 20000, 0), any = 1;
+    if (all || !strcmp(c, "remus"))
+        run("remus", XC_STREAM_REMUS, 1, 5000, 6), any = 1;
+    if (all || !strcmp(c, "colo"))
+        run("colo", XC_STREAM_COLO, 1, 5000, 6), any = 1;
+    if (!any)
+        H_FAIL("unknown sub-case %s", c);
+    xensim_destroy_all();
+    return 0;
+}
