@@ -4,7 +4,7 @@
 
 use std::io;
 
-use super::bucket::{type_has_data, type_nibble, Bucket, TYPE_UNKNOWN};
+use super::bucket::{type_has_data, Bucket};
 use super::coherence::DomainSignals;
 use super::config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
 use super::lru::Lru;
@@ -13,52 +13,50 @@ use super::stats::{CacheStats, Registry};
 
 pub(super) const NIL: u32 = u32::MAX;
 
-/// What the cache hands the engine for one pfn of a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PageData {
-    /// The page's type carries no data (hole, broken, ...): nothing to send.
-    NoData,
-    /// The page is mapped at this address until [`DomainCache::end_batch`].
-    Mapped(*const u8),
-    /// The map call failed for this page with this negative errno.
+/// One page of a batch as the engine receives it: its bytes, or the map call's negative errno.
+pub type Page<'a> = Result<&'a [u8], i32>;
+
+/// Where a batch page was found (internal; turned into [`Page`]s for the consumer).
+#[derive(Clone, Copy)]
+enum Loc {
+    Cached { slot: u32, page: u32 },
+    Transient(u32),
     Failed(i32),
 }
 
 /// The mapping cache of one domain during one save. Dropping it unmaps everything.
-pub struct DomainCache<X: BucketMapper> {
-    pub(super) mapper: X,
+pub struct DomainCache<M> {
     pub(super) cfg: CacheConfig,
     pub(super) registry: &'static Registry,
     pub(super) domid: u32,
-    pub(super) shift: u32,
-    pub(super) p2m_size: u64,
+    shift: u32,
+    p2m_size: u64,
     /// Bucket number -> slot (or [`NIL`]).
     pub(super) index: Vec<u32>,
-    pub(super) slots: Vec<Option<Bucket<X::Mapping>>>,
-    pub(super) free: Vec<u32>,
-    pub(super) lru: Lru,
+    pub(super) slots: Vec<Option<Bucket<M>>>,
+    free: Vec<u32>,
+    lru: Lru,
     /// Pages held by cached buckets.
-    pub(super) cached_pages: u64,
-    pub(super) batch: u64,
-    pub(super) in_batch: bool,
-    pub(super) pinned: Vec<u32>,
-    /// The per-batch mapping of pages the cache did not serve, and its page count.
-    pub(super) transient: Option<(X::Mapping, u64)>,
+    cached_pages: u64,
+    batch: u64,
+    pinned: Vec<u32>,
+    /// The per-batch mapping of the pages the cache did not serve.
+    transient: Option<(M, u64)>,
     pub(super) epoch: u64,
     pub(super) signals: DomainSignals,
     pub(super) disabled: bool,
     pub(super) seen_teardown: u64,
     pub(super) stats: CacheStats,
+    locs: Vec<Loc>,
     want: Vec<usize>,
     pfn_buf: Vec<u64>,
     err_buf: Vec<i32>,
 }
 
-impl<X: BucketMapper> DomainCache<X> {
-    /// A cache for `domid`, with `signals` read at setup (before any page is mapped) as the
-    /// baseline for coherence checks. Resets the domain's published counters.
+impl<M> DomainCache<M> {
+    /// A cache for `domid`, with `signals` read before any page is mapped as the baseline of
+    /// the coherence checks. Resets the domain's published counters.
     pub fn new(
-        mapper: X,
         cfg: CacheConfig,
         domid: u32,
         signals: DomainSignals,
@@ -66,9 +64,8 @@ impl<X: BucketMapper> DomainCache<X> {
     ) -> Self {
         let disabled = !cfg.enabled
             || signals.pod_in_use()
-            || cfg.cache_capacity_pages() < cfg.bucket_pages as u64;
+            || cfg.cache_capacity_pages() < u64::from(cfg.bucket_pages);
         let mut c = DomainCache {
-            mapper,
             cfg,
             registry,
             domid,
@@ -80,7 +77,6 @@ impl<X: BucketMapper> DomainCache<X> {
             lru: Lru::new(),
             cached_pages: 0,
             batch: 0,
-            in_batch: false,
             pinned: Vec::new(),
             transient: None,
             epoch: 0,
@@ -88,9 +84,10 @@ impl<X: BucketMapper> DomainCache<X> {
             disabled,
             seen_teardown: registry.teardown_generation(),
             stats: CacheStats {
-                disabled: disabled as u64,
+                disabled: u64::from(disabled),
                 ..Default::default()
             },
+            locs: Vec::new(),
             want: Vec::new(),
             pfn_buf: Vec::new(),
             err_buf: Vec::new(),
@@ -100,51 +97,54 @@ impl<X: BucketMapper> DomainCache<X> {
         c
     }
 
-    /// Maps the data pages of a batch. `types` are the batch's `getpageframeinfo3` results.
-    /// `out[i]` tells the engine where page `pfns[i]` is; every pointer stays valid until
-    /// [`DomainCache::end_batch`], and the buckets behind them cannot be evicted before then.
-    pub fn map_batch(
-        &mut self,
-        pfns: &[u64],
-        types: &[u32],
-        out: &mut Vec<PageData>,
-    ) -> io::Result<()> {
-        if pfns.len() != types.len() || pfns.len() > MAX_BATCH_PAGES {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad batch"));
-        }
-        if self.in_batch {
-            return Err(io::Error::other("previous batch still open"));
-        }
-        self.check_teardown()?;
-        self.batch += 1;
-        self.in_batch = true;
-        out.clear();
-        out.resize(pfns.len(), PageData::NoData);
-        let r = self.fill(pfns, types, out);
-        if r.is_err() {
-            let _ = self.end_batch();
-        }
-        r
-    }
-
-    /// Releases the batch: unpins its buckets, unmaps its per-batch mapping and any bucket
-    /// found stale while pinned.
-    pub fn end_batch(&mut self) -> io::Result<()> {
-        if !self.in_batch {
-            return Ok(());
-        }
-        let mut res = Ok(());
-        for slot in std::mem::take(&mut self.pinned) {
-            if self.slots[slot as usize].as_ref().is_some_and(|b| b.doomed) {
-                res = res.and(self.drop_slot(slot));
+    /// Tells the cache the `getpageframeinfo3` types of a batch (`types[i]` for `pfns[i]`).
+    /// A pfn the cache holds mapped but whose type now carries no data (a hole, a broken
+    /// page) no longer has that frame: its bucket is dropped.
+    pub fn note_types(&mut self, pfns: &[u64], types: &[u64]) {
+        for (&pfn, &t) in pfns.iter().zip(types) {
+            if type_has_data(t) || pfn >= self.p2m_size {
+                continue;
+            }
+            let slot = self.index[(pfn >> self.shift) as usize];
+            if slot != NIL && self.bucket(slot).err(self.page_in_bucket(pfn)) == 0 {
+                self.stats.invalidations += 1;
+                self.drop_slot(slot);
             }
         }
-        if let Some((m, n)) = self.transient.take() {
-            res = res.and(self.unmap_counted(m, n));
+    }
+
+    /// Maps the data pages `pfns` of one batch and calls `consume` with one [`Page`] per pfn,
+    /// in order. The buckets behind the pages are pinned (never evicted) until `consume`
+    /// returns. Pages the cache cannot serve are mapped together in one per-batch mapping, as
+    /// the stock saver maps a batch, and unmapped afterwards.
+    pub fn with_batch<X, R>(
+        &mut self,
+        mapper: &mut X,
+        pfns: &[u64],
+        consume: impl FnOnce(&[Page<'_>]) -> R,
+    ) -> io::Result<R>
+    where
+        X: BucketMapper<Mapping = M>,
+        M: PageMapping,
+    {
+        if pfns.len() > MAX_BATCH_PAGES {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "batch too big"));
         }
-        self.in_batch = false;
-        self.publish();
-        res
+        self.check_teardown();
+        self.batch += 1;
+        let mapped = self.locate(mapper, pfns);
+        let r = mapped.map(|()| {
+            let sent = self
+                .locs
+                .iter()
+                .filter(|l| !matches!(l, Loc::Failed(_)))
+                .count();
+            self.stats.bytes_sent += sent as u64 * PAGE_SIZE;
+            let pages: Vec<Page<'_>> = self.locs.iter().map(|&l| self.page_of(l)).collect();
+            consume(&pages)
+        });
+        self.end_batch();
+        r
     }
 
     /// The domain's counters now.
@@ -152,36 +152,74 @@ impl<X: BucketMapper> DomainCache<X> {
         self.stats
     }
 
-    fn fill(&mut self, pfns: &[u64], types: &[u32], out: &mut [PageData]) -> io::Result<()> {
+    fn page_of(&self, l: Loc) -> Page<'_>
+    where
+        M: PageMapping,
+    {
+        match l {
+            Loc::Cached { slot, page } => Ok(self.bucket(slot).mapping.page(page as usize)),
+            Loc::Transient(k) => {
+                let (m, _) = self.transient.as_ref().expect("per-batch mapping");
+                Ok(m.page(k as usize))
+            }
+            Loc::Failed(e) => Err(e),
+        }
+    }
+
+    /// Finds or maps every page of the batch, filling `self.locs`.
+    fn locate<X: BucketMapper<Mapping = M>>(
+        &mut self,
+        mapper: &mut X,
+        pfns: &[u64],
+    ) -> io::Result<()> {
+        self.locs.clear();
         self.want.clear();
-        for (i, (&pfn, &t)) in pfns.iter().zip(types).enumerate() {
-            if !type_has_data(t) {
-                self.note_no_data(pfn, t)?;
-            } else if self.disabled || pfn >= self.p2m_size {
-                self.want.push(i);
-            } else if let Some(d) = self.serve(pfn, t)? {
-                out[i] = d;
+        for (i, &pfn) in pfns.iter().enumerate() {
+            let loc = if self.disabled || pfn >= self.p2m_size {
+                None
             } else {
-                self.want.push(i);
+                self.serve(mapper, pfn)?
+            };
+            match loc {
+                Some(l) => self.locs.push(l),
+                None => {
+                    self.want.push(i);
+                    self.locs.push(Loc::Failed(0));
+                }
             }
         }
-        if !self.want.is_empty() {
-            self.map_transient(pfns, out)?;
+        if self.want.is_empty() {
+            return Ok(());
         }
-        let sent = out
-            .iter()
-            .filter(|d| matches!(d, PageData::Mapped(_)))
-            .count() as u64;
-        self.stats.bytes_sent += sent * PAGE_SIZE;
+        self.pfn_buf.clear();
+        self.pfn_buf.extend(self.want.iter().map(|&i| pfns[i]));
+        self.err_buf.clear();
+        self.err_buf.resize(self.want.len(), 0);
+        let m = mapper.map(&self.pfn_buf, &mut self.err_buf)?;
+        let n = self.want.len() as u64;
+        self.note_map(n);
+        self.stats.misses += n;
+        for (k, &i) in self.want.iter().enumerate() {
+            let e = self.err_buf[k];
+            self.locs[i] = if e == 0 {
+                Loc::Transient(k as u32)
+            } else {
+                Loc::Failed(e)
+            };
+        }
+        self.transient = Some((m, n));
         Ok(())
     }
 
-    /// Serves one data page from the cache, mapping its bucket if needed; `None` sends it to
-    /// the per-batch mapping.
-    fn serve(&mut self, pfn: u64, t: u32) -> io::Result<Option<PageData>> {
+    /// Serves one page from the cache, mapping its bucket if needed; `None` sends it to the
+    /// per-batch mapping.
+    fn serve<X: BucketMapper<Mapping = M>>(
+        &mut self,
+        mapper: &mut X,
+        pfn: u64,
+    ) -> io::Result<Option<Loc>> {
         let b = pfn >> self.shift;
-        let j = (pfn & ((1 << self.shift) - 1)) as usize;
-        let nib = type_nibble(t);
+        let page = self.page_in_bucket(pfn);
         let slot = self.index[b as usize];
         if slot != NIL {
             let batch = self.batch;
@@ -189,77 +227,52 @@ impl<X: BucketMapper> DomainCache<X> {
             if bk.doomed {
                 return Ok(None);
             }
-            let err = bk.err(j);
-            let known = bk.ty(j);
-            if bk.mapped_batch == batch || (err == 0 && (known == TYPE_UNKNOWN || known == nib)) {
-                // Fresh in this batch (its errors are current), or a valid page of an
-                // unchanged type.
-                if err == 0 {
-                    bk.set_ty(j, nib);
-                }
+            let err = bk.err(page);
+            if err == 0 || bk.mapped_batch == batch {
+                // A mapped page, or a bucket mapped in this batch, whose errors are current.
                 self.pin(slot);
                 self.stats.hits += 1;
-                return Ok(Some(Self::result(self.bucket_mut(slot), j, err)));
+                return Ok(Some(Self::loc(slot, page, err)));
             }
-            // Mapped before the page had data, or its type changed: the bucket is stale.
+            // The page had no frame when the bucket was mapped and now has data: the bucket
+            // must be remapped whole (privcmd cannot refresh part of a VMA).
             let pinned = bk.pinned_batch == batch;
-            if pinned {
-                bk.doomed = true;
-            }
+            bk.doomed = pinned;
             self.stats.invalidations += 1;
             if pinned {
                 return Ok(None);
             }
-            self.drop_slot(slot)?;
+            self.drop_slot(slot);
         }
-        if !self.make_room(b)? {
+        if !self.make_room(b) {
             return Ok(None);
         }
-        let slot = self.map_bucket(b)?;
+        let slot = self.map_bucket(mapper, b)?;
         self.stats.misses += 1;
-        let bk = self.bucket_mut(slot);
-        let err = bk.err(j);
-        if err == 0 {
-            bk.set_ty(j, nib);
-        }
-        Ok(Some(Self::result(bk, j, err)))
+        let err = self.bucket(slot).err(page);
+        Ok(Some(Self::loc(slot, page, err)))
     }
 
-    fn result(bk: &Bucket<X::Mapping>, j: usize, err: i32) -> PageData {
+    fn loc(slot: u32, page: u32, err: i32) -> Loc {
         if err == 0 {
-            PageData::Mapped(bk.ptr(j))
+            Loc::Cached { slot, page }
         } else {
-            PageData::Failed(err)
+            Loc::Failed(err)
         }
     }
 
-    /// The engine says `pfn` has no data now: a valid cached mapping of it shows a frame the
-    /// guest no longer has at that pfn.
-    fn note_no_data(&mut self, pfn: u64, t: u32) -> io::Result<()> {
-        if pfn >= self.p2m_size {
-            return Ok(());
+    /// Unpins the batch's buckets; unmaps the per-batch mapping and buckets found stale.
+    fn end_batch(&mut self) {
+        for slot in std::mem::take(&mut self.pinned) {
+            if self.slots[slot as usize].as_ref().is_some_and(|b| b.doomed) {
+                self.drop_slot(slot);
+            }
         }
-        let slot = self.index[(pfn >> self.shift) as usize];
-        if slot == NIL {
-            return Ok(());
+        if let Some((m, n)) = self.transient.take() {
+            drop(m);
+            self.note_unmap(n);
         }
-        let j = (pfn & ((1 << self.shift) - 1)) as usize;
-        let batch = self.batch;
-        let bk = self.bucket_mut(slot);
-        if bk.err(j) != 0 || bk.doomed {
-            bk.set_ty(j, type_nibble(t));
-            return Ok(());
-        }
-        let pinned = bk.pinned_batch == batch;
-        if pinned {
-            bk.doomed = true;
-        }
-        self.stats.invalidations += 1;
-        if pinned {
-            Ok(())
-        } else {
-            self.drop_slot(slot)
-        }
+        self.publish();
     }
 
     fn pin(&mut self, slot: u32) {
@@ -273,7 +286,7 @@ impl<X: BucketMapper> DomainCache<X> {
     }
 
     /// Evicts unpinned buckets, least recently used first, until bucket `b` fits.
-    fn make_room(&mut self, b: u64) -> io::Result<bool> {
+    fn make_room(&mut self, b: u64) -> bool {
         let need = self.bucket_len(b);
         let cap = self.cfg.cache_capacity_pages();
         while self.cached_pages + need > cap {
@@ -284,22 +297,26 @@ impl<X: BucketMapper> DomainCache<X> {
                     .is_some_and(|bk| bk.pinned_batch != batch)
             });
             let Some(v) = victim else {
-                return Ok(false);
+                return false;
             };
-            self.drop_slot(v)?;
+            self.drop_slot(v);
             self.stats.evictions += 1;
         }
-        Ok(true)
+        true
     }
 
-    fn map_bucket(&mut self, b: u64) -> io::Result<u32> {
+    fn map_bucket<X: BucketMapper<Mapping = M>>(
+        &mut self,
+        mapper: &mut X,
+        b: u64,
+    ) -> io::Result<u32> {
         let first = b << self.shift;
         let n = self.bucket_len(b);
         self.pfn_buf.clear();
         self.pfn_buf.extend(first..first + n);
         self.err_buf.clear();
         self.err_buf.resize(n as usize, 0);
-        let m = self.mapper.map(&self.pfn_buf, &mut self.err_buf)?;
+        let m = mapper.map(&self.pfn_buf, &mut self.err_buf)?;
         self.note_map(n);
         let bk = Bucket::new(b, m, &self.err_buf, self.epoch, self.batch);
         let slot = match self.free.pop() {
@@ -317,32 +334,20 @@ impl<X: BucketMapper> DomainCache<X> {
         Ok(slot)
     }
 
-    /// Maps the batch's pages the cache did not serve in one call, as stock maps a batch.
-    fn map_transient(&mut self, pfns: &[u64], out: &mut [PageData]) -> io::Result<()> {
-        self.pfn_buf.clear();
-        self.pfn_buf.extend(self.want.iter().map(|&i| pfns[i]));
-        self.err_buf.clear();
-        self.err_buf.resize(self.want.len(), 0);
-        let m = self.mapper.map(&self.pfn_buf, &mut self.err_buf)?;
-        let n = self.want.len() as u64;
-        self.note_map(n);
-        self.stats.misses += n;
-        for (k, &i) in self.want.iter().enumerate() {
-            let e = self.err_buf[k];
-            out[i] = if e == 0 {
-                PageData::Mapped(m.page_ptr(k))
-            } else {
-                PageData::Failed(e)
-            };
-        }
-        self.transient = Some((m, n));
-        Ok(())
+    fn bucket(&self, slot: u32) -> &Bucket<M> {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("indexed slot holds a bucket")
     }
 
-    pub(super) fn bucket_mut(&mut self, slot: u32) -> &mut Bucket<X::Mapping> {
+    fn bucket_mut(&mut self, slot: u32) -> &mut Bucket<M> {
         self.slots[slot as usize]
             .as_mut()
             .expect("indexed slot holds a bucket")
+    }
+
+    fn page_in_bucket(&self, pfn: u64) -> u32 {
+        (pfn & ((1 << self.shift) - 1)) as u32
     }
 
     /// Pages in bucket `b` (the last bucket may be short).
@@ -352,24 +357,17 @@ impl<X: BucketMapper> DomainCache<X> {
     }
 
     /// Unmaps the bucket in `slot` and forgets it.
-    pub(super) fn drop_slot(&mut self, slot: u32) -> io::Result<()> {
+    pub(super) fn drop_slot(&mut self, slot: u32) {
         let Some(bk) = self.slots[slot as usize].take() else {
-            return Ok(());
+            return;
         };
         self.free.push(slot);
         self.lru.remove(slot);
         self.index[bk.number as usize] = NIL;
         let n = bk.pages();
         self.cached_pages -= n;
-        self.unmap_counted(bk.mapping, n)
-    }
-
-    fn unmap_counted(&mut self, m: X::Mapping, pages: u64) -> io::Result<()> {
-        let r = self.mapper.unmap(m);
-        self.stats.unmaps += 1;
-        self.stats.vmas -= 1;
-        self.stats.mapped_bytes -= pages * PAGE_SIZE;
-        r
+        drop(bk);
+        self.note_unmap(n);
     }
 
     fn note_map(&mut self, pages: u64) {
@@ -380,6 +378,13 @@ impl<X: BucketMapper> DomainCache<X> {
         s.mapped_bytes += pages * PAGE_SIZE;
         s.peak_vmas = s.peak_vmas.max(s.vmas);
         s.peak_mapped_bytes = s.peak_mapped_bytes.max(s.mapped_bytes);
+    }
+
+    fn note_unmap(&mut self, pages: u64) {
+        let s = &mut self.stats;
+        s.unmaps += 1;
+        s.vmas -= 1;
+        s.mapped_bytes -= pages * PAGE_SIZE;
     }
 
     /// Sizes the bucket index for `p2m_size` pfns. Only called with nothing mapped.

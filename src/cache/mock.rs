@@ -13,7 +13,7 @@ use super::mapper::{BucketMapper, PageMapping};
 /// One machine frame; its heap address stands for its content.
 pub(crate) struct Frame {
     pub(crate) id: u64,
-    byte: Box<u8>,
+    bytes: Box<[u8]>,
 }
 
 /// Guest p2m: pfn -> frame.
@@ -47,7 +47,7 @@ impl Guest {
     pub(crate) fn populate(&mut self, pfn: u64) {
         let f = Rc::new(Frame {
             id: self.next_id,
-            byte: Box::new(0),
+            bytes: vec![0; 1].into_boxed_slice(),
         });
         self.next_id += 1;
         self.all.push(Rc::downgrade(&f));
@@ -73,7 +73,7 @@ impl Guest {
         self.all
             .iter()
             .filter_map(Weak::upgrade)
-            .find(|f| std::ptr::eq(&*f.byte, ptr))
+            .find(|f| std::ptr::eq(f.bytes.as_ptr(), ptr))
             .map(|f| f.id)
     }
 
@@ -91,14 +91,23 @@ impl Guest {
     }
 }
 
-/// A mapping: the frames it references.
-pub(crate) struct Mapping(Vec<Option<Rc<Frame>>>);
+/// A mapping: the frames it references. Dropping it counts an unmap.
+pub(crate) struct Mapping {
+    frames: Vec<Option<Rc<Frame>>>,
+    calls: Rc<RefCell<Calls>>,
+}
 
 impl PageMapping for Mapping {
-    fn page_ptr(&self, idx: usize) -> *const u8 {
-        self.0[idx]
-            .as_ref()
-            .map_or(std::ptr::null(), |f| &*f.byte as *const u8)
+    fn page(&self, idx: usize) -> &[u8] {
+        self.frames[idx].as_ref().map_or(&[], |f| &f.bytes)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        let mut c = self.calls.borrow_mut();
+        c.unmaps += 1;
+        c.live_pages -= self.frames.len() as u64;
     }
 }
 
@@ -152,13 +161,9 @@ impl BucketMapper for Mapper {
         c.live_pages += pfns.len() as u64;
         c.peak_live_pages = c.peak_live_pages.max(c.live_pages);
         c.log.push(pfns.to_vec());
-        Ok(Mapping(frames))
-    }
-
-    fn unmap(&mut self, m: Mapping) -> io::Result<()> {
-        let mut c = self.calls.borrow_mut();
-        c.unmaps += 1;
-        c.live_pages -= m.0.len() as u64;
-        Ok(())
+        Ok(Mapping {
+            frames,
+            calls: self.calls.clone(),
+        })
     }
 }

@@ -26,7 +26,7 @@ mod tests;
 pub use bucket::type_has_data;
 pub use coherence::{DomainSignals, Verdict};
 pub use config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
-pub use domain::{DomainCache, PageData};
+pub use domain::{DomainCache, Page};
 pub use mapper::{BucketMapper, PageMapping};
 pub use stats::{CacheStats, Registry, REGISTRY};
 

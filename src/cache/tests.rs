@@ -4,16 +4,16 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::mock::{Calls, Guest, Mapper};
+use super::mock::{Calls, Guest, Mapper, Mapping};
 use super::*;
 
-const XTAB: u32 = 0xf << 28;
+const XTAB: u64 = 0xf << 28;
 const BUCKET: u32 = 16;
 
 fn cfg(buckets: u64) -> CacheConfig {
     CacheConfig {
         enabled: true,
-        budget_bytes: (MAX_BATCH_PAGES as u64 + buckets * BUCKET as u64) * PAGE_SIZE,
+        budget_bytes: (MAX_BATCH_PAGES as u64 + buckets * u64::from(BUCKET)) * PAGE_SIZE,
         bucket_pages: BUCKET,
         max_age: 1000,
     }
@@ -22,59 +22,69 @@ fn cfg(buckets: u64) -> CacheConfig {
 struct Fx {
     guest: Rc<RefCell<Guest>>,
     calls: Rc<RefCell<Calls>>,
-    cache: DomainCache<Mapper>,
-    out: Vec<PageData>,
+    mapper: Mapper,
+    cache: DomainCache<Mapping>,
 }
 
 impl Fx {
     fn new(pages: u64, cfg: CacheConfig) -> Fx {
-        Fx::with_guest(Guest::new(pages), cfg, 1)
+        Fx::with_guest(Guest::new(pages), cfg)
     }
 
-    fn with_guest(guest: Rc<RefCell<Guest>>, cfg: CacheConfig, domid: u32) -> Fx {
+    fn with_guest(guest: Rc<RefCell<Guest>>, cfg: CacheConfig) -> Fx {
         let (mapper, calls) = Mapper::new(&guest);
         let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
         let signals = guest.borrow().signals();
-        let cache = DomainCache::new(mapper, cfg, domid, signals, registry);
+        let cache = DomainCache::new(cfg, 1, signals, registry);
         Fx {
             guest,
             calls,
+            mapper,
             cache,
-            out: Vec::new(),
         }
     }
 
-    /// One batch as the engine runs it: types from the guest, map, check, release.
+    /// One batch as the engine runs it: types, then the data pages, each of which must show
+    /// the frame the guest has at that pfn now (what the stock saver would read).
     fn batch(&mut self, pfns: &[u64]) {
-        self.open(pfns);
-        self.cache.end_batch().unwrap();
-    }
-
-    /// Maps a batch and checks that every page shows the frame the guest has there now.
-    fn open(&mut self, pfns: &[u64]) {
-        let types: Vec<u32> = {
+        let types: Vec<u64> = {
             let g = self.guest.borrow();
             let t = |&p: &u64| if g.frame_at(p).is_some() { 0 } else { XTAB };
             pfns.iter().map(t).collect()
         };
-        self.cache.map_batch(pfns, &types, &mut self.out).unwrap();
-        let g = self.guest.borrow();
-        for (&pfn, d) in pfns.iter().zip(&self.out) {
-            match *d {
-                PageData::Mapped(p) => assert_eq!(g.frame_of(p), g.frame_at(pfn), "pfn {pfn}"),
-                PageData::NoData => assert_eq!(g.frame_at(pfn), None),
-                PageData::Failed(e) => panic!("pfn {pfn} failed {e}"),
-            }
-        }
+        self.cache.note_types(pfns, &types);
+        let data: Vec<u64> = pfns
+            .iter()
+            .zip(&types)
+            .filter(|(_, &t)| type_has_data(t))
+            .map(|(&p, _)| p)
+            .collect();
+        let g = self.guest.clone();
+        let n = self
+            .cache
+            .with_batch(&mut self.mapper, &data, |pages| {
+                let g = g.borrow();
+                for (&pfn, page) in data.iter().zip(pages) {
+                    let page = page.unwrap_or_else(|e| panic!("pfn {pfn} failed {e}"));
+                    assert_eq!(g.frame_of(page.as_ptr()), g.frame_at(pfn), "pfn {pfn}");
+                }
+                pages.len()
+            })
+            .unwrap();
+        assert_eq!(n, data.len());
     }
 
     fn observe(&mut self) -> Verdict {
         let s = self.guest.borrow().signals();
-        self.cache.observe(s, true).unwrap()
+        self.cache.observe(s, true)
     }
 
     fn stats(&self) -> CacheStats {
         self.cache.stats()
+    }
+
+    fn budget_pages(&self) -> u64 {
+        self.cache.cfg.budget_bytes / PAGE_SIZE
     }
 }
 
@@ -94,17 +104,31 @@ fn hits_misses_and_warm_batches_map_nothing() {
 }
 
 #[test]
-fn invalid_page_that_gains_data_remaps_the_whole_bucket() {
+fn page_that_gains_a_frame_remaps_its_whole_bucket() {
     let g = Guest::new(64);
     g.borrow_mut().remove(5);
-    let mut fx = Fx::with_guest(g, cfg(4), 1);
+    let mut fx = Fx::with_guest(g, cfg(4));
     fx.batch(&[4, 5]);
-    assert_eq!(fx.out[1], PageData::NoData);
     fx.guest.borrow_mut().populate(5);
     fx.batch(&[5]);
     let s = fx.stats();
     assert_eq!((s.maps, s.unmaps, s.invalidations), (2, 1, 1));
     assert_eq!(fx.calls.borrow().log[1], (0..16).collect::<Vec<_>>());
+}
+
+#[test]
+fn stale_bucket_pinned_by_the_batch_goes_per_batch_then_is_dropped() {
+    let g = Guest::new(64);
+    g.borrow_mut().remove(5);
+    let mut fx = Fx::with_guest(g, cfg(4));
+    fx.batch(&[4]);
+    fx.guest.borrow_mut().populate(5);
+    fx.batch(&[4, 5, 6]); // 4 pins bucket 0; 5 cannot be served from it
+    assert_eq!(fx.calls.borrow().log[1], vec![5, 6]);
+    let s = fx.stats();
+    assert_eq!((s.invalidations, s.unmaps, s.vmas), (1, 2, 0));
+    fx.batch(&[5]);
+    assert_eq!(fx.stats().maps, 3);
 }
 
 #[test]
@@ -115,15 +139,6 @@ fn cached_page_reported_as_hole_drops_its_bucket() {
     fx.batch(&[3, 4]);
     let s = fx.stats();
     assert_eq!((s.invalidations, s.maps, s.unmaps), (1, 2, 1));
-    // Same, but the bucket is pinned by an earlier page of the batch: dropped at its end.
-    fx.guest.borrow_mut().populate(3);
-    fx.batch(&[3]);
-    fx.guest.borrow_mut().remove(3);
-    fx.open(&[4, 3, 5]); // 5 goes to a per-batch mapping: its bucket is doomed
-    assert_eq!(fx.stats().unmaps, 2);
-    fx.cache.end_batch().unwrap();
-    let s = fx.stats();
-    assert_eq!((s.invalidations, s.unmaps, s.vmas), (3, 4, 0)); // bucket and per-batch map
 }
 
 #[test]
@@ -138,23 +153,18 @@ fn lru_eviction_keeps_within_budget() {
     assert_eq!(fx.stats().maps, 4);
     fx.batch(&[16]);
     assert_eq!(fx.stats().evictions, 2);
-    let budget_pages = fx.cache.cfg.budget_bytes / PAGE_SIZE;
-    assert!(fx.calls.borrow().peak_live_pages <= budget_pages);
+    assert!(fx.calls.borrow().peak_live_pages <= fx.budget_pages());
     assert!(fx.stats().peak_mapped_bytes <= fx.cache.cfg.budget_bytes);
 }
 
 #[test]
 fn pinned_buckets_are_not_evicted_overflow_maps_per_batch() {
     let mut fx = Fx::new(96, cfg(3));
-    let pfns = [0, 16, 32, 48, 64, 1];
-    fx.open(&pfns);
+    fx.batch(&[0, 16, 32, 48, 64, 1]);
     let s = fx.stats();
-    assert_eq!((s.maps, s.evictions, s.vmas), (4, 0, 4));
+    assert_eq!((s.maps, s.evictions, s.vmas, s.peak_vmas), (4, 0, 3, 4));
     assert_eq!(fx.calls.borrow().log[3], vec![48, 64]);
-    fx.cache.end_batch().unwrap();
-    assert_eq!(fx.stats().vmas, 3);
-    let budget_pages = fx.cache.cfg.budget_bytes / PAGE_SIZE;
-    assert!(fx.calls.borrow().peak_live_pages <= budget_pages);
+    assert!(fx.calls.borrow().peak_live_pages <= fx.budget_pages());
 }
 
 #[test]
@@ -197,15 +207,13 @@ fn balloon_out_and_in_of_a_cached_pfn_is_detected() {
     // The pinned old frame stays counted, so the new one raises tot_pages.
     let mut fx = Fx::new(64, cfg(4));
     fx.batch(&[7]);
-    let before = fx.guest.borrow().frame_at(7);
     {
         let mut g = fx.guest.borrow_mut();
         g.remove(7);
         g.populate(7);
     }
     assert_eq!(fx.observe(), Verdict::Flush("tot_pages"));
-    fx.batch(&[7]); // checks the pointer shows the new frame
-    assert_ne!(fx.guest.borrow().frame_at(7), before);
+    fx.batch(&[7]); // checks that the page shows the new frame
 }
 
 #[test]
@@ -248,14 +256,11 @@ fn age_expiry_forces_a_remap() {
 fn teardown_request_and_drop_unmap_everything() {
     let mut fx = Fx::new(96, cfg(3));
     fx.batch(&[0, 16, 32]);
-    fx.open(&[48]);
-    fx.cache.end_batch().unwrap();
     fx.cache.registry.request_teardown();
     fx.batch(&[64]);
     let s = fx.stats();
-    assert_eq!(s.vmas, 1);
-    assert_eq!(s.invalidations, 3);
-    fx.cache.finish().unwrap();
+    assert_eq!((s.vmas, s.invalidations), (1, 3));
+    fx.cache.finish();
     let s = fx.cache.registry.get(1).unwrap();
     assert_eq!((s.vmas, s.mapped_bytes), (0, 0));
     fx.batch(&[0, 1]);
@@ -271,7 +276,7 @@ fn off_reproduces_the_per_batch_pattern() {
     g.borrow_mut().remove(9);
     let mut c = cfg(4);
     c.enabled = false;
-    let mut fx = Fx::with_guest(g, c, 1);
+    let mut fx = Fx::with_guest(g, c);
     fx.batch(&[3, 9, 40, 2]);
     fx.batch(&[3, 9, 40, 2]);
     let calls = fx.calls.borrow();
@@ -281,12 +286,12 @@ fn off_reproduces_the_per_batch_pattern() {
 }
 
 #[test]
-fn map_failure_leaves_no_batch_open() {
+fn map_failure_unpins_and_leaks_nothing() {
     let mut fx = Fx::new(64, cfg(4));
     fx.batch(&[0]);
     fx.calls.borrow_mut().fail_next = true;
-    let mut out = Vec::new();
-    assert!(fx.cache.map_batch(&[0, 20], &[0, 0], &mut out).is_err());
+    let r = fx.cache.with_batch(&mut fx.mapper, &[0, 20], |_| ());
+    assert!(r.is_err());
     fx.batch(&[0, 20]);
     drop(fx.cache);
     let c = fx.calls.borrow();
@@ -294,35 +299,38 @@ fn map_failure_leaves_no_batch_open() {
 }
 
 #[test]
+fn failed_page_is_reported_with_its_errno() {
+    let g = Guest::new(64);
+    g.borrow_mut().remove(5);
+    let mut fx = Fx::with_guest(g, cfg(4));
+    let r = fx
+        .cache
+        .with_batch(&mut fx.mapper, &[4, 5], |p| p[1].map(<[u8]>::len));
+    assert_eq!(r.unwrap(), Err(-libc::EINVAL));
+}
+
+#[test]
 fn domains_keep_separate_counters() {
     let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
-    let mut caches: Vec<_> = [1u32, 2]
-        .iter()
-        .map(|&d| {
-            let g = Guest::new(32);
-            let (m, _) = Mapper::new(&g);
-            let s = g.borrow().signals();
-            (g, DomainCache::new(m, cfg(2), d, s, registry))
-        })
-        .collect();
-    let mut out = Vec::new();
-    caches[0].1.map_batch(&[0, 1], &[0, 0], &mut out).unwrap();
-    caches[0].1.end_batch().unwrap();
-    drop(caches);
+    let g = Guest::new(32);
+    let (mut m, _) = Mapper::new(&g);
+    let s = g.borrow().signals();
+    let mut one: DomainCache<Mapping> = DomainCache::new(cfg(2), 1, s, registry);
+    let two: DomainCache<Mapping> = DomainCache::new(cfg(2), 2, s, registry);
+    one.with_batch(&mut m, &[0, 1], |_| ()).unwrap();
+    drop((one, two));
     assert_eq!(registry.get(1).unwrap().hits, 1);
     assert_eq!(registry.get(2).unwrap().hits, 0);
 }
 
 #[test]
 fn index_overhead_is_tiny_for_a_1tib_guest() {
-    let g = Guest::new(1);
-    let (m, _) = Mapper::new(&g);
     let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
     let s = DomainSignals {
         max_gpfn: (1 << 28) - 1,
         ..Default::default()
     };
-    let c = DomainCache::new(m, CacheConfig::default(), 1, s, registry);
+    let c: DomainCache<Mapping> = DomainCache::new(CacheConfig::default(), 1, s, registry);
     let bytes = c.index.capacity() * std::mem::size_of::<u32>();
     assert!((bytes as u64) < (1u64 << 40) / 1000);
 }
