@@ -16,6 +16,11 @@ impl Errno {
         }
     }
 
+    /// The calling thread's current `errno` as it is, 0 included.
+    pub fn raw_last() -> Errno {
+        Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+
     /// The errno of an I/O error (`EIO` when it has none).
     pub fn from_io(e: &std::io::Error) -> Errno {
         match e.raw_os_error() {

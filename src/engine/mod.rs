@@ -681,10 +681,14 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
     }
 
     fn checkpoint_callbacks(&mut self) -> Res {
-        // A callback's return value becomes xc_domain_save's, as in stock (0 = stop cleanly).
+        // A callback's return value becomes xc_domain_save's, as in stock (0 = stop cleanly),
+        // with the errno the callback left (EIO for a failure that left none).
         let stop = |rc: i32| Stop {
             rc,
-            errno: Errno::last(),
+            errno: match Errno::raw_last() {
+                Errno(0) if rc != 0 => Errno(libc::EIO),
+                e => e,
+            },
         };
         if self.stream_type == StreamType::Colo {
             let rc = self.cb.checkpoint();
