@@ -560,9 +560,14 @@ int harness_round_trip(const struct harness_opts *o, struct harness_result *r)
     close(t.file_fd);
     r->suspends = t.suspends;
 
-    if (o->expect_save_fail) {
-        if (r->save_rc == 0)
+    if (o->expect_save_fail || o->expect_restore_fail) {
+        if (o->expect_save_fail && r->save_rc == 0)
             rt_fail(&t, "the save succeeded but was expected to fail");
+        if (o->expect_restore_fail && r->restore_rc == 0)
+            rt_fail(&t, "the restore succeeded but was expected to fail");
+        if (!o->expect_save_fail && r->save_rc)
+            rt_fail(&t, "save returned %d (errno %d %s)", r->save_rc,
+                    r->save_errno, strerror(r->save_errno));
     } else if (r->save_rc) {
         rt_fail(&t, "save returned %d (errno %d %s)", r->save_rc, r->save_errno,
                 strerror(r->save_errno));
@@ -570,12 +575,14 @@ int harness_round_trip(const struct harness_opts *o, struct harness_result *r)
         rt_fail(&t, "restore returned %d (errno %d %s)", r->restore_rc,
                 r->restore_errno, strerror(r->restore_errno));
     }
-    if (!o->expect_save_fail && o->stream != XC_STREAM_PLAIN &&
+    if (!o->expect_save_fail && !o->expect_restore_fail &&
+        o->stream != XC_STREAM_PLAIN &&
         t.suspends != o->checkpoints)
         rt_fail(&t, "%u checkpoints saved, %u wanted", t.suspends,
                 o->checkpoints);
 
-    if (!t.failed && !o->expect_save_fail && !o->no_compare) {
+    if (!t.failed && !o->expect_save_fail && !o->expect_restore_fail &&
+        !o->no_compare) {
         xensim_dominfo(o->src, &sinfo);
         xensim_dominfo(o->dst, &dinfo);
         if (o->stream == XC_STREAM_PLAIN) {
@@ -605,7 +612,7 @@ int harness_round_trip(const struct harness_opts *o, struct harness_result *r)
             rt_fail(&t, "event channel params not set by restore");
     }
 
-    if (!o->no_verify && !o->expect_save_fail) {
+    if (!o->no_verify && !o->expect_save_fail && !o->expect_restore_fail) {
         int trunc;
         r->verify_rc = harness_verify_stream(path, &trunc);
         if (r->verify_rc != 0) {

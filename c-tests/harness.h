@@ -77,6 +77,7 @@ struct harness_opts {
     int no_verify;               /* skip verify-stream-v2 */
     int no_compare;              /* skip the equality checks */
     int expect_save_fail;        /* the save is expected to return nonzero */
+    int expect_restore_fail;     /* the restore is expected to fail */
     /* called in the save thread after the k-th postcopy (k >= 1), while the
      * primary runs; e.g. to balloon pages */
     void (*between_checkpoints)(void *arg, unsigned int k);

@@ -23,6 +23,7 @@
 #define SIM_INVALID      0xffffffffu /* p2m entry of an absent gfn */
 #define SIM_PAGE_SHIFT   12
 #define SIM_PAGE         4096ul
+#define XENSIM_ANY_DOM   0xffffffffu /* fault rule matching any domain */
 
 /* Special pages of an HVM guest, as the 4.17 domain builder lays them. */
 #define SIM_SPECIAL_END   0xff000ul

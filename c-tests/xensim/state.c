@@ -393,7 +393,8 @@ int sim_account(unsigned int op, int subop, uint32_t domid)
         if ((f->kind != FK_CALL && f->kind != FK_DIE) || f->op != op ||
             (f->subop != XENSIM_SUBOP_ANY && f->subop != subop))
             continue;
-        if (f->kind == FK_DIE && f->domid != domid)
+        if ((f->kind == FK_DIE || f->domid != XENSIM_ANY_DOM) &&
+            f->domid != domid)
             continue;
         f->seen++;
         if (f->seen < f->nth || f->seen > f->nth + f->repeat)
@@ -435,8 +436,15 @@ static int add_fault(const struct sim_fault *nf)
 int xensim_fault_call(unsigned int op, int subop, unsigned int nth,
                       unsigned int repeat, int err)
 {
+    return xensim_fault_call_dom(XENSIM_ANY_DOM, op, subop, nth, repeat, err);
+}
+
+int xensim_fault_call_dom(uint32_t domid, unsigned int op, int subop,
+                          unsigned int nth, unsigned int repeat, int err)
+{
     struct sim_fault f = {.kind = FK_CALL, .op = op, .subop = subop,
-                          .nth = nth ? nth : 1, .repeat = repeat, .err = err};
+                          .domid = domid, .nth = nth ? nth : 1,
+                          .repeat = repeat, .err = err};
     return add_fault(&f);
 }
 

@@ -194,6 +194,9 @@ void xensim_set_cost(uint64_t call_ns, uint64_t page_ns);
  */
 int xensim_fault_call(unsigned int op, int subop, unsigned int nth,
                       unsigned int repeat, int err);
+/* The same, counting only calls that target domain `domid`. */
+int xensim_fault_call_dom(uint32_t domid, unsigned int op, int subop,
+                          unsigned int nth, unsigned int repeat, int err);
 /* Every mapping of gfn of domid reports err[i] = -err. */
 int xensim_fault_map_gfn(uint32_t domid, uint64_t gfn, int err);
 /* Mapping gfn reports paged-out (-ENOENT) for the next `attempts` tries. */
