@@ -189,6 +189,9 @@ struct Script<'a> {
     checkpoints_left: i32,
     suspend_rc: i32,
     colo: bool,
+    /// Scripted precopy decisions (None: no policy, stock's default applies).
+    policy: Option<Vec<i32>>,
+    seen_stats: Vec<PrecopyStats>,
 }
 
 impl Callbacks for Script<'_> {
@@ -200,8 +203,14 @@ impl Callbacks for Script<'_> {
         self.xen.suspended.set(true);
         self.suspend_rc
     }
-    fn precopy_policy(&mut self, _: PrecopyStats) -> Option<i32> {
-        None
+    fn precopy_policy(&mut self, stats: PrecopyStats) -> Option<i32> {
+        let decisions = self.policy.as_mut()?;
+        self.seen_stats.push(stats);
+        Some(if decisions.is_empty() {
+            XGS_POLICY_STOP_AND_COPY
+        } else {
+            decisions.remove(0)
+        })
     }
     fn postcopy(&mut self) -> i32 {
         self.calls.push("postcopy");
@@ -307,6 +316,8 @@ fn plain_nonlive_record_order_and_contents() {
         checkpoints_left: 0,
         suspend_rc: 1,
         colo: false,
+        policy: None,
+        seen_stats: vec![],
     };
     let (o, s) = run(&xen, &mut cb, 0, 0, &[]);
     assert_eq!(o, OK);
@@ -357,6 +368,8 @@ fn live_sends_dirty_rounds_then_final() {
         checkpoints_left: 0,
         suspend_rc: 1,
         colo: false,
+        policy: None,
+        seen_stats: vec![],
     };
     let (o, s) = run(&xen, &mut cb, XCFLAGS_LIVE, 0, &[]);
     assert_eq!(o, OK);
@@ -389,6 +402,8 @@ fn colo_checkpoints_merge_back_channel() {
         checkpoints_left: 3,
         suspend_rc: 1,
         colo: true,
+        policy: None,
+        seen_stats: vec![],
     };
     let (o, s) = run(&xen, &mut cb, XCFLAGS_LIVE, 2, &back);
     // The third wait_checkpoint returns 0: stock returns that 0, without END.
@@ -461,6 +476,8 @@ fn colo_rejects_bad_back_channel() {
             checkpoints_left: 3,
             suspend_rc: 1,
             colo: true,
+            policy: None,
+            seen_stats: vec![],
         };
         // Not live: the very first checkpoint reads the back channel.
         assert!(cb.colo);
@@ -490,6 +507,8 @@ fn failures_return_minus_one_with_errno() {
         checkpoints_left: 0,
         suspend_rc: 0,
         colo: false,
+        policy: None,
+        seen_stats: vec![],
     };
     let (o, s) = run(&xen, &mut cb, 0, 0, &[]);
     assert!(matches!(o, Outcome::Done { rc: -1, .. }), "{o:?}");
@@ -506,6 +525,8 @@ fn failures_return_minus_one_with_errno() {
         checkpoints_left: 0,
         suspend_rc: 1,
         colo: false,
+        policy: None,
+        seen_stats: vec![],
     };
     let (o, _) = run(&xen, &mut cb, 0, 0, &[]);
     assert_eq!(
@@ -525,6 +546,8 @@ fn failures_return_minus_one_with_errno() {
         checkpoints_left: 0,
         suspend_rc: 1,
         colo: false,
+        policy: None,
+        seen_stats: vec![],
     };
     let mut out = Vec::new();
     let mut pages = PerBatch;
@@ -549,4 +572,63 @@ fn failures_return_minus_one_with_errno() {
     );
     assert!(out.is_empty());
     assert!(cb.calls.is_empty());
+}
+
+#[test]
+fn caller_precopy_policy_sees_stock_stats() {
+    let xen = FakeXen::new(100);
+    *xen.dirty_rounds.borrow_mut() = vec![vec![1, 2], vec![3]];
+    let mut cb = Script {
+        xen: &xen,
+        calls: vec![],
+        checkpoints_left: 0,
+        suspend_rc: 1,
+        colo: false,
+        policy: Some(vec![0, 0, 0, 0]),
+        seen_stats: vec![],
+    };
+    let (o, s) = run(&xen, &mut cb, XCFLAGS_LIVE, 0, &[]);
+    assert_eq!(o, OK);
+    let st = |iteration, total_written, dirty_count| PrecopyStats {
+        iteration,
+        total_written,
+        dirty_count,
+    };
+    // Before/after each round, as stock: dirty_count -1 between the round and the CLEAN.
+    assert_eq!(
+        cb.seen_stats,
+        vec![
+            st(0, 0, 100),
+            st(1, 100, -1),
+            st(1, 100, 2),
+            st(2, 102, -1),
+            st(2, 102, 1)
+        ]
+    );
+    let batches = records(&s)
+        .into_iter()
+        .filter(|r| r.0 == rec::PAGE_DATA)
+        .map(|r| page_data_pfns(&r.1))
+        .collect::<Vec<_>>();
+    assert_eq!(batches[1..], [vec![1, 2], vec![3]]);
+}
+
+#[test]
+fn precopy_abort_fails_without_suspending() {
+    let xen = FakeXen::new(100);
+    let mut cb = Script {
+        xen: &xen,
+        calls: vec![],
+        checkpoints_left: 0,
+        suspend_rc: 1,
+        colo: false,
+        policy: Some(vec![XGS_POLICY_ABORT]),
+        seen_stats: vec![],
+    };
+    let (o, s) = run(&xen, &mut cb, XCFLAGS_LIVE, 0, &[]);
+    assert!(matches!(o, Outcome::Done { rc: -1, .. }), "{o:?}");
+    assert!(xen.logged("Abort precopy loop"));
+    assert_eq!(cb.calls, vec!["qemu_on", "qemu_off"]);
+    assert!(!types_of(&records(&s)).contains(&rec::PAGE_DATA));
+    assert!(!xen.logdirty_on.get());
 }
