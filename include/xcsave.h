@@ -9,6 +9,73 @@
 #include <xenctrl.h>
 #include <xenguest.h>
 
+/**
+ * Counters of one domain's mapping cache, for its most recent (or running) save in this
+ * process. Filled by `xcsave_cache_stats`. Byte counts are of guest memory.
+ */
+typedef struct {
+  /**
+   * Data pages served from a bucket that was already mapped.
+   */
+  uint64_t hits;
+  /**
+   * Data pages that needed a map call (bucket miss, or a per-batch mapping).
+   */
+  uint64_t misses;
+  /**
+   * Map calls (one VMA each).
+   */
+  uint64_t maps;
+  /**
+   * Unmap calls.
+   */
+  uint64_t unmaps;
+  /**
+   * Buckets unmapped to stay within the budget (LRU).
+   */
+  uint64_t evictions;
+  /**
+   * Buckets unmapped because they might be stale (coherence signals, page types, teardown).
+   */
+  uint64_t invalidations;
+  /**
+   * Buckets unmapped because they reached the maximum age.
+   */
+  uint64_t expirations;
+  /**
+   * Bytes mapped, summed over all map calls.
+   */
+  uint64_t bytes_mapped;
+  /**
+   * Bytes of page data handed to the stream.
+   */
+  uint64_t bytes_sent;
+  /**
+   * Bytes mapped now (0 once the save has returned).
+   */
+  uint64_t mapped_bytes;
+  /**
+   * Highest `mapped_bytes` of the save; never above the budget.
+   */
+  uint64_t peak_mapped_bytes;
+  /**
+   * Foreign-mapping VMAs held now.
+   */
+  uint64_t vmas;
+  /**
+   * Highest `vmas` of the save.
+   */
+  uint64_t peak_vmas;
+  /**
+   * Suspended checkpoints (and final rounds) seen.
+   */
+  uint64_t checkpoints;
+  /**
+   * 1 if the save ran without caching (XCSAVE_CACHE=off, PoD, counters unreadable).
+   */
+  uint64_t disabled;
+} XcsaveCacheStats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -29,6 +96,34 @@ int xcsave_domain_save(xc_interface *xch,
                        struct save_callbacks *callbacks,
                        xc_stream_type_t stream_type,
                        int recv_fd);
+
+/**
+ * Configure the mapping cache of every later `xc_domain_save` in this process; this wins
+ * over the `XCSAVE_CACHE*` environment until `xcsave_cache_teardown`. Zero selects the
+ * default for each number: `budget_bytes` 256 MiB (bound on mapped guest memory, at least
+ * 4 MiB plus one bucket), `bucket_bytes` 1 MiB (a power-of-two number of 4 KiB pages, at
+ * most 32 MiB), `max_age` 64 checkpoints. `enable` 0 reproduces the stock per-batch
+ * map/unmap pattern. Returns 0, or -1 with errno EINVAL (and nothing changed) for an
+ * invalid value.
+ */
+int xcsave_cache_init(uint64_t budget_bytes, uint64_t bucket_bytes, int enable, uint32_t max_age);
+
+/**
+ * Release every cached foreign mapping of this process: a save that is running drops its
+ * cache at its next batch or checkpoint; saves that have returned hold none. Also forgets
+ * the `xcsave_cache_init` settings. Counters stay readable. Returns 0.
+ */
+int xcsave_cache_teardown(void);
+
+/**
+ * Copy the mapping-cache counters of `domid`'s most recent (or running) save in this process
+ * into `*out`. Returns 0, or -1 with errno EINVAL (`out` is NULL) or ENOENT (no save of
+ * `domid` yet).
+ *
+ * # Safety
+ * `out` must be NULL or point to writable memory for one `XcsaveCacheStats`.
+ */
+int xcsave_cache_stats(uint32_t domid, XcsaveCacheStats *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //! The C surface: exported functions, the panic boundary and pointer checks. No logic.
 
+use crate::cache::CachedPages;
 use crate::config::Config;
 use crate::engine::{self, Callback, Callbacks, Outcome, PrecopyStats, SaveArgs};
 use crate::error::Errno;
 use crate::logging;
-use crate::pages::PerBatch;
 use crate::xen::fdio::{FdReader, FdSink};
 use crate::xen::{Hypervisor, Level, XenCtrl};
 use std::ffi::c_void;
 use std::os::raw::{c_int, c_uint};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use xenctrl_sys::xc_interface;
+
+mod cache;
 
 /// Xen's `xc_stream_type_t` (0 plain, 1 Remus, 2 COLO).
 pub type XcStreamType = c_uint;
@@ -200,7 +202,7 @@ fn save_entry(
     let result = catch_unwind(AssertUnwindSafe(|| {
         let mut sink = FdSink::new(io_fd);
         let mut recv = FdReader::new(recv_fd);
-        let mut pages = PerBatch;
+        let mut pages = CachedPages::from_settings();
         let mut cb = CCallbacks { cb: cb_ref };
         let io = engine::Io {
             sink: &mut sink,

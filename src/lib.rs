@@ -15,6 +15,7 @@
 // Only `capi` is scanned for the C header: cbindgen ignores the other rooms.
 /// cbindgen:ignore
 pub mod backchannel;
+mod cache;
 pub mod capi;
 /// cbindgen:ignore
 pub mod config;

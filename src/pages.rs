@@ -33,6 +33,10 @@ pub trait PageSource<H: Hypervisor> {
         consume: &mut dyn FnMut(&[PageRef<'_>]) -> Result<(), Errno>,
     ) -> Result<(), BatchError>;
 
+    /// The `getpageframeinfo3` types of a batch (`types[i]` for `gfns[i]`), before its data
+    /// pages are asked for. A cache drops mappings of gfns that no longer hold RAM.
+    fn batch_types(&mut self, _gfns: &[u64], _types: &[u64]) {}
+
     /// The domain is suspended for a checkpoint (or the final round); `info` is its fresh
     /// domain information and `p2m_size` the p2m size. A cache checks its coherence here.
     fn suspended(&mut self, xen: &H, dom: u32, info: &DomInfo, p2m_size: u64);

@@ -23,12 +23,7 @@ impl<M> DomainCache<M> {
                     self.resize(signals.max_gpfn.saturating_add(1));
                 }
             }
-            Verdict::Disable(why) => {
-                log::info!("dom{}: mapping cache disabled: {why}", self.domid);
-                self.flush(true);
-                self.disabled = true;
-                self.stats.disabled = 1;
-            }
+            Verdict::Disable(why) => self.disable(why),
         }
         if suspended {
             self.epoch += 1;
@@ -37,6 +32,18 @@ impl<M> DomainCache<M> {
         }
         self.publish();
         verdict
+    }
+
+    /// Stops caching for the rest of the save: everything is unmapped, and every later batch
+    /// is mapped and unmapped on its own, as the stock saver does.
+    pub fn disable(&mut self, why: &str) {
+        if !self.disabled {
+            log::info!("dom{}: mapping cache disabled: {why}", self.domid);
+        }
+        self.flush(true);
+        self.disabled = true;
+        self.stats.disabled = 1;
+        self.publish();
     }
 
     /// Unmaps everything (END, failover, error, teardown). The counters stay published.

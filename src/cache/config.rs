@@ -5,18 +5,18 @@
 use std::sync::Mutex;
 
 /// Guest page size.
-pub const PAGE_SIZE: u64 = 4096;
+pub(crate) const PAGE_SIZE: u64 = 4096;
 /// Largest batch the engine may hand to the cache (stock's `MAX_BATCH_SIZE`). The budget keeps
 /// this many pages in reserve for a batch's pages that do not fit in the cache.
-pub const MAX_BATCH_PAGES: usize = 1024;
+pub(crate) const MAX_BATCH_PAGES: usize = 1024;
 /// Default budget of mapped guest memory: 256 MiB (see docs/coherence.md for why).
-pub const DEFAULT_BUDGET_BYTES: u64 = 256 << 20;
+pub(crate) const DEFAULT_BUDGET_BYTES: u64 = 256 << 20;
 /// Default bucket: 256 pages (1 MiB), as QEMU's Xen map cache.
-pub const DEFAULT_BUCKET_PAGES: u32 = 256;
+pub(crate) const DEFAULT_BUCKET_PAGES: u32 = 256;
 /// Default bound on a bucket's age, in suspended checkpoints.
-pub const DEFAULT_MAX_AGE: u32 = 64;
+pub(crate) const DEFAULT_MAX_AGE: u32 = 64;
 /// Largest bucket accepted: 8192 pages (32 MiB).
-pub const MAX_BUCKET_PAGES: u32 = 8192;
+pub(crate) const MAX_BUCKET_PAGES: u32 = 8192;
 
 /// Effective cache settings for one save.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,12 +144,16 @@ pub fn clear_override() {
     *OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
-/// The configuration for a save starting now, with warnings about ignored settings.
-pub fn effective() -> (CacheConfig, Vec<String>) {
+/// The configuration for a save starting now; ignored environment settings are logged.
+pub fn settings_for_save() -> CacheConfig {
     if let Some(c) = *OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) {
-        return (c, Vec::new());
+        return c;
     }
-    CacheConfig::from_lookup(|k| std::env::var(k).ok())
+    let (c, warnings) = CacheConfig::from_lookup(|k| std::env::var(k).ok());
+    for w in warnings {
+        log::warn!("xcsave: {w}");
+    }
+    c
 }
 
 #[cfg(test)]

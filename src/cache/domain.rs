@@ -147,11 +147,6 @@ impl<M> DomainCache<M> {
         r
     }
 
-    /// The domain's counters now.
-    pub fn stats(&self) -> CacheStats {
-        self.stats
-    }
-
     fn page_of(&self, l: Loc) -> Page<'_>
     where
         M: PageMapping,

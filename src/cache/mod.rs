@@ -7,8 +7,9 @@
 //! (over budget, caching off, PoD) are mapped per batch exactly as the stock saver does.
 //! Coherence comes from cheap signals checked at every suspended checkpoint, per-batch page
 //! types, and a bounded bucket age. This module has no `unsafe`: it sees mappings only
-//! through [`BucketMapper`].
+//! through the `BucketMapper` and `PageMapping` traits.
 
+mod api;
 mod bucket;
 mod checkpoint;
 mod coherence;
@@ -16,6 +17,7 @@ mod config;
 mod domain;
 mod lru;
 mod mapper;
+mod source;
 mod stats;
 
 #[cfg(test)]
@@ -23,14 +25,6 @@ mod mock;
 #[cfg(test)]
 mod tests;
 
-pub use bucket::type_has_data;
-pub use coherence::{DomainSignals, Verdict};
-pub use config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
-pub use domain::{DomainCache, Page};
-pub use mapper::{BucketMapper, PageMapping};
-pub use stats::{CacheStats, Registry, REGISTRY};
-
-/// Configuration override and environment (`xcsave_cache_init`, `XCSAVE_CACHE*`).
-pub mod settings {
-    pub use super::config::{clear_override, effective, set_override};
-}
+pub use api::{init, stats, teardown};
+pub use coherence::DomainSignals;
+pub use source::CachedPages;

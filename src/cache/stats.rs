@@ -88,4 +88,4 @@ impl Default for Registry {
 }
 
 /// The registry of this process.
-pub static REGISTRY: Registry = Registry::new();
+pub(crate) static REGISTRY: Registry = Registry::new();

@@ -4,8 +4,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::bucket::type_has_data;
+use super::coherence::{DomainSignals, Verdict};
+use super::config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
+use super::domain::DomainCache;
 use super::mock::{Calls, Guest, Mapper, Mapping};
-use super::*;
+use super::stats::{CacheStats, Registry};
 
 const XTAB: u64 = 0xf << 28;
 const BUCKET: u32 = 16;
@@ -80,7 +84,7 @@ impl Fx {
     }
 
     fn stats(&self) -> CacheStats {
-        self.cache.stats()
+        self.cache.stats
     }
 
     fn budget_pages(&self) -> u64 {

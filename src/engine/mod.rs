@@ -302,6 +302,7 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         if let Err(e) = self.xen.pfn_types(self.dom, &mut types) {
             return Err(self.perror("Failed to get types for pfn batch", e));
         }
+        self.pages.batch_types(&gfns_all, &types);
         let mut gfns = Vec::with_capacity(pfns.len());
         for (i, &t) in types.iter().enumerate() {
             if !stream::is_known_page_type(t as u32) {

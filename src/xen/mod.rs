@@ -8,6 +8,7 @@
 pub mod extra;
 pub mod fdio;
 mod mapping;
+mod signals;
 
 pub use mapping::ForeignMapping;
 
@@ -133,6 +134,11 @@ pub trait Hypervisor {
     ) -> Result<ShadowStats>;
     /// Overwrite each gfn of `arr` with its page type.
     fn pfn_types(&self, dom: u32, arr: &mut [u64]) -> Result<()>;
+    /// The counters the mapping cache checks for coherence (docs/coherence.md). A hypervisor
+    /// that cannot tell them leaves caching off.
+    fn p2m_signals(&self, _dom: u32) -> Result<crate::cache::DomainSignals> {
+        Err(Errno(libc::ENOSYS))
+    }
     /// Map `gfns` read-only and contiguously; per-page errors (negative errno) go to `errs`.
     fn map_foreign(&self, dom: u32, gfns: &[u64], errs: &mut [i32]) -> Result<ForeignMapping>;
     /// Size of the HVM context blob.
@@ -365,6 +371,10 @@ impl Hypervisor for XenCtrl {
             return Err(Errno::last());
         }
         Ok(())
+    }
+
+    fn p2m_signals(&self, dom: u32) -> Result<crate::cache::DomainSignals> {
+        signals::read(self.xch, dom)
     }
 
     fn map_foreign(&self, dom: u32, gfns: &[u64], errs: &mut [i32]) -> Result<ForeignMapping> {

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! The cache behind the engine's [`PageSource`]: one [`DomainCache`] per save, mapping through
+//! the Xen layer's safe `map_foreign`, checking coherence at every suspend.
+
+use std::io;
+
+use super::config::{settings_for_save, CacheConfig};
+use super::domain::DomainCache;
+use super::mapper::{BucketMapper, PageMapping};
+use super::stats::REGISTRY;
+use crate::error::Errno;
+use crate::pages::{BatchError, PageRef, PageSource};
+use crate::xen::{DomInfo, ForeignMapping, Hypervisor};
+
+impl PageMapping for ForeignMapping {
+    fn page(&self, idx: usize) -> &[u8] {
+        ForeignMapping::page(self, idx)
+    }
+}
+
+/// Maps through one domain of a [`Hypervisor`].
+struct XenMapper<'a, H> {
+    xen: &'a H,
+    dom: u32,
+}
+
+impl<H: Hypervisor> BucketMapper for XenMapper<'_, H> {
+    type Mapping = ForeignMapping;
+
+    fn map(&mut self, pfns: &[u64], errs: &mut [i32]) -> io::Result<ForeignMapping> {
+        self.xen
+            .map_foreign(self.dom, pfns, errs)
+            .map_err(|e| io::Error::from_raw_os_error(e.0))
+    }
+}
+
+/// The page source of one save: the persistent mapping cache, or (with `XCSAVE_CACHE=off`)
+/// the same per-batch pattern as the stock saver, with counters either way.
+pub struct CachedPages {
+    cfg: CacheConfig,
+    cache: Option<DomainCache<ForeignMapping>>,
+}
+
+impl CachedPages {
+    /// A source configured by `xcsave_cache_init`, else by the `XCSAVE_CACHE*` environment.
+    pub fn from_settings() -> Self {
+        CachedPages {
+            cfg: settings_for_save(),
+            cache: None,
+        }
+    }
+
+    /// The domain's cache, created on first use with the coherence baseline read now.
+    fn cache<H: Hypervisor>(&mut self, xen: &H, dom: u32) -> &mut DomainCache<ForeignMapping> {
+        let cfg = self.cfg;
+        self.cache
+            .get_or_insert_with(|| match xen.p2m_signals(dom) {
+                Ok(s) => DomainCache::new(cfg, dom, s, &REGISTRY),
+                Err(e) => {
+                    log::info!("d{dom}: mapping cache off: coherence counters unreadable ({e:?})");
+                    let off = CacheConfig {
+                        enabled: false,
+                        ..cfg
+                    };
+                    DomainCache::new(off, dom, Default::default(), &REGISTRY)
+                }
+            })
+    }
+}
+
+impl<H: Hypervisor> PageSource<H> for CachedPages {
+    fn with_batch(
+        &mut self,
+        xen: &H,
+        dom: u32,
+        gfns: &[u64],
+        consume: &mut dyn FnMut(&[PageRef<'_>]) -> Result<(), Errno>,
+    ) -> Result<(), BatchError> {
+        let mut mapper = XenMapper { xen, dom };
+        self.cache(xen, dom)
+            .with_batch(&mut mapper, gfns, |pages| consume(pages))
+            .map_err(|e| BatchError::Map(Errno(e.raw_os_error().unwrap_or(libc::EIO))))?
+            .map_err(BatchError::Consumer)
+    }
+
+    fn batch_types(&mut self, gfns: &[u64], types: &[u64]) {
+        if let Some(c) = self.cache.as_mut() {
+            c.note_types(gfns, types);
+        }
+    }
+
+    fn suspended(&mut self, xen: &H, dom: u32, _info: &DomInfo, _p2m_size: u64) {
+        let signals = xen.p2m_signals(dom);
+        let cache = self.cache(xen, dom);
+        match signals {
+            Ok(s) => {
+                cache.observe(s, true);
+            }
+            Err(e) => cache.disable(&format!("coherence counters unreadable ({e:?})")),
+        }
+    }
+
+    fn teardown(&mut self) {
+        self.cache = None;
+    }
+}
