@@ -87,3 +87,51 @@ impl Read for FdReader {
         Ok(n as usize)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe() -> (c_int, c_int) {
+        let mut p = [0 as c_int; 2];
+        // SAFETY: p has room for the two fds pipe() writes.
+        assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+        (p[0], p[1])
+    }
+
+    fn close(fd: c_int) {
+        // SAFETY: closing an fd this test opened.
+        unsafe { libc::close(fd) };
+    }
+
+    #[test]
+    fn writes_more_than_iov_max_parts_in_order() {
+        let (r, w) = pipe();
+        // 2500 parts of varying sizes, some empty: more than two writev calls' worth.
+        let data: Vec<Vec<u8>> = (0..2500u32)
+            .map(|i| vec![(i % 251) as u8; (i % 7) as usize * 300])
+            .collect();
+        let expected: Vec<u8> = data.concat();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            FdReader::new(r).read_to_end(&mut got).unwrap();
+            close(r);
+            got
+        });
+        let parts: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
+        FdSink::new(w).write_parts(&parts).unwrap();
+        close(w);
+        assert_eq!(reader.join().unwrap(), expected);
+    }
+
+    #[test]
+    fn closed_reader_is_epipe() {
+        // SAFETY: ignoring SIGPIPE so that the write fails with EPIPE instead of killing us.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        let (r, w) = pipe();
+        close(r);
+        let e = FdSink::new(w).write_parts(&[b"abc"]).unwrap_err();
+        assert_eq!(e, Errno(libc::EPIPE));
+        close(w);
+    }
+}
