@@ -7,8 +7,17 @@ use crate::cache::DomainSignals;
 use crate::error::{Errno, Result};
 use xenctrl_sys as sys;
 
-/// Reads the counters of `dom` through a live handle.
+/// Reads the counters of `dom` through a live handle. The thread's errno is left as it was:
+/// a failing query must not become the errno a later callback-ended save reports.
 pub(super) fn read(xch: *mut sys::xc_interface, dom: u32) -> Result<DomainSignals> {
+    let saved = Errno::last();
+    let r = query(xch, dom);
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = saved.0 };
+    r
+}
+
+fn query(xch: *mut sys::xc_interface, dom: u32) -> Result<DomainSignals> {
     let mut info = sys::xc_dominfo_t::default();
     // SAFETY: xch is live (XenCtrl::new contract); info is a valid out-parameter for one entry.
     let n = check(unsafe { sys::xc_domain_getinfo(xch, dom, 1, &mut info) })?;
@@ -20,9 +29,17 @@ pub(super) fn read(xch: *mut sys::xc_interface, dom: u32) -> Result<DomainSignal
     check(unsafe { sys::xc_domain_maximum_gpfn(xch, dom, &mut gpfn) })?;
     let (mut tot, mut pod_cache, mut pod_entries) = (0u64, 0u64, 0u64);
     // SAFETY: as above; the three out-parameters are valid.
-    check(unsafe {
+    let pod = check(unsafe {
         sys::xc_domain_get_pod_target(xch, dom, &mut tot, &mut pod_cache, &mut pod_entries)
-    })?;
+    });
+    match pod {
+        // A hypervisor without XENMEM_get_pod_target (Xen on Arm, a simulator) has no
+        // populate-on-demand: nothing can be in use.
+        Err(Errno(libc::ENOSYS)) => (pod_cache, pod_entries) = (0, 0),
+        r => {
+            r?;
+        }
+    }
     Ok(DomainSignals {
         tot_pages: info.nr_pages,
         max_pages: info.max_memkb / 4,
