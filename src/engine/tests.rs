@@ -31,6 +31,7 @@ struct FakeXen {
     logs: RefCell<Vec<String>>,
     live_maps: Cell<i64>,
     maps: Cell<u64>,
+    pv: bool,
 }
 
 impl FakeXen {
@@ -44,6 +45,7 @@ impl FakeXen {
             logs: RefCell::new(Vec::new()),
             live_maps: Cell::new(0),
             maps: Cell::new(0),
+            pv: false,
         }
     }
     fn byte(p: u64) -> u8 {
@@ -62,7 +64,7 @@ impl Hypervisor for FakeXen {
         }
         Ok(Some(DomInfo {
             domid: 7,
-            hvm: true,
+            hvm: !self.pv,
             shutdown: self.suspended.get(),
             shutdown_reason: if self.suspended.get() {
                 SHUTDOWN_SUSPEND
@@ -631,4 +633,49 @@ fn precopy_abort_fails_without_suspending() {
     assert_eq!(cb.calls, vec!["qemu_on", "qemu_off"]);
     assert!(!types_of(&records(&s)).contains(&rec::PAGE_DATA));
     assert!(!xen.logdirty_on.get());
+}
+
+#[test]
+fn pv_guests_and_bad_arguments_are_not_saved() {
+    let mut xen = FakeXen::new(16);
+    xen.pv = true;
+    let mut cb = Script {
+        xen: &xen,
+        calls: vec![],
+        checkpoints_left: 0,
+        suspend_rc: 1,
+        colo: false,
+        policy: None,
+        seen_stats: vec![],
+    };
+    let (o, s) = run(&xen, &mut cb, 0, 0, &[]);
+    assert!(
+        matches!(o, Outcome::Unsupported(ref r) if r.contains("PV")),
+        "{o:?}"
+    );
+    assert!(
+        s.is_empty() && cb.calls.is_empty(),
+        "nothing done before handing over"
+    );
+
+    let xen = FakeXen::new(16);
+    let mut cb = Script {
+        xen: &xen,
+        calls: vec![],
+        checkpoints_left: 0,
+        suspend_rc: 1,
+        colo: false,
+        policy: None,
+        seen_stats: vec![],
+    };
+    let (o, s) = run(&xen, &mut cb, 0, 3, &[]);
+    assert_eq!(
+        o,
+        Outcome::Done {
+            rc: -1,
+            errno: Errno(libc::EINVAL)
+        }
+    );
+    assert!(xen.logged("Bad stream_type 3"));
+    assert!(s.is_empty() && cb.calls.is_empty());
 }
