@@ -30,6 +30,15 @@
 /* Xen's memory_op continuation encoding (not in the public headers). */
 #define MEMOP_EXTENT_SHIFT 6
 
+/* Strict mode: hypercall memory must live in hypercall buffers, as Xen
+ * needs (libxc bounces everything through them). */
+static void buf_check(const void *p, size_t len, const char *what)
+{
+    if (sim_strict_mode && p && len && !sim_in_hcall_buf(p, len))
+        sim_strict_fail("hypercall argument %s (%p+%zu) is not in a "
+                        "/dev/xen/hypercall buffer", what, p, len);
+}
+
 static long unhandled(const char *what, uint64_t op, uint64_t sub)
 {
     sim_log("UNHANDLED %s %llu/%llu", what, (unsigned long long)op,
@@ -101,6 +110,7 @@ static long do_memory_op(uint64_t cmd, void *arg)
         domid_t *dom = arg;
         if (!dom)
             return -EFAULT;
+        buf_check(dom, sizeof(*dom), "memory_op domid");
         if ((rc = sim_account(__HYPERVISOR_memory_op, (int)sub, *dom)))
             return rc;
         d = live_dom(*dom);
@@ -130,8 +140,10 @@ static long do_memory_op(uint64_t cmd, void *arg)
         if (!d)
             return -ESRCH;
         ext = r->extent_start.p;
+        buf_check(r, sizeof(*r), "memory_op reservation");
         if (r->nr_extents && !ext)
             return -EFAULT;
+        buf_check(ext, r->nr_extents * sizeof(*ext), "extent_start");
         if (r->extent_order > 9)
             return -EINVAL;
         for (i = 0; i < r->nr_extents; i++) {
@@ -151,6 +163,7 @@ static long do_memory_op(uint64_t cmd, void *arg)
         struct sim_local_dom *l;
         if (!x)
             return -EFAULT;
+        buf_check(x, sizeof(*x), "add_to_physmap");
         if ((rc = sim_account(__HYPERVISOR_memory_op, (int)sub, x->domid)))
             return rc;
         d = live_dom(x->domid);
@@ -177,6 +190,7 @@ static long do_memory_op(uint64_t cmd, void *arg)
         struct sim_local_dom *l;
         if (!x)
             return -EFAULT;
+        buf_check(x, sizeof(*x), "remove_from_physmap");
         if ((rc = sim_account(__HYPERVISOR_memory_op, (int)sub, x->domid)))
             return rc;
         d = live_dom(x->domid);
@@ -191,6 +205,26 @@ static long do_memory_op(uint64_t cmd, void *arg)
             return 0;
         }
         return sim_depopulate(d, x->gpfn) ? -EINVAL : 0;
+    }
+    case XENMEM_get_pod_target:
+    case XENMEM_set_pod_target: {
+        struct xen_pod_target *pt = arg;
+        if (!pt)
+            return -EFAULT;
+        buf_check(pt, sizeof(*pt), "pod_target");
+        if ((rc = sim_account(__HYPERVISOR_memory_op, (int)sub, pt->domid)))
+            return rc;
+        d = live_dom(pt->domid);
+        if (!d)
+            return -ESRCH;
+        /* no populate-on-demand in the model: the target is what is there */
+        if (sub == XENMEM_set_pod_target)
+            return pt->target_pages >= d->tot_pages ? 0 : -EINVAL;
+        pt->target_pages = d->tot_pages;
+        pt->tot_pages = d->tot_pages;
+        pt->pod_cache_pages = 0;
+        pt->pod_entries = 0;
+        return 0;
     }
     default:
         sim_account(__HYPERVISOR_memory_op, (int)sub, DOMID_INVALID);
@@ -212,6 +246,7 @@ static long do_hvm_op(uint64_t cmd, void *arg)
     }
     if (!p)
         return -EFAULT;
+    buf_check(p, sizeof(*p), "hvm_op param");
     if ((rc = sim_account(__HYPERVISOR_hvm_op, (int)cmd, p->domid)))
         return rc;
     d = live_dom(p->domid);
@@ -240,6 +275,7 @@ static long do_sched_op(uint64_t cmd, void *arg)
     }
     if (!r)
         return -EFAULT;
+    buf_check(r, sizeof(*r), "sched_op remote_shutdown");
     if ((rc = sim_account(__HYPERVISOR_sched_op, (int)cmd, r->domain_id)))
         return rc;
     d = live_dom(r->domain_id);
@@ -268,6 +304,7 @@ static long do_grant_table_op(uint64_t cmd, void *arg, uint64_t count)
     }
     if (!s || count != 1)
         return -EINVAL;
+    buf_check(s, sizeof(*s), "gnttab setup_table");
     if ((rc = sim_account(__HYPERVISOR_grant_table_op, (int)cmd, s->dom)))
         return rc;
     d = live_dom(s->dom);
@@ -279,6 +316,7 @@ static long do_grant_table_op(uint64_t cmd, void *arg, uint64_t count)
         s->status = GNTST_general_error;
         return 0;
     }
+    buf_check(s->frame_list.p, sizeof(xen_pfn_t), "gnttab frame_list");
     /* An HVM guest's grant frame is named by the gfn it is mapped at. */
     s->frame_list.p[0] = d->gnttab_gfn;
     s->status = GNTST_okay;
@@ -351,6 +389,7 @@ static long shadow_op(struct sim_dom *d, struct xen_domctl_shadow_op *s)
         pages = s->pages < p2m_size ? s->pages : p2m_size;
         words = (pages + 63) / 64;
         out = (unsigned long *)s->dirty_bitmap.p;
+        buf_check(out, words * 8, "shadow_op dirty_bitmap");
         for (uint64_t w = 0; w < (p2m_size + 63) / 64; w++)
             dirty += (uint64_t)__builtin_popcountl(l->dirty[w]);
         if (out) {
@@ -400,6 +439,7 @@ static long cpu_policy_out(const struct sim_dom *d, uint32_t *nr_leaves,
     if (leaves) {
         if (*nr_leaves < d->nr_leaves)
             return -ENOBUFS;
+        buf_check(leaves, d->nr_leaves * sizeof(*leaves), "cpu policy leaves");
         for (uint32_t i = 0; i < d->nr_leaves; i++) {
             const struct sim_cpuid_leaf *s = &d->leaves[i];
             leaves[i] = (xen_cpuid_leaf_t){s->leaf, s->subleaf, s->a, s->b,
@@ -409,6 +449,7 @@ static long cpu_policy_out(const struct sim_dom *d, uint32_t *nr_leaves,
     if (msrs) {
         if (*nr_msrs < d->nr_msrs)
             return -ENOBUFS;
+        buf_check(msrs, d->nr_msrs * sizeof(*msrs), "cpu policy msrs");
         for (uint32_t i = 0; i < d->nr_msrs; i++)
             msrs[i] = (xen_msr_entry_t){d->msrs[i].idx, d->msrs[i].flags,
                                         d->msrs[i].val};
@@ -427,6 +468,8 @@ static long set_cpu_policy(struct sim_dom *d, struct xen_domctl_cpu_policy *p)
         p->nr_msrs > MAX_SERIALISED_MSRS || (p->nr_leaves && !lv) ||
         (p->nr_msrs && !ms))
         return -EINVAL;
+    buf_check(lv, p->nr_leaves * sizeof(*lv), "set_cpu_policy leaves");
+    buf_check(ms, p->nr_msrs * sizeof(*ms), "set_cpu_policy msrs");
     for (uint32_t i = 0; i < p->nr_msrs; i++)
         if (ms[i].flags || (ms[i].idx != 0xce && ms[i].idx != 0x10a)) {
             p->err_msr = ms[i].idx;
@@ -454,6 +497,7 @@ static long do_domctl(struct xen_domctl *dc)
 
     if (!dc)
         return -EFAULT;
+    buf_check(dc, sizeof(*dc), "domctl");
     if (dc->interface_version != XEN_DOMCTL_INTERFACE_VERSION) {
         if (sim_strict_mode)
             sim_strict_fail("domctl %u: interface version %#x, want %#x",
@@ -531,6 +575,7 @@ static long do_domctl(struct xen_domctl *dc)
         }
         if (n && !arr)
             return -EFAULT;
+        buf_check(arr, n * sizeof(*arr), "getpageframeinfo3 array");
         for (uint64_t i = 0; i < n; i++) {
             uint64_t gfn = arr[i];
             arr[i] = (gfn < d->p2m_cap && l->p2m[gfn] != SIM_INVALID &&
@@ -548,6 +593,7 @@ static long do_domctl(struct xen_domctl *dc)
         }
         if (dc->u.hvmcontext.size < d->hvmctx_size)
             return -ENOSPC;
+        buf_check(buf, d->hvmctx_size, "gethvmcontext buffer");
         memcpy(buf, d->hvmctx, d->hvmctx_size);
         dc->u.hvmcontext.size = d->hvmctx_size;
         return 0;
@@ -557,6 +603,7 @@ static long do_domctl(struct xen_domctl *dc)
         uint32_t size = dc->u.hvmcontext.size;
         if (!buf || size > SIM_HVMCTX_MAX)
             return -EINVAL;
+        buf_check(buf, size, "sethvmcontext buffer");
         if ((rc = hvmctx_check(buf, size)))
             return rc;
         memcpy(d->hvmctx, buf, size);
@@ -595,6 +642,7 @@ static long do_sysctl(struct xen_sysctl *sc)
 
     if (!sc)
         return -EFAULT;
+    buf_check(sc, sizeof(*sc), "sysctl");
     if (sc->interface_version != XEN_SYSCTL_INTERFACE_VERSION) {
         if (sim_strict_mode)
             sim_strict_fail("sysctl %u: interface version %#x, want %#x",
@@ -642,6 +690,7 @@ static long do_multicall(multicall_entry_t *calls, uint64_t nr)
 {
     if (nr && !calls)
         return -EFAULT;
+    buf_check(calls, nr * sizeof(*calls), "multicall list");
     for (uint64_t i = 0; i < nr; i++) {
         if (calls[i].op == __HYPERVISOR_multicall) {
             calls[i].result = (xen_ulong_t)-EINVAL;

@@ -159,6 +159,76 @@ static struct vma *vma_find(uintptr_t addr)
     return NULL;
 }
 
+/* ---- hypercall buffers (process-local), for strict-mode pointer checks ---- */
+
+struct region {
+    uintptr_t start, end;
+};
+
+static pthread_mutex_t hbuf_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct region *hbufs;
+static size_t nr_hbufs, cap_hbufs;
+
+static void hbuf_add(uintptr_t start, size_t len)
+{
+    pthread_mutex_lock(&hbuf_lock);
+    if (nr_hbufs == cap_hbufs) {
+        size_t nc = cap_hbufs ? cap_hbufs * 2 : 64;
+        struct region *n = realloc(hbufs, nc * sizeof(*n));
+        if (!n)
+            abort();
+        hbufs = n;
+        cap_hbufs = nc;
+    }
+    hbufs[nr_hbufs++] = (struct region){start, start + len};
+    pthread_mutex_unlock(&hbuf_lock);
+}
+
+static void hbuf_remove(uintptr_t start, size_t len)
+{
+    uintptr_t end = start + len;
+
+    pthread_mutex_lock(&hbuf_lock);
+    for (size_t i = 0; i < nr_hbufs;) {
+        struct region *r = &hbufs[i];
+        if (r->end <= start || r->start >= end) {
+            i++;
+            continue;
+        }
+        if (r->start < start && r->end > end) {   /* hole in the middle */
+            struct region right = {end, r->end};
+            r->end = start;
+            pthread_mutex_unlock(&hbuf_lock);
+            hbuf_add(right.start, right.end - right.start);
+            return;
+        }
+        if (r->start < start)
+            r->end = start;
+        else if (r->end > end)
+            r->start = end;
+        else {
+            hbufs[i] = hbufs[--nr_hbufs];
+            continue;
+        }
+        i++;
+    }
+    pthread_mutex_unlock(&hbuf_lock);
+}
+
+int sim_in_hcall_buf(const void *p, size_t len)
+{
+    uintptr_t a = (uintptr_t)p;
+    int ok = 0;
+
+    if (!len)
+        return 1;
+    pthread_mutex_lock(&hbuf_lock);
+    for (size_t i = 0; i < nr_hbufs && !ok; i++)
+        ok = a >= hbufs[i].start && a + len <= hbufs[i].end;
+    pthread_mutex_unlock(&hbuf_lock);
+    return ok;
+}
+
 /* ---- path classification ---- */
 
 static int xen_path_kind(const char *path)
@@ -313,12 +383,16 @@ static void *do_mmap(void *addr, size_t len, int prot, int flags, int fd,
     switch (fd_kind(fd)) {
     case FD_PRIVCMD:
         return privcmd_mmap(addr, len, prot, flags);
-    case FD_HYPERCALL:
+    case FD_HYPERCALL: {
         /* Every hypercall buffer is its own fresh shared region. */
-        return sim_sys_mmap(addr, len, prot,
-                            MAP_SHARED | MAP_ANONYMOUS |
-                                (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)),
-                            -1, 0);
+        void *p = sim_sys_mmap(addr, len, prot,
+                               MAP_SHARED | MAP_ANONYMOUS |
+                                   (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)),
+                               -1, 0);
+        if (p != MAP_FAILED)
+            hbuf_add((uintptr_t)p, len);
+        return p;
+    }
     default:
         break;
     }
@@ -346,6 +420,8 @@ void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 
 int munmap(void *addr, size_t len)
 {
+    if (__atomic_load_n(&nr_hbufs, __ATOMIC_RELAXED))
+        hbuf_remove((uintptr_t)addr, len);
     if (__atomic_load_n(&nr_vmas, __ATOMIC_RELAXED) && sim) {
         int touched;
 
@@ -565,10 +641,27 @@ static int ioctl_mmapbatch_v1(privcmd_mmapbatch_t *m)
     return paged ? -ENOENT : 0;
 }
 
+/* The request numbers encode the argument size: a caller built against
+ * a different struct layout sends a different number. */
+static const unsigned long known_ioctls[] = {
+    IOCTL_PRIVCMD_HYPERCALL, IOCTL_PRIVCMD_MMAPBATCH,
+    IOCTL_PRIVCMD_MMAPBATCH_V2, IOCTL_PRIVCMD_DM_OP, IOCTL_PRIVCMD_RESTRICT,
+    IOCTL_PRIVCMD_MMAP_RESOURCE, IOCTL_PRIVCMD_UNIMPLEMENTED,
+};
+
 static int privcmd_ioctl(unsigned long req, void *arg)
 {
     unsigned int nr = _IOC_NR(req);
     int rc;
+
+    if (sim_strict_mode && _IOC_TYPE(req) == 'P') {
+        for (size_t i = 0; i < sizeof(known_ioctls) / sizeof(known_ioctls[0]);
+             i++)
+            if (_IOC_NR(known_ioctls[i]) == nr && known_ioctls[i] != req)
+                sim_strict_fail("privcmd ioctl %u with size %u, want %u", nr,
+                                (unsigned int)_IOC_SIZE(req),
+                                (unsigned int)_IOC_SIZE(known_ioctls[i]));
+    }
 
     if (req == IOCTL_PRIVCMD_HYPERCALL) {
         privcmd_hypercall_t *h = arg;

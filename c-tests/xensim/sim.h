@@ -148,5 +148,7 @@ void *sim_sys_mmap(void *addr, size_t len, int prot, int flags, int fd,
 int sim_sys_munmap(void *addr, size_t len);
 int sim_sys_open(const char *path, int flags, int mode);
 int sim_sys_close(int fd);
+/* Is [p, p+len) inside a /dev/xen/hypercall buffer of this process? */
+int sim_in_hcall_buf(const void *p, size_t len);
 
 #endif
