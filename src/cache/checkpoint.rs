@@ -34,6 +34,19 @@ impl<M> DomainCache<M> {
         verdict
     }
 
+    /// True while the cache keeps mappings across batches.
+    pub fn caching(&self) -> bool {
+        !self.disabled
+    }
+
+    /// Counts a checkpoint without checking anything (caching is off).
+    pub fn count_checkpoint(&mut self, suspended: bool) {
+        if suspended {
+            self.stats.checkpoints += 1;
+            self.publish();
+        }
+    }
+
     /// Stops caching for the rest of the save: everything is unmapped, and every later batch
     /// is mapped and unmapped on its own, as the stock saver does.
     pub fn disable(&mut self, why: &str) {

@@ -39,6 +39,9 @@ impl<H: Hypervisor> BucketMapper for XenMapper<'_, H> {
 pub struct CachedPages {
     cfg: CacheConfig,
     cache: Option<DomainCache<ForeignMapping>>,
+    /// A suspend has been seen: from then on every batch is sent with the guest suspended,
+    /// right after a check (the engine sends nothing live after the first checkpoint).
+    suspended_once: bool,
 }
 
 impl CachedPages {
@@ -47,14 +50,19 @@ impl CachedPages {
         CachedPages {
             cfg: settings_for_save(),
             cache: None,
+            suspended_once: false,
         }
     }
 
     /// The domain's cache, created on first use with the coherence baseline read now.
     fn cache<H: Hypervisor>(&mut self, xen: &H, dom: u32) -> &mut DomainCache<ForeignMapping> {
         let cfg = self.cfg;
-        self.cache
-            .get_or_insert_with(|| match xen.p2m_signals(dom) {
+        self.cache.get_or_insert_with(|| {
+            if !cfg.enabled {
+                // Off: no counter is read, so the hypercalls are exactly stock's.
+                return DomainCache::new(cfg, dom, Default::default(), &REGISTRY);
+            }
+            match xen.p2m_signals(dom) {
                 Ok(s) => DomainCache::new(cfg, dom, s, &REGISTRY),
                 Err(e) => {
                     log::info!("d{dom}: mapping cache off: coherence counters unreadable ({e:?})");
@@ -64,7 +72,25 @@ impl CachedPages {
                     };
                     DomainCache::new(off, dom, Default::default(), &REGISTRY)
                 }
-            })
+            }
+        })
+    }
+}
+
+impl CachedPages {
+    /// Reads the coherence counters and lets the cache judge them.
+    fn check<H: Hypervisor>(&mut self, xen: &H, dom: u32, suspended: bool) {
+        let cache = self.cache(xen, dom);
+        if !cache.caching() {
+            cache.count_checkpoint(suspended);
+            return;
+        }
+        match xen.p2m_signals(dom) {
+            Ok(s) => {
+                cache.observe(s, suspended);
+            }
+            Err(e) => cache.disable(&format!("coherence counters unreadable ({e:?})")),
+        }
     }
 }
 
@@ -77,6 +103,11 @@ impl<H: Hypervisor> PageSource<H> for CachedPages {
         consume: &mut dyn FnMut(&[PageRef<'_>]) -> Result<(), Errno>,
     ) -> Result<(), BatchError> {
         let mut mapper = XenMapper { xen, dom };
+        if !self.suspended_once && self.cache.is_some() {
+            // The guest runs: check before each batch, so that a mapping is never older
+            // than the batch, as stock's are.
+            self.check(xen, dom, false);
+        }
         self.cache(xen, dom)
             .with_batch(&mut mapper, gfns, |pages| consume(pages))
             .map_err(|e| BatchError::Map(Errno(e.raw_os_error().unwrap_or(libc::EIO))))?
@@ -90,14 +121,8 @@ impl<H: Hypervisor> PageSource<H> for CachedPages {
     }
 
     fn suspended(&mut self, xen: &H, dom: u32, _info: &DomInfo, _p2m_size: u64) {
-        let signals = xen.p2m_signals(dom);
-        let cache = self.cache(xen, dom);
-        match signals {
-            Ok(s) => {
-                cache.observe(s, true);
-            }
-            Err(e) => cache.disable(&format!("coherence counters unreadable ({e:?})")),
-        }
+        self.suspended_once = true;
+        self.check(xen, dom, true);
     }
 
     fn teardown(&mut self) {
