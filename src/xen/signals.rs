@@ -5,7 +5,11 @@
 use super::check;
 use crate::cache::DomainSignals;
 use crate::error::{Errno, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
 use xenctrl_sys as sys;
+
+/// The hypervisor answered ENOSYS to `XENMEM_get_pod_target`: it has no PoD.
+static NO_POD_OP: AtomicBool = AtomicBool::new(false);
 
 /// Reads the counters of `dom` through a live handle. The thread's errno is left as it was:
 /// a failing query must not become the errno a later callback-ended save reports.
@@ -28,16 +32,21 @@ fn query(xch: *mut sys::xc_interface, dom: u32) -> Result<DomainSignals> {
     // SAFETY: as above; gpfn is a valid out-parameter.
     check(unsafe { sys::xc_domain_maximum_gpfn(xch, dom, &mut gpfn) })?;
     let (mut tot, mut pod_cache, mut pod_entries) = (0u64, 0u64, 0u64);
-    // SAFETY: as above; the three out-parameters are valid.
-    let pod = check(unsafe {
-        sys::xc_domain_get_pod_target(xch, dom, &mut tot, &mut pod_cache, &mut pod_entries)
-    });
-    match pod {
-        // A hypervisor without XENMEM_get_pod_target (Xen on Arm, a simulator) has no
-        // populate-on-demand: nothing can be in use.
-        Err(Errno(libc::ENOSYS)) => (pod_cache, pod_entries) = (0, 0),
-        r => {
-            r?;
+    if !NO_POD_OP.load(Ordering::Relaxed) {
+        // SAFETY: as above; the three out-parameters are valid.
+        let pod = check(unsafe {
+            sys::xc_domain_get_pod_target(xch, dom, &mut tot, &mut pod_cache, &mut pod_entries)
+        });
+        match pod {
+            // A hypervisor without XENMEM_get_pod_target (Xen on Arm, a simulator) has no
+            // populate-on-demand: nothing can be in use. Do not ask it again.
+            Err(Errno(libc::ENOSYS)) => {
+                NO_POD_OP.store(true, Ordering::Relaxed);
+                (pod_cache, pod_entries) = (0, 0);
+            }
+            r => {
+                r?;
+            }
         }
     }
     Ok(DomainSignals {
