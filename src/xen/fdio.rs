@@ -23,20 +23,35 @@ impl FdSink {
     }
 }
 
+/// iovecs for `parts`, at most IOV_MAX of them, each covering a run of parts that are
+/// adjacent in memory (consecutive pages of one cached mapping become one iovec).
+fn merged_iovecs(parts: &[&[u8]]) -> Vec<libc::iovec> {
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len().min(IOV_MAX));
+    for p in parts {
+        if let Some(last) = iov.last_mut() {
+            if last.iov_base as usize + last.iov_len == p.as_ptr() as usize {
+                last.iov_len += p.len();
+                continue;
+            }
+        }
+        if iov.len() == IOV_MAX {
+            break;
+        }
+        iov.push(libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        });
+    }
+    iov
+}
+
 impl Sink for FdSink {
     fn write_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
         // Skip empty parts: a writev of only empty vectors returns 0, like EOF.
         let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
         let mut idx = 0;
         while idx < parts.len() {
-            let end = (idx + IOV_MAX).min(parts.len());
-            let iov: Vec<libc::iovec> = parts[idx..end]
-                .iter()
-                .map(|p| libc::iovec {
-                    iov_base: p.as_ptr() as *mut libc::c_void,
-                    iov_len: p.len(),
-                })
-                .collect();
+            let iov = merged_iovecs(&parts[idx..]);
             // SAFETY: every iovec points into a live borrowed slice; writev only reads them.
             let n = unsafe { libc::writev(self.fd, iov.as_ptr(), iov.len() as c_int) };
             if n < 0 {
@@ -122,6 +137,32 @@ mod tests {
         FdSink::new(w).write_parts(&parts).unwrap();
         close(w);
         assert_eq!(reader.join().unwrap(), expected);
+    }
+
+    #[test]
+    fn adjacent_parts_share_an_iovec() {
+        let buf: Vec<u8> = (0..3000u32).map(|i| (i % 253) as u8).collect();
+        // One-byte parts of buf[..1000], then buf[2000..], then buf[1000..2000] in 100s.
+        let mut parts: Vec<&[u8]> = buf[..1000].chunks(1).collect();
+        parts.push(&buf[2000..]);
+        parts.extend(buf[1000..2000].chunks(100));
+        let iov = merged_iovecs(&parts);
+        assert_eq!(iov.len(), 3);
+        assert_eq!(
+            (iov[0].iov_len, iov[1].iov_len, iov[2].iov_len),
+            (1000, 1000, 1000)
+        );
+        let (r, w) = pipe();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            FdReader::new(r).read_to_end(&mut got).unwrap();
+            close(r);
+            got
+        });
+        FdSink::new(w).write_parts(&parts).unwrap();
+        close(w);
+        let want = [&buf[..1000], &buf[2000..], &buf[1000..2000]].concat();
+        assert_eq!(reader.join().unwrap(), want);
     }
 
     #[test]
