@@ -1,0 +1,258 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-only
+"""Turn bench/run.sh's raw.txt into results.md and PNG plots (gnuplot), stdlib only.
+
+usage: report.py RESULTS_DIR
+"""
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+SIDES = ["stock", "xcsave", "limit"]
+
+
+def parse(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            d = {}
+            for tok in shlex.split(line):
+                if "=" in tok:
+                    k, v = tok.split("=", 1)
+                    d[k] = v
+            rows.append(d)
+    return rows
+
+
+def num(d, k, default=None):
+    try:
+        return float(d[k])
+    except (KeyError, ValueError):
+        return default
+
+
+def f(v, fmt="{:.0f}"):
+    return "–" if v is None else fmt.format(v)
+
+
+def ratio(a, b, fmt="{:.2f}"):
+    if a is None or b is None or b == 0:
+        return "–"
+    return fmt.format(a / b)
+
+
+def cost_name(c):
+    c = int(c)
+    return "0 (bare mmap)" if c == 0 else "%g µs/page" % (c / 1000)
+
+
+def tput50(d):
+    """Throughput of the median checkpoint: bytes per checkpoint / p50 downtime."""
+    b, t = num(d, "ckpt_bytes"), num(d, "dt_p50_ms")
+    return b / t / 1e3 if b and t else None
+
+
+def main():
+    out = sys.argv[1]
+    rows = parse(os.path.join(out, "raw.txt"))
+    machine = open(os.path.join(out, "machine.txt")).read().strip()
+    by = {}
+    for r in rows:
+        by[(r.get("scenario"), r.get("side"))] = r
+    scen_order = []
+    for r in rows:
+        if r.get("scenario") not in scen_order:
+            scen_order.append(r.get("scenario"))
+
+    md = []
+    md.append("# xcsave benchmark (xensim)\n")
+    md.append("```\n" + machine + "\n```\n")
+    md.append(
+        "Sides: **stock** = Debian libxenguest 4.17 `xc_domain_save`; **xcsave** = this "
+        "library (default cache: 256 MiB budget, 1 MiB buckets); **limit** = the same record "
+        "framing and bytes as xcsave's stream, written with `writev` from ordinary memory. "
+        "All three write into a pipe (64 KiB, the Linux default) drained by a separate process "
+        "that only parses the record framing. MB = 10^6 bytes. Cost = xensim's modelled "
+        "hypervisor cost per mapped page (the limit maps nothing, so its cost column only says "
+        "which run it belongs to).\n")
+    md.append(
+        "Checkpoint figures are over the measured checkpoints 2..N+1 (checkpoint 1 ends the "
+        "initial live migration). Downtime = suspend callback's return -> postcopy callback. "
+        "**tput** = sum of checkpoint bytes / sum of downtimes; **tput@p50** = mean checkpoint "
+        "bytes / p50 downtime (robust to other load on the machine). p99 of 20 samples is the "
+        "maximum. maps/ckpt = xensim MMAPBATCH calls inside the downtime (warm: checkpoints 3..); "
+        "pages mapped likewise. CPU = user+sys of the saving process inside the downtimes per GiB "
+        "of checkpoint data (xensim's emulation and busy-wait cost model run in that process).\n")
+
+    # ---- checkpoint headline ----
+    ck = [s for s in scen_order if s and (s.startswith("remus") or s.startswith("colo"))]
+    if ck:
+        md.append("## Checkpoint streams (Remus, COLO): headline\n")
+        md.append("| stream | guest | dirty pages | cost | stock MB/s | xcsave MB/s | limit MB/s "
+                  "| xcsave/limit | xcsave/stock | stock p50 ms | xcsave p50 ms | limit p50 ms "
+                  "| xcsave/limit p50 | xcsave warm maps/ckpt |")
+        md.append("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in ck:
+            st, xc, li = (by.get((s, x), {}) for x in SIDES)
+            ref = xc or st
+            md.append("| %s | %s MiB | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                ref.get("mode", "?"), ref.get("mem_mib", "?"), ref.get("dirty", "?"),
+                cost_name(ref.get("cost_page_ns", 0)),
+                f(num(st, "tput_mbps")), f(num(xc, "tput_mbps")), f(num(li, "tput_mbps")),
+                ratio(num(xc, "tput_mbps"), num(li, "tput_mbps")),
+                ratio(num(xc, "tput_mbps"), num(st, "tput_mbps")),
+                f(num(st, "dt_p50_ms"), "{:.2f}"), f(num(xc, "dt_p50_ms"), "{:.2f}"),
+                f(num(li, "dt_p50_ms"), "{:.2f}"),
+                ratio(num(xc, "dt_p50_ms"), num(li, "dt_p50_ms")),
+                f(num(xc, "warm_maps_per_ckpt"), "{:.2f}")))
+        md.append("")
+
+        md.append("## Checkpoint streams: every figure\n")
+        md.append("| scenario | side | ok | tput MB/s | Gb/s | tput@p50 MB/s | dt p50 ms | dt p99 ms "
+                  "| ckpt MiB | maps/ckpt (warm) | pages mapped/ckpt | cache hits/ckpt "
+                  "| cache maps/ckpt | CPU s/GiB | peak RSS MiB | peak anon MiB "
+                  "| peak mapped MiB | peak privcmd VMAs | peak process VMAs |")
+        md.append("|---|---|---|" + "---:|" * 16)
+        for s in ck:
+            for side in SIDES:
+                d = by.get((s, side))
+                if not d:
+                    continue
+                mapped = num(d, "cache_peak_mib")
+                if mapped is None:
+                    mapped = (num(d, "peak_map_pages", 0) or 0) * 4096 / 1048576
+                vmas = d.get("cache_peak_vmas", d.get("peak_map_vmas", "–"))
+                md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s | %s "
+                          "| %s | %s | %s | %s | %s | %s |" % (
+                              s, side, "yes" if d.get("ok") == "1" else "**no** " + d.get("error", ""),
+                              f(num(d, "tput_mbps")), f(num(d, "tput_gbps"), "{:.2f}"),
+                              f(tput50(d)),
+                              f(num(d, "dt_p50_ms"), "{:.2f}"), f(num(d, "dt_p99_ms"), "{:.2f}"),
+                              f((num(d, "ckpt_bytes") or 0) / 1048576, "{:.1f}"),
+                              f(num(d, "maps_per_ckpt"), "{:.2f}"),
+                              f(num(d, "warm_maps_per_ckpt"), "{:.2f}"),
+                              f(num(d, "pages_mapped_per_ckpt"), "{:.0f}"),
+                              f(num(d, "cache_hits_per_ckpt"), "{:.0f}"),
+                              f(num(d, "cache_maps_per_ckpt"), "{:.2f}"),
+                              f(num(d, "cpu_s_per_gib"), "{:.3f}"),
+                              f(num(d, "maxrss_mib")), f(num(d, "peak_anon_mib"), "{:.1f}"),
+                              "–" if side == "limit" else f(mapped),
+                              "–" if side == "limit" else vmas,
+                              d.get("peak_proc_vmas", "–")))
+        md.append("")
+
+    # ---- live / non-live ----
+    lv = [s for s in scen_order if s and (s.startswith("live") or s.startswith("nonlive"))]
+    if lv:
+        md.append("## Live migration (background dirtier on) and non-live save\n")
+        md.append("Live: stock's precopy policy (stop below 50 dirty pages or after 5 "
+                  "iterations); the dirtier writes 10,000 pages/s over the first 256 MiB. "
+                  "first pass = iteration 1 (every page); later = iterations 2.. . "
+                  "Downtime = suspend callback's return -> save returns (non-live: the whole "
+                  "save). Total MB/s = stream bytes / save time.\n")
+        md.append("| scenario | side | ok | total MB/s | Gb/s | first pass MB/s | later MB/s "
+                  "| iterations | downtime ms | save s | stream MiB | map calls | CPU s/GiB "
+                  "| peak RSS MiB | peak mapped MiB | peak privcmd VMAs |")
+        md.append("|---|---|---|" + "---:|" * 13)
+        for s in lv:
+            for side in SIDES:
+                d = by.get((s, side))
+                if not d:
+                    continue
+                mapped = num(d, "cache_peak_mib")
+                if mapped is None:
+                    mapped = (num(d, "peak_map_pages", 0) or 0) * 4096 / 1048576
+                md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    s, side, "yes" if d.get("ok") == "1" else "**no** " + d.get("error", ""),
+                    f(num(d, "tput_mbps")), f(num(d, "tput_gbps"), "{:.2f}"),
+                    f(num(d, "first_pass_mbps")), f(num(d, "later_mbps")),
+                    d.get("iterations", "–"),
+                    "–" if side == "limit" else f(num(d, "downtime_ms"), "{:.1f}"),
+                    f(num(d, "wall_s"), "{:.2f}"),
+                    f((num(d, "stream_bytes") or 0) / 1048576),
+                    d.get("total_map_calls", "–"), f(num(d, "cpu_s_per_gib"), "{:.3f}"),
+                    f(num(d, "maxrss_mib")),
+                    "–" if side == "limit" else f(mapped),
+                    "–" if side == "limit" else d.get("cache_peak_vmas", d.get("peak_map_vmas", "–"))))
+        md.append("")
+
+    plots = plot(out, rows)
+    if plots:
+        md.append("## Plots\n")
+        for p in plots:
+            md.append("![%s](%s)\n" % (p, p))
+    with open(os.path.join(out, "results.md"), "w") as fo:
+        fo.write("\n".join(md) + "\n")
+
+
+def plot(out, rows):
+    """One PNG per checkpoint guest size: throughput and p50 downtime vs dirty pages."""
+    gp = shutil.which("gnuplot")
+    if not gp:
+        print("report: gnuplot not found (apt-get install gnuplot-nox): no plot", file=sys.stderr)
+        return []
+    ck = [r for r in rows if r.get("mode") in ("remus", "colo") and r.get("ok") == "1"]
+    mems = sorted({int(r["mem_mib"]) for r in ck})
+    costs = sorted({int(r["cost_page_ns"]) for r in ck})
+    made = []
+    colors = {"stock": "#d62728", "xcsave": "#1f77b4", "limit": "#2ca02c"}
+    for mem in mems:
+        data = os.path.join(out, ".plot-%d.dat" % mem)
+        series = []
+        with open(data, "w") as fo:
+            for cost in costs:
+                for mode in ("remus", "colo"):
+                    for side in SIDES:
+                        pts = sorted((int(r["dirty"]), num(r, "tput_mbps"), num(r, "dt_p50_ms"))
+                                     for r in ck if int(r["mem_mib"]) == mem and
+                                     int(r["cost_page_ns"]) == cost and r["mode"] == mode and
+                                     r["side"] == side)
+                        if not pts:
+                            continue
+                        fo.write("# %d %s %s\n" % (cost, mode, side))
+                        for p in pts:
+                            fo.write("%d %f %f\n" % p)
+                        fo.write("\n\n")
+                        series.append((cost, mode, side))
+        png = "checkpoints-%dM.png" % mem
+        g = ['set terminal pngcairo size 1400,900 font "sans,10"',
+             'set output "%s"' % os.path.join(out, png),
+             'set multiplot layout 2,%d title "%d MiB guest: Remus (solid) and COLO (dashed), '
+             '20+ checkpoints each"' % (len(costs), mem),
+             'set logscale x 2', 'set xtics (512, 2048, 16384)', 'set grid',
+             'set key top left', 'set xlabel "dirty pages per checkpoint"']
+        for what, col, ylab in (("throughput", 2, "checkpoint throughput, MB/s"),
+                                ("downtime", 3, "downtime p50, ms")):
+            for cost in costs:
+                g.append('set title "%s, cost model %s"' % (what, cost_name(cost)))
+                g.append('set ylabel "%s"' % ylab)
+                if what == "downtime":
+                    g.append("set logscale y")
+                else:
+                    g.append("unset logscale y")
+                parts = []
+                for i, (c, mode, side) in enumerate(series):
+                    if c != cost:
+                        continue
+                    parts.append("'%s' index %d using 1:%d with linespoints lw 2 pt 7 "
+                                 "dt %d lc rgb '%s' title '%s %s'" % (
+                                     data, i, col, 1 if mode == "remus" else 2, colors[side],
+                                     side, mode))
+                g.append("plot " + ", \\\n     ".join(parts))
+        g.append("unset multiplot")
+        r = subprocess.run([gp], input="\n".join(g) + "\n", text=True, capture_output=True)
+        if r.returncode:
+            print("report: gnuplot failed: " + r.stderr, file=sys.stderr)
+            continue
+        os.unlink(data)
+        made.append(png)
+    return made
+
+
+if __name__ == "__main__":
+    main()

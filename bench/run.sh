@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-only
+# `make bench`: stock xc_domain_save, xcsave and the writev limit side by side on xensim.
+# A benchmark, not a test: it prints figures and never fails on them.
+#
+#   BENCH_QUICK=1   a ~2-minute subset (1 GiB checkpoint guests, 2 GiB live, 1 GiB non-live)
+#   BENCH_OUT=dir   where results go (default bench/results/latest, or .../quick)
+#   BENCH_CKPTS=N   measured checkpoints per scenario (default 20)
+#   BENCH_COSTS="0 2000"   xensim per-mapped-page costs (ns) to run every scenario at
+#
+# Every scenario runs stock, then xcsave, then the limit (which replays xcsave's record
+# framing), each in a fresh process and a fresh simulated hypervisor. Output: raw.txt (one
+# key=value line per side and scenario), machine.txt, results.md and the plots (report.py).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+BUILD=${XCSAVE_BUILD:-$root/build}
+TOOL=$BUILD/tests/tool_bench
+QUICK=${BENCH_QUICK:-0}
+[ "$QUICK" = 1 ] && def=quick || def=latest
+OUT=${BENCH_OUT:-$here/results/$def}
+CKPTS=${BENCH_CKPTS:-20}
+COSTS=${BENCH_COSTS:-0 2000}
+[ -x "$TOOL" ] || { echo "bench: $TOOL not built (run make bench from the top)"; exit 1; }
+mkdir -p "$OUT/logs"
+RAW=$OUT/raw.txt
+: >"$RAW"
+unset XENSIM_COST_PAGE_NS XENSIM_COST_CALL_NS   # the tool sets the cost model itself
+export XENSIM_STRICT=0
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ has uncommitted changes)')"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+    echo "kernel: $(uname -r)"
+    echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), $CKPTS measured checkpoints, costs: $COSTS ns/page"
+} >"$OUT/machine.txt"
+cat "$OUT/machine.txt"
+
+start=$(date +%s)
+n=0
+# run SCENARIO SIDE ARGS...: one side of one scenario, one line appended to raw.txt
+run() {
+    local scen=$1 side=$2; shift 2
+    local dir log line rc
+    dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
+    log="$OUT/logs/$scen-$side.log"
+    line=$(XENSIM_DIR=$dir timeout 600 "$TOOL" --side "$side" "$@" 2>"$log")
+    rc=$?
+    rm -rf "$dir"
+    [ -n "$line" ] || line="side=$side ok=0 error=\"exit $rc, see $log\""
+    [ $rc -eq 0 ] && rm -f "$log"
+    echo "scenario=$scen $line" >>"$RAW"
+    n=$((n + 1))
+    printf '%-28s %-6s %s\n' "$scen" "$side" "$(echo "$line" | grep -o 'ok=[01]\|tput_mbps=[0-9.]*\|dt_p50_ms=[0-9.]*\|downtime_ms=[0-9.]*\|first_pass_mbps=[0-9.]*\|error=.*' | tr '\n' ' ')"
+}
+# three sides of one scenario
+trio() {
+    local scen=$1; shift
+    local lay=/dev/shm/xcsave-bench-layout.$$
+    run "$scen" stock "$@"
+    run "$scen" xcsave "$@" --layout-out "$lay"
+    if [ -s "$lay" ]; then run "$scen" limit "$@" --layout-in "$lay"; fi
+    rm -f "$lay"
+}
+
+if [ "$QUICK" = 1 ]; then
+    CK_MEMS="1024"; CK_DIRTY="512 2048 16384"; LIVE_MEMS="2048"; NONLIVE_MEMS="1024"
+else
+    CK_MEMS="1024 4096"; CK_DIRTY="512 2048 16384"; LIVE_MEMS="2048 8192"; NONLIVE_MEMS="2048"
+fi
+for cost in $COSTS; do
+    for mode in remus colo; do
+        for mem in $CK_MEMS; do
+            for d in $CK_DIRTY; do
+                trio "$mode-${mem}M-d$d-c$cost" --mode $mode --mem-mib $mem --dirty $d \
+                    --ckpts "$CKPTS" --cost-page-ns $cost
+            done
+        done
+    done
+    for mem in $LIVE_MEMS; do
+        trio "live-${mem}M-c$cost" --mode live --mem-mib $mem --cost-page-ns $cost
+    done
+    for mem in $NONLIVE_MEMS; do
+        trio "nonlive-${mem}M-c$cost" --mode nonlive --mem-mib $mem --cost-page-ns $cost
+    done
+done
+secs=$(( $(date +%s) - start ))
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+echo "runs: $n in ${secs}s" >>"$OUT/machine.txt"
+rmdir "$OUT/logs" 2>/dev/null
+/usr/bin/python3 "$here/report.py" "$OUT"
+echo "bench: results in $OUT (results.md, raw.txt, machine.txt, *.png)"

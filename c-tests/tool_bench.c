@@ -1,0 +1,875 @@
+// SPDX-License-Identifier: GPL-3.0-only
+/*
+ * tool_bench: one side of one `make bench` scenario, in its own process (so that CPU time,
+ * peak RSS and VMA counts are this side's alone). bench/run.sh runs stock, xcsave and the
+ * limit one after the other for every scenario and collects the result lines.
+ *
+ *   tool_bench --side stock|xcsave|limit --mode remus|colo|live|nonlive --mem-mib N
+ *              [--dirty N] [--ckpts N] [--cost-page-ns N] [--dirty-rate N]
+ *              [--layout-out F] [--layout-in F] [--pipe-kib N]
+ *
+ * Processes: this one saves (stock xc_domain_save via dlvsym, or xcsave_domain_save) into a
+ * pipe; a forked DRAIN process reads the pipe (parsing only the record framing), counts the
+ * bytes of every checkpoint, answers each CHECKPOINT record of a COLO stream with a
+ * CHECKPOINT_DIRTY_PFN_LIST record on the back channel (as the stock restore does) and acks
+ * it on a side pipe; a forked GUEST process creates and fills the xensim domain, dirties the
+ * working set between checkpoints (bench.h) and runs the background dirtier for live
+ * migration. The LIMIT side replays the record framing that the drain of an earlier run
+ * wrote (--layout-in), with writev from ordinary memory into the same kind of pipe and drain.
+ *
+ * Checkpoint k (k >= 1) is timed from the suspend callback's return to the postcopy
+ * callback. Checkpoint 1 ends the initial live migration; checkpoints 2..ckpts+1 each carry
+ * the dirty working set and are the measured ones. COLO's checkpoint callback (stock calls it
+ * before postcopy) waits for the drain's ack, so COLO downtime includes draining; Remus's
+ * (after postcopy) waits for it outside the downtime.
+ *
+ * Output: one line of key=value pairs on stdout. Not a test: there are no thresholds.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "harness.h"
+#include "xcsave.h"
+
+#define DOM 7
+#define MAXC 1024
+#define REC_PAGE_DATA 0x01u
+#define REC_END 0x00u
+#define REC_CHECKPOINT 0x0eu
+#define REC_DIRTY_PFN_LIST 0x0fu
+#define BACK_PFNS 8
+
+enum side { S_STOCK, S_XCSAVE, S_LIMIT };
+enum mode { M_REMUS, M_COLO, M_LIVE, M_NONLIVE };
+static const char *side_name[] = {"stock", "xcsave", "limit"};
+static const char *mode_name[] = {"remus", "colo", "live", "nonlive"};
+
+static struct {
+    enum side side;
+    enum mode mode;
+    uint64_t mem_bytes;
+    unsigned int dirty, ckpts;
+    uint64_t cost_page_ns, dirty_rate;
+    const char *layout_out, *layout_in;
+    unsigned int pipe_kib;
+} opt = {.ckpts = 20, .dirty = 2048, .dirty_rate = 10000, .pipe_kib = 0};
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stdout, "side=%s mode=%s ok=0 error=\"", side_name[opt.side], mode_name[opt.mode]);
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fprintf(stdout, "\"\n");
+    fflush(stdout);
+    exit(1);
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int read_all(int fd, void *p, size_t n)
+{
+    char *c = p;
+
+    while (n) {
+        ssize_t r = read(fd, c, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ drain */
+
+struct drain_shm {
+    volatile uint64_t bytes;       /* read so far */
+    uint64_t ckpt_end[MAXC + 1];   /* stream offset after CHECKPOINT record k */
+    uint64_t ckpt_pages[MAXC + 1]; /* data pages in segment k */
+    volatile uint32_t nckpt;
+    uint64_t data_pages, records;
+    int saw_end;
+    int error;
+    char errmsg[200];
+};
+
+static struct drain_shm *shm;
+static uint64_t *hot;           /* the dirty working set */
+static unsigned int nhot;
+
+/* Layout entries (--layout-out): u32 kind, u32 n, payload. */
+#define L_RAW 0   /* n bytes of framing */
+#define L_PAGES 1 /* n data pages; n u64 pfns follow */
+#define L_CKPT 2  /* a CHECKPOINT record just ended */
+
+static void lay(FILE *f, uint32_t kind, uint32_t n, const void *p, size_t len)
+{
+    uint32_t h[2] = {kind, n};
+
+    if (!f)
+        return;
+    fwrite(h, sizeof(h), 1, f);
+    if (len)
+        fwrite(p, len, 1, f);
+}
+
+static void drain_main(int in, int back, int ack, const char *layout)
+{
+    static unsigned char buf[1 << 20];
+    static unsigned char acc[(1 << 17) + 64];
+    static uint64_t pfns[1024];
+    FILE *lf = layout ? fopen(layout, "w") : NULL;
+    enum { P_HDR, P_RHDR, P_PD, P_PFNS, P_REC, P_SKIP } st = P_HDR;
+    size_t have = 0, need = 40;
+    uint64_t skip = 0, off = 0, seg_pages = 0;
+    uint32_t type = 0, len = 0, count = 0;
+
+    if (layout && !lf) {
+        snprintf(shm->errmsg, sizeof(shm->errmsg), "open %s: %s", layout, strerror(errno));
+        shm->error = 1;
+    }
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof(buf));
+        size_t i = 0;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        while (i < (size_t)n) {
+            if (st == P_SKIP) {
+                uint64_t k = (uint64_t)n - i < skip ? (uint64_t)n - i : skip;
+                i += k;
+                skip -= k;
+                off += k;
+                if (skip)
+                    continue;
+                st = P_RHDR;
+                have = 0;
+                need = 8;
+                continue;
+            }
+            {
+                size_t k = (size_t)n - i < need - have ? (size_t)n - i : need - have;
+                memcpy(acc + have, buf + i, k);
+                have += k;
+                i += k;
+                off += k;
+                if (have < need)
+                    continue;
+            }
+            switch (st) {
+            case P_HDR:
+                lay(lf, L_RAW, 40, acc, 40);
+                st = P_RHDR;
+                have = 0;
+                need = 8;
+                break;
+            case P_RHDR: {
+                uint32_t padded;
+                memcpy(&type, acc, 4);
+                memcpy(&len, acc + 4, 4);
+                padded = (len + 7u) & ~7u;
+                shm->records++;
+                if (type == REC_PAGE_DATA) {
+                    st = P_PD;
+                    need = 16;
+                } else if (8 + (size_t)padded <= sizeof(acc)) {
+                    st = P_REC;
+                    need = 8 + padded;
+                } else {
+                    snprintf(shm->errmsg, sizeof(shm->errmsg),
+                             "record type %#x of %u bytes", type, len);
+                    shm->error = 1;
+                    return;
+                }
+                if (need == have)
+                    goto rec_done;
+                break;
+            }
+            case P_PD:
+                memcpy(&count, acc + 8, 4);
+                if (count > 1024 || 8 + 8ull * count > len) {
+                    snprintf(shm->errmsg, sizeof(shm->errmsg), "PAGE_DATA count %u", count);
+                    shm->error = 1;
+                    return;
+                }
+                st = P_PFNS;
+                need = 16 + 8ull * count;
+                if (need == have)
+                    goto pfns_done;
+                break;
+            case P_PFNS:
+            pfns_done: {
+                uint64_t data = (uint64_t)len - 8 - 8ull * count;
+                uint32_t pages = (uint32_t)(data / 4096), k = 0;
+                lay(lf, L_RAW, (uint32_t)have, acc, have);
+                for (uint32_t j = 0; j < count && k < pages; j++) {
+                    uint64_t e;
+                    memcpy(&e, acc + 16 + 8 * j, 8);
+                    if ((e >> 60) < 0xd)
+                        pfns[k++] = e & 0x000fffffffffffffull;
+                }
+                for (uint32_t j = 0; k < pages; j++) /* not expected: reuse listed pfns */
+                    memcpy(&pfns[k++], acc + 16 + 8 * (j % count), 8);
+                lay(lf, L_PAGES, pages, pfns, pages * 8ull);
+                seg_pages += pages;
+                shm->data_pages += pages;
+                skip = data;
+                st = P_SKIP;
+                if (!skip) {
+                    st = P_RHDR;
+                    have = 0;
+                    need = 8;
+                }
+                break;
+            }
+            case P_REC:
+            rec_done:
+                lay(lf, L_RAW, (uint32_t)have, acc, have);
+                if (type == REC_CHECKPOINT) {
+                    uint32_t k = shm->nckpt + 1;
+                    if (k <= MAXC) {
+                        shm->ckpt_end[k] = off;
+                        shm->ckpt_pages[k] = seg_pages;
+                    }
+                    seg_pages = 0;
+                    lay(lf, L_CKPT, 0, NULL, 0);
+                    __atomic_store_n(&shm->nckpt, k, __ATOMIC_RELEASE);
+                    if (back >= 0) {
+                        /* as the COLO secondary: a few pfns it dirtied (inside the
+                         * working set, so the primary's dirty set keeps its size) */
+                        uint32_t rh[2] = {REC_DIRTY_PFN_LIST, BACK_PFNS * 8};
+                        uint64_t p[BACK_PFNS];
+                        for (unsigned int j = 0; j < BACK_PFNS; j++)
+                            p[j] = hot[(j * 97u) % nhot];
+                        write_all(back, rh, sizeof(rh));
+                        write_all(back, p, sizeof(p));
+                    }
+                    if (ack >= 0)
+                        write_all(ack, "A", 1);
+                } else if (type == REC_END) {
+                    shm->saw_end = 1;
+                }
+                st = P_RHDR;
+                have = 0;
+                need = 8;
+                break;
+            case P_SKIP:
+                break;
+            }
+        }
+        __atomic_store_n(&shm->bytes, off, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&shm->bytes, off, __ATOMIC_RELEASE);
+    if (lf)
+        fclose(lf);
+}
+
+/* ------------------------------------------------------------------ guest */
+
+static void guest_main(int cmd, int rep)
+{
+    struct xensim_domain_config cfg = {.mem_bytes = opt.mem_bytes};
+    struct xensim_dirtier *dt = NULL;
+    char c;
+    int rc;
+
+    if ((rc = xensim_create_domain(DOM, &cfg)) || (rc = xensim_fill(DOM, 0xbe9c4000)))
+        _exit(10);
+    xensim_set_cost(0, opt.cost_page_ns);
+    write_all(rep, "R", 1);
+    while (read_all(cmd, &c, 1) == 0) {
+        if (c == 'B') {
+            uint32_t k;
+            if (read_all(cmd, &k, 4))
+                break;
+            for (unsigned int i = 0; i < nhot; i++) {
+                uint64_t v[2] = {k, hot[i]};
+                if (xensim_guest_write(DOM, hot[i], (k * 64u) % 4096, v, sizeof(v)))
+                    _exit(11);
+            }
+            write_all(rep, "D", 1);
+        } else if (c == 'S') {
+            uint64_t pages = opt.mem_bytes >> 12;
+            uint64_t count = pages / 4 < 65536 ? pages / 4 : 65536; /* <= 256 MiB */
+            dt = xensim_dirtier_start(DOM, 0x100, count, opt.dirty_rate, 99);
+            write_all(rep, dt ? "D" : "E", 1);
+        } else if (c == 'Q') {
+            uint64_t w = dt ? xensim_dirtier_stop(dt) : 0;
+            write_all(rep, &w, 8);
+            break;
+        }
+    }
+    _exit(0);
+}
+
+/* ------------------------------------------------------------------ saver */
+
+struct sample {
+    double t;
+    double cpu;
+    struct xensim_counters c;
+    XcsaveCacheStats cs;
+    int has_cs;
+};
+
+static struct {
+    xc_interface *xch;
+    int gcmd, grep, ack;
+    unsigned int k; /* suspends so far */
+    struct sample sus[MAXC + 2], post[MAXC + 2];
+    double peak_anon, t_end;
+    unsigned long peak_proc_vmas;
+    uint64_t peak_live_pages, peak_live_vmas;
+    /* live: precopy iterations */
+    double t_iter[64];
+    uint64_t b_iter[64];
+    unsigned int iters;
+} S;
+
+static void take(struct sample *s)
+{
+    s->t = bench_now();
+    s->cpu = bench_cpu();
+    if (opt.side == S_LIMIT)
+        return;
+    xensim_counters(&s->c);
+    s->has_cs = xcsave_cache_stats(DOM, &s->cs) == 0;
+}
+
+static void peaks(void)
+{
+    struct xensim_counters c;
+    double a = bench_rss_anon_mib();
+    unsigned long v = bench_proc_vmas();
+
+    memset(&c, 0, sizeof(c));
+    if (opt.side != S_LIMIT)
+        xensim_counters(&c);
+    if (c.live_privcmd_pages > S.peak_live_pages)
+        S.peak_live_pages = c.live_privcmd_pages;
+    if (c.live_privcmd_vmas > S.peak_live_vmas)
+        S.peak_live_vmas = c.live_privcmd_vmas;
+    if (a > S.peak_anon)
+        S.peak_anon = a;
+    if (v > S.peak_proc_vmas)
+        S.peak_proc_vmas = v;
+}
+
+static int cb_suspend(void *data)
+{
+    (void)data;
+    if (xc_domain_shutdown(S.xch, DOM, SHUTDOWN_suspend))
+        return 0;
+    if (S.k < MAXC)
+        S.k++;
+    take(&S.sus[S.k]); /* timestamp last: downtime starts when we return */
+    return 1;
+}
+
+static void burst(void)
+{
+    uint32_t k = S.k;
+    char c;
+
+    if (write_all(S.gcmd, "B", 1) || write_all(S.gcmd, &k, 4) || read_all(S.grep, &c, 1) ||
+        c != 'D')
+        die("guest process failed to dirty the working set");
+}
+
+static int cb_postcopy(void *data)
+{
+    (void)data;
+    take(&S.post[S.k]); /* first: downtime ends when we are called */
+    peaks();
+    if (xc_domain_resume(S.xch, DOM, 1))
+        return 0;
+    if (S.k <= opt.ckpts)
+        burst();
+    return 1;
+}
+
+static int wait_ack(void)
+{
+    char c;
+
+    return read_all(S.ack, &c, 1) == 0;
+}
+
+static int cb_checkpoint(void *data)
+{
+    (void)data;
+    if (!wait_ack())
+        return 0;
+    if (opt.mode == M_COLO)
+        return 1;
+    return S.k <= opt.ckpts ? 1 : 0;
+}
+
+static int cb_wait_checkpoint(void *data)
+{
+    (void)data;
+    return S.k <= opt.ckpts ? 1 : 0;
+}
+
+static int cb_logdirty(uint32_t domid, unsigned int enable, void *data)
+{
+    (void)domid;
+    (void)enable;
+    (void)data;
+    return 0;
+}
+
+/* Stock's simple_precopy_policy, timestamped. */
+static int cb_precopy(struct precopy_stats st, void *user)
+{
+    (void)user;
+    if (S.iters < 64 && (st.iteration == 0 || st.dirty_count == -1)) {
+        S.t_iter[S.iters] = bench_now();
+        S.b_iter[S.iters] = __atomic_load_n(&shm->bytes, __ATOMIC_ACQUIRE);
+        S.iters++;
+        peaks();
+    }
+    return ((st.dirty_count >= 0 && st.dirty_count < 50) || st.iteration >= 5)
+               ? XGS_POLICY_STOP_AND_COPY
+               : XGS_POLICY_CONTINUE_PRECOPY;
+}
+
+/* ------------------------------------------------------------------ limit */
+
+struct seg {
+    struct iovec *iov;
+    size_t niov, cap;
+    uint64_t bytes;
+};
+
+static void seg_add(struct seg *s, void *p, size_t len)
+{
+    if (s->niov && (char *)s->iov[s->niov - 1].iov_base + s->iov[s->niov - 1].iov_len == p) {
+        s->iov[s->niov - 1].iov_len += len; /* merge contiguous memory */
+    } else {
+        if (s->niov == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 1024;
+            s->iov = realloc(s->iov, s->cap * sizeof(*s->iov));
+            if (!s->iov)
+                die("out of memory");
+        }
+        s->iov[s->niov].iov_base = p;
+        s->iov[s->niov].iov_len = len;
+        s->niov++;
+    }
+    s->bytes += len;
+}
+
+static int writev_all(int fd, struct iovec *iov, size_t n)
+{
+    while (n) {
+        int c = n > IOV_MAX ? IOV_MAX : (int)n;
+        ssize_t w = writev(fd, iov, c);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        while (w > 0) {
+            if ((size_t)w >= iov->iov_len) {
+                w -= (ssize_t)iov->iov_len;
+                iov++;
+                n--;
+            } else {
+                iov->iov_base = (char *)iov->iov_base + w;
+                iov->iov_len -= (size_t)w;
+                w = 0;
+            }
+        }
+        while (n && !iov->iov_len) {
+            iov++;
+            n--;
+        }
+    }
+    return 0;
+}
+
+/* Replay the framing of --layout-in with writev from ordinary memory. */
+static int run_limit(int out, int back)
+{
+    FILE *f = fopen(opt.layout_in, "r");
+    uint64_t npages = opt.mem_bytes >> 12;
+    char *mem;
+    struct seg segs[MAXC + 2];
+    unsigned int nseg = 0, k;
+    char *raw;
+    long fsz;
+    size_t pos = 0, maxiov = 1;
+    struct iovec *work;
+
+    if (!f)
+        die("open layout %s: %s", opt.layout_in, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    fsz = ftell(f);
+    rewind(f);
+    raw = malloc((size_t)fsz + 1);
+    if (!raw || fread(raw, 1, (size_t)fsz, f) != (size_t)fsz)
+        die("read layout");
+    fclose(f);
+    mem = mmap(NULL, npages << 12, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (mem == MAP_FAILED)
+        die("mmap %llu MiB: %s", (unsigned long long)(opt.mem_bytes >> 20), strerror(errno));
+    for (uint64_t p = 0; p < npages; p++)
+        *(uint64_t *)(mem + (p << 12)) = p * 0x9e3779b97f4a7c15ull;
+    memset(segs, 0, sizeof(segs));
+    while (pos + 8 <= (size_t)fsz) {
+        uint32_t h[2];
+        struct seg *s = &segs[nseg];
+        memcpy(h, raw + pos, 8);
+        pos += 8;
+        if (h[0] == L_RAW) {
+            seg_add(s, raw + pos, h[1]);
+            pos += h[1];
+        } else if (h[0] == L_PAGES) {
+            for (uint32_t j = 0; j < h[1]; j++) {
+                uint64_t pfn;
+                memcpy(&pfn, raw + pos + 8ull * j, 8);
+                if (pfn >= 0x100000)
+                    pfn = pfn - 0x100000 + 0xF0000;
+                seg_add(s, mem + ((pfn % npages) << 12), 4096);
+            }
+            pos += 8ull * h[1];
+        } else if (h[0] == L_CKPT) {
+            if (nseg < MAXC)
+                nseg++;
+        }
+    }
+    if (segs[nseg].niov)
+        nseg++; /* the tail (END record / whole plain stream) */
+    if (!nseg)
+        die("empty layout %s", opt.layout_in);
+    for (k = 0; k < nseg; k++)
+        if (segs[k].niov > maxiov)
+            maxiov = segs[k].niov;
+    work = malloc(maxiov * sizeof(*work));
+    if (!work)
+        die("out of memory");
+
+    if (opt.mode == M_LIVE || opt.mode == M_NONLIVE) {
+        take(&S.sus[1]);
+        S.k = 1;
+        for (k = 0; k < nseg; k++)
+            if (writev_all(out, segs[k].iov, segs[k].niov)) /* once: in place is fine */
+                die("writev: %s", strerror(errno));
+        S.t_end = bench_now();
+        peaks();
+        return 0;
+    }
+    for (k = 0; k < nseg && k < opt.ckpts + 1; k++) {
+        struct seg *s = &segs[k];
+        if (k >= 1 && opt.mode == M_COLO) {
+            uint32_t rh[2];
+            char body[4096];
+            if (read_all(back, rh, 8) || rh[1] > sizeof(body) || read_all(back, body, rh[1]))
+                die("back channel");
+        }
+        S.k = k + 1;
+        memcpy(work, s->iov, s->niov * sizeof(*work));
+        take(&S.sus[S.k]);
+        if (writev_all(out, work, s->niov))
+            die("writev: %s", strerror(errno));
+        if (opt.mode == M_COLO && !wait_ack())
+            die("no ack");
+        take(&S.post[S.k]);
+        peaks();
+        if (opt.mode == M_REMUS && !wait_ack())
+            die("no ack");
+        /* the guest's writes to its working set, as on the other sides */
+        for (size_t j = 0; j < s->niov; j++) {
+            char *b = s->iov[j].iov_base;
+            if (b < mem || b >= mem + (npages << 12))
+                continue;
+            for (size_t o = 0; o < s->iov[j].iov_len; o += 4096)
+                *(volatile char *)(b + o) += 1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: tool_bench --side stock|xcsave|limit --mode remus|colo|live|nonlive "
+                    "--mem-mib N [--dirty N] [--ckpts N] [--cost-page-ns N] [--dirty-rate N] "
+                    "[--layout-out F] [--layout-in F] [--pipe-kib N]\n");
+    exit(2);
+}
+
+static int pick(const char *v, const char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, names[i]))
+            return i;
+    usage();
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"side", 1, 0, 's'},       {"mode", 1, 0, 'm'},         {"mem-mib", 1, 0, 'M'},
+        {"dirty", 1, 0, 'd'},      {"ckpts", 1, 0, 'c'},        {"cost-page-ns", 1, 0, 'p'},
+        {"dirty-rate", 1, 0, 'r'}, {"layout-out", 1, 0, 'o'},   {"layout-in", 1, 0, 'i'},
+        {"pipe-kib", 1, 0, 'P'},   {0, 0, 0, 0}};
+    int ch, sink[2], back[2] = {-1, -1}, ackp[2], gc[2], gr[2];
+    pid_t drain, guest = -1;
+    int checkpointed, rc = 0, st;
+    double t0, cpu0, t_save;
+    uint64_t dirtier_writes = 0;
+
+    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (ch) {
+        case 's': opt.side = pick(optarg, side_name, 3); break;
+        case 'm': opt.mode = pick(optarg, mode_name, 4); break;
+        case 'M': opt.mem_bytes = strtoull(optarg, NULL, 0) << 20; break;
+        case 'd': opt.dirty = (unsigned int)strtoul(optarg, NULL, 0); break;
+        case 'c': opt.ckpts = (unsigned int)strtoul(optarg, NULL, 0); break;
+        case 'p': opt.cost_page_ns = strtoull(optarg, NULL, 0); break;
+        case 'r': opt.dirty_rate = strtoull(optarg, NULL, 0); break;
+        case 'o': opt.layout_out = optarg; break;
+        case 'i': opt.layout_in = optarg; break;
+        case 'P': opt.pipe_kib = (unsigned int)strtoul(optarg, NULL, 0); break;
+        default: usage();
+        }
+    }
+    if (!opt.mem_bytes || opt.ckpts < 1 || opt.ckpts >= MAXC - 1)
+        usage();
+    if (opt.side == S_LIMIT && !opt.layout_in)
+        die("--side limit needs --layout-in (the framing of an earlier run)");
+    checkpointed = opt.mode == M_REMUS || opt.mode == M_COLO;
+    signal(SIGPIPE, SIG_IGN);
+    nhot = opt.dirty;
+    hot = bench_hot_set(opt.mem_bytes, &nhot, 0x5eed0000u + opt.dirty);
+    if (!hot)
+        die("a working set of %u pages does not fit %llu MiB", opt.dirty,
+            (unsigned long long)(opt.mem_bytes >> 20));
+    shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shm == MAP_FAILED)
+        die("mmap shm");
+    memset(shm, 0, sizeof(*shm));
+
+    /* The guest process first (it owns the domain's RAM mappings; we never touch RAM). */
+    if (opt.side != S_LIMIT) {
+        char c;
+        if (pipe(gc) || pipe(gr))
+            die("pipe");
+        guest = fork();
+        if (guest == 0) {
+            close(gc[1]);
+            close(gr[0]);
+            guest_main(gc[0], gr[1]);
+        }
+        close(gc[0]);
+        close(gr[1]);
+        S.gcmd = gc[1];
+        S.grep = gr[0];
+        if (read_all(S.grep, &c, 1) || c != 'R')
+            die("guest process failed to create a %llu MiB domain",
+                (unsigned long long)(opt.mem_bytes >> 20));
+    }
+    if (pipe2(sink, O_CLOEXEC) || pipe2(ackp, O_CLOEXEC))
+        die("pipe");
+    if (opt.pipe_kib)
+        fcntl(sink[1], F_SETPIPE_SZ, opt.pipe_kib << 10);
+    if (opt.mode == M_COLO && pipe2(back, O_CLOEXEC))
+        die("pipe");
+    drain = fork();
+    if (drain == 0) {
+        close(sink[1]);
+        close(ackp[0]);
+        if (back[0] >= 0)
+            close(back[0]);
+        drain_main(sink[0], back[1], checkpointed ? ackp[1] : -1, opt.layout_out);
+        _exit(0);
+    }
+    close(sink[0]);
+    close(ackp[1]);
+    if (back[1] >= 0)
+        close(back[1]);
+    S.ack = ackp[0];
+
+    t0 = bench_now();
+    cpu0 = bench_cpu();
+    if (opt.side == S_LIMIT) {
+        rc = run_limit(sink[1], back[0]);
+        t0 = S.sus[1].t; /* not the layout loading and the buffer's page faults */
+        cpu0 = S.sus[1].cpu;
+    } else {
+        harness_save_fn fn = opt.side == S_STOCK ? harness_stock_save() : xcsave_domain_save;
+        struct save_callbacks cb = {.suspend = cb_suspend,
+                                    .precopy_policy = cb_precopy,
+                                    .switch_qemu_logdirty = cb_logdirty};
+        uint32_t flags = opt.mode == M_NONLIVE ? 0 : XCFLAGS_LIVE;
+        xc_stream_type_t stype = opt.mode == M_REMUS  ? XC_STREAM_REMUS
+                                 : opt.mode == M_COLO ? XC_STREAM_COLO
+                                                      : XC_STREAM_PLAIN;
+        char c;
+
+        S.xch = harness_xc_open();
+        xensim_set_cost(0, opt.cost_page_ns);
+        if (checkpointed) {
+            cb.postcopy = cb_postcopy;
+            cb.checkpoint = cb_checkpoint;
+            if (opt.mode == M_COLO)
+                cb.wait_checkpoint = cb_wait_checkpoint;
+        }
+        if (opt.mode == M_LIVE) {
+            if (write_all(S.gcmd, "S", 1) || read_all(S.grep, &c, 1) || c != 'D')
+                die("dirtier failed to start");
+        }
+        xensim_counters_reset();
+        t0 = bench_now();
+        cpu0 = bench_cpu();
+        errno = 0;
+        rc = fn(S.xch, sink[1], DOM, flags, &cb, stype, back[0]);
+        S.t_end = bench_now();
+        peaks();
+        if (rc)
+            fprintf(stderr, "tool_bench: save returned %d errno %d\n", rc, errno);
+    }
+    t_save = bench_now() - t0;
+    close(sink[1]);
+    {
+        double cpu_total = bench_cpu() - cpu0;
+        struct xensim_counters cend;
+        XcsaveCacheStats cs;
+        int has_cs = opt.side == S_XCSAVE && xcsave_cache_stats(DOM, &cs) == 0;
+
+        xensim_counters(&cend);
+        if (guest > 0) {
+            write_all(S.gcmd, "Q", 1);
+            read_all(S.grep, &dirtier_writes, 8);
+            waitpid(guest, &st, 0);
+        }
+        waitpid(drain, &st, 0);
+        if (shm->error)
+            die("drain: %s", shm->errmsg);
+
+        printf("side=%s mode=%s mem_mib=%llu cost_page_ns=%llu ok=%d save_rc=%d",
+               side_name[opt.side], mode_name[opt.mode],
+               (unsigned long long)(opt.mem_bytes >> 20), (unsigned long long)opt.cost_page_ns,
+               rc == 0, rc);
+        printf(" stream_bytes=%llu wall_s=%.3f cpu_s=%.3f maxrss_mib=%.1f peak_anon_mib=%.1f"
+               " peak_proc_vmas=%lu peak_map_pages=%llu peak_map_vmas=%llu",
+               (unsigned long long)shm->bytes, t_save, cpu_total, bench_maxrss_mib(),
+               S.peak_anon, S.peak_proc_vmas, (unsigned long long)S.peak_live_pages,
+               (unsigned long long)S.peak_live_vmas);
+        if (opt.side != S_LIMIT)
+            printf(" total_map_calls=%llu total_pages_mapped=%llu",
+                   (unsigned long long)cend.mmapbatch_calls,
+                   (unsigned long long)cend.pages_mapped);
+        if (has_cs)
+            printf(" cache_peak_mib=%.1f cache_peak_vmas=%llu cache_hits=%llu cache_misses=%llu"
+                   " cache_maps=%llu cache_evictions=%llu cache_invalidations=%llu"
+                   " cache_disabled=%llu",
+                   cs.peak_mapped_bytes / 1048576.0, (unsigned long long)cs.peak_vmas,
+                   (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+                   (unsigned long long)cs.maps, (unsigned long long)cs.evictions,
+                   (unsigned long long)cs.invalidations, (unsigned long long)cs.disabled);
+        if (checkpointed) {
+            unsigned int first = 2, last = S.k, n = 0;
+            double dt[MAXC], sum_dt = 0, sum_cpu = 0;
+            uint64_t bytes = 0, pages = 0, maps = 0, mpages = 0, warm_maps = 0, nwarm = 0;
+            uint64_t hits = 0, misses = 0, cmaps = 0;
+            int cs_ok = 1;
+
+            if (shm->nckpt < last)
+                last = shm->nckpt;
+            for (unsigned int k = first; k <= last; k++) {
+                struct sample *a = &S.sus[k], *b = &S.post[k];
+                uint64_t m = b->c.mmapbatch_calls - a->c.mmapbatch_calls;
+                dt[n++] = b->t - a->t;
+                sum_dt += b->t - a->t;
+                sum_cpu += b->cpu - a->cpu;
+                bytes += shm->ckpt_end[k] - shm->ckpt_end[k - 1];
+                pages += shm->ckpt_pages[k];
+                maps += m;
+                mpages += b->c.pages_mapped - a->c.pages_mapped;
+                if (k >= 3) {
+                    warm_maps += m;
+                    nwarm++;
+                }
+                if (a->has_cs && b->has_cs) {
+                    hits += b->cs.hits - a->cs.hits;
+                    misses += b->cs.misses - a->cs.misses;
+                    cmaps += b->cs.maps - a->cs.maps;
+                } else
+                    cs_ok = 0;
+            }
+            if (!n)
+                die("no measured checkpoint (%u suspends, %u CHECKPOINT records)", S.k,
+                    shm->nckpt);
+            printf(" dirty=%u ckpts=%u ckpt_bytes=%.0f ckpt_pages=%.1f tput_mbps=%.1f"
+                   " tput_gbps=%.3f dt_p50_ms=%.3f dt_p99_ms=%.3f dt_mean_ms=%.3f"
+                   " dt_first_ms=%.3f maps_per_ckpt=%.2f warm_maps_per_ckpt=%.2f"
+                   " pages_mapped_per_ckpt=%.1f cpu_s_per_gib=%.3f",
+                   nhot, n, (double)bytes / n, (double)pages / n, bytes / sum_dt / 1e6,
+                   bytes * 8 / sum_dt / 1e9, bench_pct(dt, n, 50) * 1e3,
+                   bench_pct(dt, n, 99) * 1e3, sum_dt / n * 1e3, dt[0] * 1e3, (double)maps / n,
+                   nwarm ? (double)warm_maps / nwarm : 0.0, (double)mpages / n,
+                   sum_cpu / (bytes / 1073741824.0));
+            if (cs_ok)
+                printf(" cache_hits_per_ckpt=%.1f cache_misses_per_ckpt=%.1f"
+                       " cache_maps_per_ckpt=%.2f",
+                       (double)hits / n, (double)misses / n, (double)cmaps / n);
+        } else {
+            double dtime = S.t_end - S.sus[1].t;
+            printf(" tput_mbps=%.1f tput_gbps=%.3f downtime_ms=%.3f cpu_s_per_gib=%.3f"
+                   " dirtier_writes=%llu",
+                   shm->bytes / t_save / 1e6, shm->bytes * 8 / t_save / 1e9, dtime * 1e3,
+                   cpu_total / (shm->bytes / 1073741824.0), (unsigned long long)dirtier_writes);
+            if (opt.mode == M_LIVE && S.iters >= 2) {
+                double t1 = S.t_iter[1] - S.t_iter[0];
+                uint64_t b1 = S.b_iter[1] - S.b_iter[0];
+                printf(" iterations=%u first_pass_mbps=%.1f first_pass_s=%.3f", S.iters - 1,
+                       b1 / t1 / 1e6, t1);
+                if (S.iters >= 3) {
+                    double tl = S.t_iter[S.iters - 1] - S.t_iter[1];
+                    uint64_t bl = S.b_iter[S.iters - 1] - S.b_iter[1];
+                    printf(" later_mbps=%.1f later_bytes=%llu", tl > 0 ? bl / tl / 1e6 : 0.0,
+                           (unsigned long long)bl);
+                }
+            }
+        }
+        printf("\n");
+    }
+    return rc ? 1 : 0;
+}
