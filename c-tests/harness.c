@@ -411,6 +411,10 @@ static void *save_thread(void *arg)
     t->r->save_secs = harness_now() - t0;
     close(t->save_out);
     t->save_out = -1;
+    if (t->back_r >= 0) {
+        close(t->back_r);   /* a restorer still writing gets EPIPE */
+        t->back_r = -1;
+    }
     return NULL;
 }
 
@@ -444,6 +448,10 @@ static void *restore_thread(void *arg)
     t->r->restore_secs = harness_now() - t0;
     close(t->restore_in);
     t->restore_in = -1;
+    if (t->back_w >= 0) {
+        close(t->back_w);   /* a saver waiting for a dirty list gets EOF */
+        t->back_w = -1;
+    }
     return NULL;
 }
 
@@ -553,10 +561,6 @@ int harness_round_trip(const struct harness_opts *o, struct harness_result *r)
     r->wall_secs = harness_now() - t0;
     if (t.dirtier)
         r->dirtier_writes = xensim_dirtier_stop(t.dirtier);
-    if (c[0] >= 0) {
-        close(c[0]);
-        close(c[1]);
-    }
     close(t.file_fd);
     r->suspends = t.suspends;
 
