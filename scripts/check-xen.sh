@@ -10,7 +10,8 @@
 #   XCSAVE_XEN_CACHE         cache directory (default build/xen-cache), reused across runs
 #   XCSAVE_XEN_STOCK_ONLY=1  run the stock scenarios only (no library needed)
 #   XCSAVE_XEN_TRIES         boots to try before giving up (default 4)
-#   XCSAVE_XEN_REMUS_SECS    how long Remus replicates before failover (default 12)
+#   XCSAVE_XEN_REMUS_CKPTS   Remus checkpoints to replicate before failover (default 10)
+#   XCSAVE_XEN_DIRTY_MB      MiB the guest rewrites every 0.5 s (default 4)
 #   XCSAVE_XEN_REMUS_INTERVAL  Remus checkpoint interval in ms (default 200)
 #   XCSAVE_XEN_PV=0          skip the PV guest
 #   XCSAVE_XEN_DEBUG=1       copy dom0's xl logs and verify-stream-v2 output to the serial log
@@ -54,11 +55,18 @@ R="$CACHE/run"
 rm -rf "$R"; mkdir -p "$R/xt"
 install -m 0755 "$ROOT/scripts/xen/dom0-init" "$R/init"
 install -m 0755 "$ROOT/scripts/xen/scenarios.sh" "$ROOT/scripts/xen/fakessh" "$R/xt/"
+install -m 0755 "$ROOT/scripts/xen/stream-tap" "$ROOT/scripts/xen/verify-checkpointed" "$R/xt/"
 install -m 0644 "$ROOT/scripts/xen/guest.cfg" "$R/xt/"
+D="$CACHE/domu"                     # the domU's initramfs: static busybox + domu-init
+rm -rf "$D"; mkdir -p "$D"/{bin,dev,proc,sys,tmp}
+cp "$CACHE/pkg/bin/busybox" "$D/bin/busybox"; ln -s busybox "$D/bin/sh"
+install -m 0755 "$ROOT/scripts/xen/domu-init" "$D/init"
+(cd "$D" && find . | cpio -o -H newc --quiet) | gzip -1 > "$R/xt/domu.cpio.gz"
 [ "$STOCK_ONLY" = 1 ] || install -m 0755 "$(readlink -f "$LIB")" "$R/xt/libxcsave.so.0"
 cat > "$R/xt/config" <<EOF
 MODES="$MODES"
-REMUS_SECS=${XCSAVE_XEN_REMUS_SECS:-12}
+REMUS_CKPTS=${XCSAVE_XEN_REMUS_CKPTS:-10}
+DIRTY_MB=${XCSAVE_XEN_DIRTY_MB:-4}
 REMUS_INTERVAL=${XCSAVE_XEN_REMUS_INTERVAL:-200}
 PV=${XCSAVE_XEN_PV:-1}
 DEBUG=${XCSAVE_XEN_DEBUG:-0}

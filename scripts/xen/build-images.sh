@@ -3,7 +3,8 @@
 # Build (once, cached) everything `make check-xen` boots, all from Debian 12's packages:
 #   $CACHE/xen.elf           Debian's Xen 4.17 hypervisor, gunzipped (QEMU -kernel loads it)
 #   $CACHE/vmlinuz           Debian's 6.1 kernel (dom0 and the domUs)
-#   $CACHE/dom0.cpio         debootstrap minbase + xen-utils-4.17 + Xen modules + the domU images,
+#   $CACHE/pkg/bin/busybox   static busybox for the domU's initramfs
+#   $CACHE/dom0.cpio         debootstrap minbase + xen-utils-4.17 + Xen modules + the domU kernel,
 #                            as an uncompressed cpio initramfs (the per-run /init, scenarios and
 #                            libxcsave.so.0 come in a second, small cpio: see check-xen.sh)
 # Usage: build-images.sh CACHE_DIR
@@ -14,7 +15,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 MIRROR=${XCSAVE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 # Bump when the recipe below changes, so that cached images are rebuilt.
-RECIPE=3
+RECIPE=4
 mkdir -p "$CACHE"
 log() { echo "check-xen: $*" >&2; }
 
@@ -35,7 +36,8 @@ fi
 
 STAMP="$CACHE/images.stamp"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "recipe=$RECIPE" ] &&
-   [ -f "$CACHE/xen.elf" ] && [ -f "$CACHE/vmlinuz" ] && [ -f "$CACHE/dom0.cpio" ]; then
+   [ -f "$CACHE/xen.elf" ] && [ -f "$CACHE/vmlinuz" ] && [ -f "$CACHE/dom0.cpio" ] &&
+   [ -x "$CACHE/pkg/bin/busybox" ]; then
     log "images cached in $CACHE (recipe $RECIPE)"
     exit 0
 fi
@@ -85,13 +87,8 @@ cp -a "$CACHE/pkg/lib/modules/$KVER/kernel/drivers/xen" "$M/kernel/drivers/"
 cp "$CACHE/pkg/lib/modules/$KVER"/modules.{order,builtin,builtin.modinfo} "$M/" 2>/dev/null || true
 chroot "$RFS" depmod "$KVER"
 
-# --- the domU initramfs: static busybox and a counter ---
-D="$CACHE/domu"
-rm -rf "$D"; mkdir -p "$D"/{bin,dev,proc,sys}
-cp "$CACHE/pkg/bin/busybox" "$D/bin/busybox"
-ln -s busybox "$D/bin/sh"
-install -m 0755 "$HERE/domu-init" "$D/init"
-(cd "$D" && find . | cpio -o -H newc --quiet) | gzip -9 > "$RFS/domu.cpio.gz"
+# --- the domU kernel (its busybox initramfs is made per run by check-xen.sh) ---
+[ -x "$CACHE/pkg/bin/busybox" ] || { log "busybox-static did not unpack"; exit 1; }
 cp "$CACHE/vmlinuz" "$RFS/vmlinuz"
 
 # --- trim and pack ---
