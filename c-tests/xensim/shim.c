@@ -229,6 +229,35 @@ int sim_in_hcall_buf(const void *p, size_t len)
     return ok;
 }
 
+/*
+ * Linux marks privcmd VMAs VM_DONTCOPY: a forked child has none.  The
+ * placeholder and guest mappings get MADV_DONTFORK, and the child forgets
+ * the table (its locks may have been held by other threads at fork time).
+ */
+static void vma_atfork_child(void);
+static void vma_atfork_register_once(void)
+{
+    pthread_atfork(NULL, NULL, vma_atfork_child);
+}
+
+static void vma_atfork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+    vma_lock = fresh;
+    for (size_t i = 0; i < nr_vmas; i++)
+        free(vmas[i].mapped);
+    nr_vmas = 0;
+    hbuf_lock = fresh;
+}
+
+static void vma_register_atfork(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    pthread_once(&once, vma_atfork_register_once);
+}
+
 /* ---- path classification ---- */
 
 static int xen_path_kind(const char *path)
@@ -353,6 +382,8 @@ static void *privcmd_mmap(void *addr, size_t len, int prot, int flags)
                      -1, 0);
     if (p == MAP_FAILED)
         return p;
+    vma_register_atfork();
+    madvise(p, len, MADV_DONTFORK);
     v.start = (uintptr_t)p;
     v.npages = len / SIM_PAGE;
     v.prot = prot;
@@ -570,6 +601,8 @@ static int mmapbatch(uint32_t domid, uintptr_t addr, unsigned int num,
         __atomic_fetch_add(&sim->ctr.mmap_ns, sim_now_ns() - t0,
                            __ATOMIC_RELAXED);
         __atomic_fetch_add(&sim->ctr.mmap_syscalls, 1, __ATOMIC_RELAXED);
+        if (p != MAP_FAILED)
+            madvise(p, (size_t)(j - i) * SIM_PAGE, MADV_DONTFORK);
         if (p == MAP_FAILED) {
             for (unsigned int k = i; k < j; k++) {
                 errs[k] = -EFAULT;
