@@ -34,16 +34,23 @@ pub enum Verdict {
 }
 
 impl DomainSignals {
-    /// True if populate-on-demand is in use: PoD entries are populated (and reclaimed) by Xen
-    /// on access, without any counter we could compare reliably.
-    pub fn pod_in_use(&self) -> bool {
-        self.pod_entries != 0 || self.pod_cache_pages != 0
+    /// Why caching is unsafe for this domain at all, if it is: populate-on-demand entries are
+    /// populated (and reclaimed) by Xen on access, without a counter we could compare; with
+    /// mem_paging, mapping a whole bucket would page in frames the batch does not need.
+    pub fn unsafe_to_cache(&self) -> Option<&'static str> {
+        if self.pod_entries != 0 || self.pod_cache_pages != 0 {
+            Some("populate-on-demand in use")
+        } else if self.paged_pages != 0 {
+            Some("pages are paged out (mem_paging)")
+        } else {
+            None
+        }
     }
 
     /// Judges the change from `prev` (the last observation) to `self`.
     pub fn judge(&self, prev: &DomainSignals) -> Verdict {
-        if self.pod_in_use() {
-            return Verdict::Disable("populate-on-demand in use");
+        if let Some(why) = self.unsafe_to_cache() {
+            return Verdict::Disable(why);
         }
         let fields: [(&'static str, u64, u64); 5] = [
             ("tot_pages", prev.tot_pages, self.tot_pages),
@@ -78,7 +85,10 @@ mod tests {
             (|s| s.max_pages -= 1, Verdict::Flush("max_pages")),
             (|s| s.max_gpfn += 1, Verdict::Flush("max_gpfn")),
             (|s| s.shr_pages = 1, Verdict::Flush("shr_pages")),
-            (|s| s.paged_pages = 1, Verdict::Flush("paged_pages")),
+            (
+                |s| s.paged_pages = 1,
+                Verdict::Disable("pages are paged out (mem_paging)"),
+            ),
             (
                 |s| s.pod_entries = 1,
                 Verdict::Disable("populate-on-demand in use"),

@@ -63,7 +63,7 @@ impl<M> DomainCache<M> {
         registry: &'static Registry,
     ) -> Self {
         let disabled = !cfg.enabled
-            || signals.pod_in_use()
+            || signals.unsafe_to_cache().is_some()
             || cfg.cache_capacity_pages() < u64::from(cfg.bucket_pages);
         let mut c = DomainCache {
             cfg,
