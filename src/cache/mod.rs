@@ -17,6 +17,7 @@ mod config;
 mod domain;
 mod lru;
 mod mapper;
+mod slots;
 mod source;
 mod stats;
 

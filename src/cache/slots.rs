@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! Slot bookkeeping of a [`DomainCache`]: mapping and unmapping buckets within the budget,
+//! the bucket index, and the counters that go with them.
+
+use std::io;
+
+use super::bucket::Bucket;
+use super::config::PAGE_SIZE;
+use super::domain::{DomainCache, NIL};
+use super::mapper::BucketMapper;
+
+impl<M> DomainCache<M> {
+    /// Evicts unpinned buckets, least recently used first, until bucket `b` fits.
+    pub(super) fn make_room(&mut self, b: u64) -> bool {
+        let need = self.bucket_len(b);
+        let cap = self.cfg.cache_capacity_pages();
+        while self.cached_pages + need > cap {
+            let (batch, slots) = (self.batch, &self.slots);
+            let victim = self.lru.find_lru(|s| {
+                slots[s as usize]
+                    .as_ref()
+                    .is_some_and(|bk| bk.pinned_batch != batch)
+            });
+            let Some(v) = victim else {
+                return false;
+            };
+            self.drop_slot(v);
+            self.stats.evictions += 1;
+        }
+        true
+    }
+
+    pub(super) fn map_bucket<X: BucketMapper<Mapping = M>>(
+        &mut self,
+        mapper: &mut X,
+        b: u64,
+    ) -> io::Result<u32> {
+        let first = b << self.shift;
+        let n = self.bucket_len(b);
+        self.pfn_buf.clear();
+        self.pfn_buf.extend(first..first + n);
+        self.err_buf.clear();
+        self.err_buf.resize(n as usize, 0);
+        let m = mapper.map(&self.pfn_buf, &mut self.err_buf)?;
+        self.note_map(n);
+        let bk = Bucket::new(b, m, &self.err_buf, self.epoch, self.batch);
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.slots[slot as usize] = Some(bk);
+        self.index[b as usize] = slot;
+        self.cached_pages += n;
+        self.pinned.push(slot);
+        self.lru.touch(slot);
+        Ok(slot)
+    }
+
+    pub(super) fn bucket(&self, slot: u32) -> &Bucket<M> {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("indexed slot holds a bucket")
+    }
+
+    pub(super) fn bucket_mut(&mut self, slot: u32) -> &mut Bucket<M> {
+        self.slots[slot as usize]
+            .as_mut()
+            .expect("indexed slot holds a bucket")
+    }
+
+    pub(super) fn page_in_bucket(&self, pfn: u64) -> u32 {
+        (pfn & ((1 << self.shift) - 1)) as u32
+    }
+
+    /// Pages in bucket `b` (the last bucket may be short).
+    fn bucket_len(&self, b: u64) -> u64 {
+        let first = b << self.shift;
+        (1u64 << self.shift).min(self.p2m_size - first)
+    }
+
+    /// Unmaps the bucket in `slot` and forgets it.
+    pub(super) fn drop_slot(&mut self, slot: u32) {
+        let Some(bk) = self.slots[slot as usize].take() else {
+            return;
+        };
+        self.free.push(slot);
+        self.lru.remove(slot);
+        self.index[bk.number as usize] = NIL;
+        let n = bk.pages();
+        self.cached_pages -= n;
+        drop(bk);
+        self.note_unmap(n);
+    }
+
+    pub(super) fn note_map(&mut self, pages: u64) {
+        let s = &mut self.stats;
+        s.maps += 1;
+        s.vmas += 1;
+        s.bytes_mapped += pages * PAGE_SIZE;
+        s.mapped_bytes += pages * PAGE_SIZE;
+        s.peak_vmas = s.peak_vmas.max(s.vmas);
+        s.peak_mapped_bytes = s.peak_mapped_bytes.max(s.mapped_bytes);
+    }
+
+    pub(super) fn note_unmap(&mut self, pages: u64) {
+        let s = &mut self.stats;
+        s.unmaps += 1;
+        s.vmas -= 1;
+        s.mapped_bytes -= pages * PAGE_SIZE;
+    }
+
+    /// Sizes the bucket index for `p2m_size` pfns. Only called with nothing mapped.
+    pub(super) fn resize(&mut self, p2m_size: u64) {
+        self.p2m_size = p2m_size;
+        let n = p2m_size.div_ceil(1 << self.shift) as usize;
+        self.index.clear();
+        self.index.resize(n, NIL);
+        self.index.shrink_to_fit();
+    }
+
+    pub(super) fn publish(&self) {
+        self.registry.publish(self.domid, &self.stats);
+    }
+}
