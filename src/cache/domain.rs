@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //! The per-domain cache: O(1) bucket lookup, batches with pinning, budget and LRU eviction.
-//! Checkpoint-time coherence and lifetime are in `checkpoint.rs`.
+//! Slot bookkeeping is in `slots.rs`; checkpoint-time coherence and lifetime in `checkpoint.rs`.
 
 use std::io;
 
