@@ -92,8 +92,29 @@ static void prims(void)
     fresh = xc_map_foreign_bulk(xch, 1, PROT_READ, &g, &err, 1);
     H_CHECK(fresh && !err && memcmp(fresh, b, sizeof(b)) == 0,
             "a new mapping must show the new frame");
+    /* Xen frees a released frame (and drops it from tot_pages) only when
+     * the last foreign mapping of it goes */
+    H_CHECK(xc_domain_getinfo(xch, 1, 1, &info) == 1 &&
+                info.nr_pages == di.tot_pages + 1,
+            "tot_pages %lu while the old frame is mapped, want %llu",
+            info.nr_pages, (unsigned long long)(di.tot_pages + 1));
     munmap(old, 4096);
+    H_CHECK(xc_domain_getinfo(xch, 1, 1, &info) == 1 &&
+                info.nr_pages == di.tot_pages,
+            "tot_pages %lu after the old frame's unmap, want %llu",
+            info.nr_pages, (unsigned long long)di.tot_pages);
+    /* balloon out a mapped page: still counted until unmapped */
+    H_CHECK(xensim_balloon_out(1, BGFN) == 0, "balloon out (mapped)");
+    H_CHECK(xc_domain_getinfo(xch, 1, 1, &info) == 1 &&
+                info.nr_pages == di.tot_pages,
+            "a mapped, ballooned-out frame must stay counted");
     munmap(fresh, 4096);
+    H_CHECK(xc_domain_getinfo(xch, 1, 1, &info) == 1 &&
+                info.nr_pages == di.tot_pages - 1,
+            "tot_pages %lu after unmap, want %llu", info.nr_pages,
+            (unsigned long long)(di.tot_pages - 1));
+    H_CHECK(xensim_balloon_in(1, BGFN) == 0, "balloon in");
+    H_CHECK(xensim_balloon_replace(1, BGFN, 555) == 0, "replace again");
 
     /* balloon out and back in */
     H_CHECK(xensim_balloon_out(1, BGFN) == 0, "balloon out");

@@ -179,8 +179,8 @@ static long do_memory_op(uint64_t cmd, void *arg)
             return -EINVAL;
         if (d->gnttab_gfn != ~0ull)
             l->p2m[d->gnttab_gfn] = SIM_INVALID;
-        if (l->p2m[x->gpfn] != SIM_INVALID)
-            d->tot_pages--;
+        if (l->p2m[x->gpfn] != SIM_INVALID && x->gpfn != d->gnttab_gfn)
+            sim_frame_release(d, l, l->p2m[x->gpfn]);
         l->p2m[x->gpfn] = (uint32_t)d->gnttab_frame;
         d->gnttab_gfn = x->gpfn;
         return 0;

@@ -54,12 +54,20 @@ int sim_sys_close(int fd)
 
 /* ---- privcmd VMAs (process-local) ---- */
 
+/* A mapped guest page: the frame it pins (see sim_frame_unref). */
+struct vpage {
+    uint32_t frame;
+    uint16_t slot;     /* domain slot, VP_NONE if nothing is mapped */
+    uint16_t gen;      /* low bits of the domain's generation */
+};
+#define VP_NONE 0xffffu
+
 struct vma {
     uintptr_t start;
     size_t npages;
     int prot;
     int locked;        /* a first MMAPBATCH has claimed it */
-    uint8_t *mapped;   /* per page: 1 if a guest page is mapped */
+    struct vpage *pg;  /* per page: what is mapped there */
 };
 
 static pthread_mutex_t vma_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -104,7 +112,7 @@ static int vma_remove_range(uintptr_t addr, size_t len)
 {
     uintptr_t end = addr + len;
     size_t i = vma_lower_bound(addr);
-    int touched = 0;
+    int touched = 0, locked = 0;
 
     while (i < nr_vmas && vmas[i].start < end) {
         struct vma *v = &vmas[i];
@@ -116,18 +124,26 @@ static int vma_remove_range(uintptr_t addr, size_t len)
         uint64_t dropped = 0;
 
         touched++;
-        for (size_t p = first; p < last; p++)
-            dropped += v->mapped[p];
+        for (size_t p = first; p < last; p++) {
+            if (v->pg[p].slot == VP_NONE)
+                continue;
+            if (!locked) {
+                sim_lock();   /* order: vma_lock, then the state lock */
+                locked = 1;
+            }
+            sim_frame_unref(v->pg[p].slot, v->pg[p].gen, v->pg[p].frame);
+            dropped++;
+        }
         __atomic_fetch_sub(&sim->ctr.live_pages, dropped, __ATOMIC_RELAXED);
         if (first == 0 && last == v->npages) {
-            free(v->mapped);
+            free(v->pg);
             memmove(&vmas[i], &vmas[i + 1], (nr_vmas - i - 1) * sizeof(*vmas));
             nr_vmas--;
             __atomic_fetch_sub(&sim->ctr.live_vmas, 1, __ATOMIC_RELAXED);
             continue;
         }
         if (first == 0) {            /* trim head */
-            memmove(v->mapped, v->mapped + last, v->npages - last);
+            memmove(v->pg, v->pg + last, (v->npages - last) * sizeof(*v->pg));
             v->start += last * SIM_PAGE;
             v->npages -= last;
         } else if (last == v->npages) { /* trim tail */
@@ -136,10 +152,10 @@ static int vma_remove_range(uintptr_t addr, size_t len)
             struct vma right = *v;
             right.start = v->start + last * SIM_PAGE;
             right.npages = v->npages - last;
-            right.mapped = malloc(right.npages);
-            if (!right.mapped)
+            right.pg = malloc(right.npages * sizeof(*right.pg));
+            if (!right.pg)
                 abort();
-            memcpy(right.mapped, v->mapped + last, right.npages);
+            memcpy(right.pg, v->pg + last, right.npages * sizeof(*right.pg));
             v->npages = first;
             if (vma_insert(&right))
                 abort();
@@ -147,6 +163,8 @@ static int vma_remove_range(uintptr_t addr, size_t len)
         }
         i++;
     }
+    if (locked)
+        sim_unlock();
     return touched;
 }
 
@@ -246,7 +264,7 @@ static void vma_atfork_child(void)
 
     vma_lock = fresh;
     for (size_t i = 0; i < nr_vmas; i++)
-        free(vmas[i].mapped);
+        free(vmas[i].pg);
     nr_vmas = 0;
     hbuf_lock = fresh;
 }
@@ -387,17 +405,19 @@ static void *privcmd_mmap(void *addr, size_t len, int prot, int flags)
     v.start = (uintptr_t)p;
     v.npages = len / SIM_PAGE;
     v.prot = prot;
-    v.mapped = calloc(v.npages, 1);
-    if (!v.mapped) {
+    v.pg = malloc(v.npages * sizeof(*v.pg));
+    if (!v.pg) {
         sim_sys_munmap(p, len);
         errno = ENOMEM;
         return MAP_FAILED;
     }
+    for (size_t i = 0; i < v.npages; i++)
+        v.pg[i].slot = VP_NONE;
     pthread_mutex_lock(&vma_lock);
     vma_remove_range(v.start, len);
     if (vma_insert(&v)) {
         pthread_mutex_unlock(&vma_lock);
-        free(v.mapped);
+        free(v.pg);
         sim_sys_munmap(p, len);
         errno = ENOMEM;
         return MAP_FAILED;
@@ -500,6 +520,7 @@ static int mmapbatch(uint32_t domid, uintptr_t addr, unsigned int num,
     struct sim_local_dom *l;
     uint32_t *frames;
     int ramfd = -1, prot, rc, dead;
+    uint16_t slot = VP_NONE, gen = 0;
     uint64_t ok = 0;
     size_t first;
 
@@ -534,7 +555,7 @@ static int mmapbatch(uint32_t domid, uintptr_t addr, unsigned int num,
     } else {
         int bad = first + num > v->npages;
         for (size_t p = first; !bad && p < first + num; p++)
-            bad = v->mapped[p];
+            bad = v->pg[p].slot != VP_NONE;
         if (bad) {
             pthread_mutex_unlock(&vma_lock);
             if (sim_strict_mode)
@@ -569,16 +590,20 @@ static int mmapbatch(uint32_t domid, uintptr_t addr, unsigned int num,
             e = map_fault(domid, arr[i]);
         if (!e && (arr[i] >= d->p2m_cap || l->p2m[arr[i]] == SIM_INVALID))
             e = -EINVAL;
-        if (!e)
+        if (!e) {
             frames[i] = l->p2m[arr[i]];
-        else if (e == -ENOENT)
+            sim_frame_ref(l, frames[i]);  /* the mapping pins the frame */
+        } else if (e == -ENOENT)
             *paged = 1;
         errs[i] = e;
         if (e)
             sim->ctr.map_errors++;
     }
-    if (l)
+    if (l) {
         ramfd = l->ramfd;
+        slot = (uint16_t)(d - sim->doms);
+        gen = (uint16_t)d->gen;
+    }
     sim_unlock();
 
     for (unsigned int i = 0; i < num;) {
@@ -604,10 +629,13 @@ static int mmapbatch(uint32_t domid, uintptr_t addr, unsigned int num,
         if (p != MAP_FAILED)
             madvise(p, (size_t)(j - i) * SIM_PAGE, MADV_DONTFORK);
         if (p == MAP_FAILED) {
+            sim_lock();
             for (unsigned int k = i; k < j; k++) {
                 errs[k] = -EFAULT;
+                sim_frame_unref(slot, gen, frames[k]);
                 frames[k] = SIM_INVALID;
             }
+            sim_unlock();
         } else {
             ok += j - i;
         }
@@ -615,13 +643,22 @@ static int mmapbatch(uint32_t domid, uintptr_t addr, unsigned int num,
     }
     pthread_mutex_lock(&vma_lock);
     v = vma_find(addr);
-    if (v)
-        for (unsigned int i = 0; i < num; i++)
-            if (frames[i] != SIM_INVALID) {
-                size_t p = (addr - v->start) / SIM_PAGE + i;
-                if (p < v->npages)
-                    v->mapped[p] = 1;
-            }
+    for (unsigned int i = 0; i < num; i++) {
+        size_t p;
+
+        if (frames[i] == SIM_INVALID)
+            continue;
+        p = v ? (addr - v->start) / SIM_PAGE + i : 0;
+        if (v && addr >= v->start && p < v->npages) {
+            v->pg[p] = (struct vpage){frames[i], slot, gen};
+        } else {
+            /* unmapped under our feet by another thread */
+            sim_lock();
+            sim_frame_unref(slot, gen, frames[i]);
+            sim_unlock();
+            ok--;
+        }
+    }
     pthread_mutex_unlock(&vma_lock);
     free(frames);
     __atomic_fetch_add(&sim->ctr.pages_mapped, ok, __ATOMIC_RELAXED);

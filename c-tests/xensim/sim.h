@@ -21,6 +21,8 @@
 #define SIM_MAX_LEAVES   160
 #define SIM_MAX_MSRS     8
 #define SIM_INVALID      0xffffffffu /* p2m entry of an absent gfn */
+#define SIM_RELEASED     0x80000000u /* refs: left the p2m, still pinned */
+#define SIM_REFMASK      0x7fffffffu
 #define SIM_PAGE_SHIFT   12
 #define SIM_PAGE         4096ul
 #define XENSIM_ANY_DOM   0xffffffffu /* fault rule matching any domain */
@@ -108,6 +110,8 @@ struct sim_local_dom {
     uint64_t p2m_len;
     unsigned long *dirty;
     uint64_t dirty_len;
+    uint32_t *refs;      /* per frame: foreign-mapping count | SIM_RELEASED */
+    uint64_t refs_len;
 };
 
 /* ---- core (state.c) ---- */
@@ -125,6 +129,15 @@ void sim_mark_dirty(struct sim_dom *d, struct sim_local_dom *l, uint64_t gfn);
 int64_t sim_alloc_frame(struct sim_dom *d);   /* locked; -ENOMEM */
 int sim_populate(struct sim_dom *d, uint64_t gfn); /* locked */
 int sim_depopulate(struct sim_dom *d, uint64_t gfn); /* locked */
+/*
+ * Frame accounting as Xen's: a frame that leaves the p2m (balloon out,
+ * replace, populate over it) is freed, and leaves tot_pages, only when no
+ * foreign mapping references it any more.  All locked.
+ */
+void sim_frame_ref(struct sim_local_dom *l, uint32_t frame);
+void sim_frame_release(struct sim_dom *d, struct sim_local_dom *l,
+                       uint32_t frame);
+void sim_frame_unref(unsigned int slot, uint16_t gen, uint32_t frame);
 void sim_fill_page(uint8_t *page, uint64_t seed, uint64_t gfn);
 void sim_strict_fail(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));

@@ -251,6 +251,8 @@ static void local_drop(struct sim_local_dom *l)
         sim_sys_munmap(l->p2m, l->p2m_len);
     if (l->dirty)
         sim_sys_munmap(l->dirty, l->dirty_len);
+    if (l->refs)
+        sim_sys_munmap(l->refs, l->refs_len);
     if (l->ramfd >= 0)
         sim_sys_close(l->ramfd);
     memset(l, 0, sizeof(*l));
@@ -263,10 +265,12 @@ static int local_open(struct sim_dom *d, struct sim_local_dom *l, int create)
     l->ram_len = d->frame_cap * SIM_PAGE;
     l->p2m_len = d->p2m_cap * sizeof(uint32_t);
     l->dirty_len = ((d->p2m_cap + 63) / 64) * 8;
+    l->refs_len = d->frame_cap * sizeof(uint32_t);
     l->ram = map_file(d, "ram", l->ram_len, create, &l->ramfd);
     l->p2m = map_file(d, "p2m", l->p2m_len, create, NULL);
     l->dirty = map_file(d, "dirty", l->dirty_len, create, NULL);
-    if (!l->ram || !l->p2m || !l->dirty) {
+    l->refs = map_file(d, "refs", l->refs_len, create, NULL);
+    if (!l->ram || !l->p2m || !l->dirty || !l->refs) {
         int e = errno ? errno : EIO;
         sim_log("d%u: cannot map domain files: %s", d->domid, strerror(e));
         local_drop(l);
@@ -305,6 +309,40 @@ int64_t sim_alloc_frame(struct sim_dom *d)
     return (int64_t)d->next_frame++;
 }
 
+void sim_frame_ref(struct sim_local_dom *l, uint32_t frame)
+{
+    l->refs[frame]++;
+}
+
+void sim_frame_release(struct sim_dom *d, struct sim_local_dom *l,
+                       uint32_t frame)
+{
+    if (l->refs[frame] & SIM_REFMASK)
+        l->refs[frame] |= SIM_RELEASED;  /* stays allocated and counted */
+    else
+        d->tot_pages--;
+}
+
+void sim_frame_unref(unsigned int slot, uint16_t gen, uint32_t frame)
+{
+    struct sim_dom *d;
+    struct sim_local_dom *l;
+
+    if (slot >= SIM_MAX_DOMS)
+        return;
+    d = &sim->doms[slot];
+    if (!d->used || (uint16_t)d->gen != gen)
+        return;   /* the domain is gone: its frames went with it */
+    l = sim_local(d);
+    if (!l || frame >= d->frame_cap || !(l->refs[frame] & SIM_REFMASK))
+        return;
+    l->refs[frame]--;
+    if (l->refs[frame] == SIM_RELEASED) {
+        l->refs[frame] = 0;
+        d->tot_pages--;
+    }
+}
+
 int sim_populate(struct sim_dom *d, uint64_t gfn)
 {
     struct sim_local_dom *l = sim_local(d);
@@ -314,14 +352,15 @@ int sim_populate(struct sim_dom *d, uint64_t gfn)
         return -EIO;
     if (gfn >= d->p2m_cap)
         return -EINVAL;
-    if (l->p2m[gfn] == SIM_INVALID && d->tot_pages >= d->max_pages)
+    if (d->tot_pages >= d->max_pages)
         return -ENOMEM;
     f = sim_alloc_frame(d);
     if (f < 0)
         return (int)f;
     /* A fresh frame of the sparse pool file reads as zeroes. */
-    if (l->p2m[gfn] == SIM_INVALID)
-        d->tot_pages++;
+    if (l->p2m[gfn] != SIM_INVALID)
+        sim_frame_release(d, l, l->p2m[gfn]);
+    d->tot_pages++;
     l->p2m[gfn] = (uint32_t)f;
     if (gfn > d->max_gpfn)
         d->max_gpfn = gfn;
@@ -336,8 +375,8 @@ int sim_depopulate(struct sim_dom *d, uint64_t gfn)
         return -EIO;
     if (gfn >= d->p2m_cap || l->p2m[gfn] == SIM_INVALID)
         return -ENOENT;
+    sim_frame_release(d, l, l->p2m[gfn]);
     l->p2m[gfn] = SIM_INVALID;
-    d->tot_pages--;
     return 0;
 }
 
@@ -693,13 +732,13 @@ static uint64_t layout_top(uint64_t ram_pages)
 
 void sim_destroy_locked(struct sim_dom *d)
 {
-    static const char *const kinds[] = {"ram", "p2m", "dirty"};
+    static const char *const kinds[] = {"ram", "p2m", "dirty", "refs"};
     struct sim_local_dom *l = &locals[d - sim->doms];
     char path[4200];
 
     if (l->gen == d->gen)
         local_drop(l);
-    for (unsigned int i = 0; i < 3; i++) {
+    for (unsigned int i = 0; i < 4; i++) {
         file_path(path, sizeof(path), d, kinds[i]);
         unlink(path);
     }
@@ -943,6 +982,8 @@ int xensim_balloon_replace(uint32_t domid, uint64_t gfn, uint64_t seed)
         return (int)f;
     }
     sim_fill_page(l->ram + (uint64_t)f * SIM_PAGE, seed, gfn);
+    sim_frame_release(d, l, l->p2m[gfn]);
+    d->tot_pages++;
     l->p2m[gfn] = (uint32_t)f;   /* deliberately not marked dirty */
     sim_unlock();
     return 0;
