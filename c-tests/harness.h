@@ -117,4 +117,8 @@ int harness_round_trip(const struct harness_opts *opts,
  * whether the output said the stream was truncated. */
 int harness_verify_stream(const char *path, int *truncated);
 
+/* 1 if a stream file consists of whole records and ends right after a
+ * CHECKPOINT record (a checkpointed stream cut at failover). */
+int harness_stream_ends_at_checkpoint(const char *path);
+
 #endif

@@ -3,7 +3,9 @@
  * Stock xc_domain_save -> stock xc_domain_restore on xensim.
  * Sub-cases: nonlive, live, remus, colo (default: all).
  */
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -29,6 +31,21 @@ static void run(const char *name, xc_stream_type_t stream, int live,
                 "%s: only %u checkpoint states compared", name, r.compared);
     if (rate)
         H_CHECK(r.dirtier_writes > 0, "%s: the dirtier never wrote", name);
+    {
+        /* the oracle for "truncated at failover": whole records ending at a
+         * CHECKPOINT; a plain stream (END) or a cut record is not that */
+        char path[4096];
+        int ends;
+        snprintf(path, sizeof(path), "%s/stream.bin", getenv("XENSIM_DIR"));
+        ends = harness_stream_ends_at_checkpoint(path);
+        H_CHECK(ends == (stream != XC_STREAM_PLAIN),
+                "%s: ends-at-checkpoint says %d", name, ends);
+        if (stream != XC_STREAM_PLAIN) {
+            H_CHECK(truncate(path, (off_t)r.stream_bytes - 4) == 0, "truncate");
+            H_CHECK(!harness_stream_ends_at_checkpoint(path),
+                    "%s: a stream cut inside a record passed", name);
+        }
+    }
     printf("%s: ok: %llu stream bytes, save %.2fs restore %.2fs, %u states "
            "compared, %u suspends, %llu dirtier writes\n",
            name, (unsigned long long)r.stream_bytes, r.save_secs,
