@@ -9,9 +9,13 @@
  *  threads: two Remus saves of two domains run concurrently in one process, both correct,
  *           each with its own counters;
  *  many:    200 consecutive saves in one process: every privcmd mapping is gone after each,
- *           and the counters balance (maps == unmaps).
+ *           and the counters balance (maps == unmaps);
+ *  api:     xcsave_cache_init rejects bad values (EINVAL), xcsave_cache_stats wants a known
+ *           domain and a pointer, and xcsave_cache_teardown during a running Remus save
+ *           unmaps everything at the next checkpoint (the save goes on, still correct).
  * No argument runs them all.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -161,6 +165,41 @@ static void many(void)
     printf("many: 200 saves, no mapping left\n");
 }
 
+static void teardown_at(void *arg, unsigned int k)
+{
+    XcsaveCacheStats *before = arg;
+
+    if (k == 2) {
+        H_CHECK(xcsave_cache_stats(1, before) == 0, "stats");
+        H_CHECK(xcsave_cache_teardown() == 0, "teardown");
+    }
+}
+
+static void api(void)
+{
+    struct harness_opts o;
+    XcsaveCacheStats before, after;
+
+    errno = 0;
+    H_CHECK(xcsave_cache_init(0, 12 * 1024, 1, 0) == -1 && errno == EINVAL, "bucket 12 KiB");
+    errno = 0;
+    H_CHECK(xcsave_cache_init(1024 * 1024, 0, 1, 0) == -1 && errno == EINVAL, "budget 1 MiB");
+    H_CHECK(xcsave_cache_stats(1, NULL) == -1 && errno == EINVAL, "NULL out");
+    H_CHECK(xcsave_cache_stats(4242, &after) == -1 && errno == ENOENT, "unknown domain");
+    opts(&o, xcsave_domain_save, 1, XC_STREAM_REMUS, 4);
+    o.between_checkpoints = teardown_at;
+    o.arg = &before;
+    round_trip("api", &o, 16 * MiB);
+    after = stats_of(1);
+    printf("api: before teardown %llu VMAs, %llu invalidations; at the end %llu maps, "
+           "%llu invalidations\n", (unsigned long long)before.vmas,
+           (unsigned long long)before.invalidations, (unsigned long long)after.maps,
+           (unsigned long long)after.invalidations);
+    H_CHECK(before.vmas > 0 && after.invalidations >= before.invalidations + before.vmas,
+            "teardown did not unmap the running save's cache");
+    H_CHECK(after.maps > before.maps && after.maps == after.unmaps, "no remap after teardown");
+}
+
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : NULL;
@@ -175,6 +214,8 @@ int main(int argc, char **argv)
         threads();
     if (CASE("many"))
         many();
+    if (CASE("api"))
+        api();
     if (!ran)
         H_FAIL("unknown sub-case '%s'", only);
     printf("ok: %d case(s)\n", ran);
