@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -228,11 +229,63 @@ static void vma_rules(void)
     }
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* The dom0 frame budget and the unmap cost. */
+static void dom0_budget(void)
+{
+    xc_interface *xch = harness_xc_open();
+    xen_pfn_t g[8] = {0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17};
+    int err[8];
+    struct xensim_counters c0, c;
+    void *a, *b;
+    double t0, took;
+
+    xensim_counters_reset();
+    xensim_counters(&c0);
+    xensim_set_dom0_frames(c0.dom0_frames + 8);
+    a = xc_map_foreign_bulk(xch, 1, PROT_READ, g, err, 8);
+    H_CHECK(a != NULL, "8 pages within a budget of 8: %s", strerror(errno));
+    b = xc_map_foreign_bulk(xch, 1, PROT_READ, g, err, 1);
+    H_CHECK(b == NULL && errno == ENOMEM,
+            "a 9th dom0 frame must be refused with ENOMEM (got %p, %s)", b,
+            strerror(errno));
+    xensim_counters(&c);
+    H_CHECK(c.dom0_frames == c0.dom0_frames + 8 && c.dom0_frame_failures == 1 &&
+                c.dom0_frames_peak == c0.dom0_frames + 8,
+            "dom0 frames %llu peak %llu failures %llu",
+            (unsigned long long)c.dom0_frames,
+            (unsigned long long)c.dom0_frames_peak,
+            (unsigned long long)c.dom0_frame_failures);
+    xensim_set_unmap_cost(100000);
+    t0 = now_s();
+    H_CHECK(munmap(a, 8 * 4096) == 0, "munmap");
+    took = now_s() - t0;
+    xensim_set_unmap_cost(0);
+    H_CHECK(took >= 8 * 100000 / 1e9, "unmapping 8 pages took %.6fs with a "
+            "modelled 0.0008s", took);
+    xensim_counters(&c);
+    H_CHECK(c.dom0_frames == c0.dom0_frames, "dom0 frames not given back");
+    b = xc_map_foreign_bulk(xch, 1, PROT_READ, g, err, 1);
+    H_CHECK(b != NULL, "mapping after the frames came back: %s",
+            strerror(errno));
+    munmap(b, 4096);
+    xensim_set_dom0_frames(0);
+    harness_xc_close(xch);
+}
+
 int main(void)
 {
     xensim_destroy_all();
     round_trip_counts();
     foreign_mappings();
+    dom0_budget();
     vma_rules();
     xensim_destroy_all();
     printf("counters and VMA rules ok\n");

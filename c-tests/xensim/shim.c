@@ -73,6 +73,9 @@ struct vma {
 static pthread_mutex_t vma_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vma *vmas;
 static size_t nr_vmas, cap_vmas;
+/* guest pages unmapped by the last vma_remove_range calls (for the unmap
+ * cost, paid outside the locks); protected by vma_lock */
+static uint64_t unmapped_pages;
 
 static size_t vma_lower_bound(uintptr_t addr)
 {
@@ -113,6 +116,7 @@ static int vma_remove_range(uintptr_t addr, size_t len)
     uintptr_t end = addr + len;
     size_t i = vma_lower_bound(addr);
     int touched = 0, locked = 0;
+    uint64_t total_dropped = 0;
 
     while (i < nr_vmas && vmas[i].start < end) {
         struct vma *v = &vmas[i];
@@ -124,6 +128,11 @@ static int vma_remove_range(uintptr_t addr, size_t len)
         uint64_t dropped = 0;
 
         touched++;
+        if (v->locked) {
+            /* the dom0 frames behind these pages go back */
+            __atomic_fetch_sub(&sim->ctr.dom0_frames, (uint64_t)(last - first),
+                               __ATOMIC_RELAXED);
+        }
         for (size_t p = first; p < last; p++) {
             if (v->pg[p].slot == VP_NONE)
                 continue;
@@ -135,6 +144,7 @@ static int vma_remove_range(uintptr_t addr, size_t len)
             dropped++;
         }
         __atomic_fetch_sub(&sim->ctr.live_pages, dropped, __ATOMIC_RELAXED);
+        total_dropped += dropped;
         if (first == 0 && last == v->npages) {
             free(v->pg);
             memmove(&vmas[i], &vmas[i + 1], (nr_vmas - i - 1) * sizeof(*vmas));
@@ -165,6 +175,7 @@ static int vma_remove_range(uintptr_t addr, size_t len)
     }
     if (locked)
         sim_unlock();
+    unmapped_pages += total_dropped;
     return touched;
 }
 
@@ -476,17 +487,48 @@ int munmap(void *addr, size_t len)
     if (__atomic_load_n(&nr_vmas, __ATOMIC_RELAXED) && sim) {
         int touched;
 
+        uint64_t pages;
+
         pthread_mutex_lock(&vma_lock);
         touched = vma_remove_range((uintptr_t)addr,
                                    (len + SIM_PAGE - 1) & ~(SIM_PAGE - 1));
+        pages = unmapped_pages;
+        unmapped_pages = 0;
         pthread_mutex_unlock(&vma_lock);
         if (touched)
             __atomic_fetch_add(&sim->ctr.privcmd_munmaps, 1, __ATOMIC_RELAXED);
+        if (pages && sim->cost_unmap_page_ns) {
+            int rc = sim_sys_munmap(addr, len);
+            sim_busy_wait(sim->cost_unmap_page_ns * pages);
+            return rc;
+        }
     }
     return sim_sys_munmap(addr, len);
 }
 
 /* ---- MMAPBATCH ---- */
+
+/* Reserve dom0 frames for a VMA's first MMAPBATCH (PVH dom0's
+ * alloc_empty_pages); -ENOMEM beyond the budget. */
+static int dom0_frames_take(uint64_t pages)
+{
+    int rc = 0;
+
+    sim_lock();
+    if (sim->dom0_frames_limit &&
+        sim->ctr.dom0_frames + pages > sim->dom0_frames_limit) {
+        sim->ctr.dom0_frame_failures++;
+        rc = -ENOMEM;
+    } else {
+        /* atomic: munmap gives frames back without the state lock */
+        uint64_t now = __atomic_add_fetch(&sim->ctr.dom0_frames, pages,
+                                          __ATOMIC_RELAXED);
+        if (now > sim->ctr.dom0_frames_peak)
+            sim->ctr.dom0_frames_peak = now;
+    }
+    sim_unlock();
+    return rc;
+}
 
 static int map_fault(uint32_t domid, uint64_t gfn)
 {
@@ -550,6 +592,10 @@ static int mmapbatch(uint32_t domid, uintptr_t addr, unsigned int num,
                                 (unsigned long)v->start, v->npages,
                                 (unsigned long)addr, num);
             return -EINVAL;
+        }
+        if (dom0_frames_take(v->npages)) {
+            pthread_mutex_unlock(&vma_lock);
+            return -ENOMEM;
         }
         v->locked = 1;
     } else {

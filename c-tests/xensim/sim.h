@@ -86,6 +86,7 @@ struct sim_counters_shared {
     uint64_t live_vmas, live_pages;
     uint64_t hypercalls, unhandled, faults_injected;
     uint64_t mmapbatch_ns, mmap_ns, hypercall_ns;
+    uint64_t dom0_frames, dom0_frames_peak, dom0_frame_failures;
     uint64_t by_op[SIM_NR_OPS][SIM_NR_SUBOPS];
 };
 
@@ -94,7 +95,8 @@ struct sim_state {
     uint64_t size;
     pthread_mutex_t lock;      /* robust, process-shared */
     uint64_t gen_counter;
-    uint64_t cost_call_ns, cost_page_ns;
+    uint64_t cost_call_ns, cost_page_ns, cost_unmap_page_ns;
+    uint64_t dom0_frames_limit;  /* 0: unlimited */
     struct sim_counters_shared ctr;
     struct sim_fault faults[SIM_MAX_FAULTS];
     struct sim_dom doms[SIM_MAX_DOMS];

@@ -31,8 +31,8 @@ int sim_strict_mode;
 static pthread_mutex_t attach_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sim_local_dom locals[SIM_MAX_DOMS];
 static char ram_dir[4096];
-static int env_cost_set;
-static uint64_t env_cost_call, env_cost_page;
+static int env_cost_set, env_unmap_set, env_dom0_set;
+static uint64_t env_cost_call, env_cost_page, env_unmap, env_dom0;
 
 void sim_log(const char *fmt, ...)
 {
@@ -102,6 +102,8 @@ int sim_attach(void)
     }
     env_cost_call = env_u64("XENSIM_COST_CALL_NS", 0, &env_cost_set);
     env_cost_page = env_u64("XENSIM_COST_PAGE_NS", 0, &env_cost_set);
+    env_unmap = env_u64("XENSIM_COST_UNMAP_PAGE_NS", 0, &env_unmap_set);
+    env_dom0 = env_u64("XENSIM_DOM0_FRAMES", 0, &env_dom0_set);
 
     snprintf(path, sizeof(path), "%s/state", dir);
     fd = sim_sys_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -160,6 +162,10 @@ int sim_attach(void)
         sim->cost_call_ns = env_cost_call;
         sim->cost_page_ns = env_cost_page;
     }
+    if (env_unmap_set)
+        sim->cost_unmap_page_ns = env_unmap;
+    if (env_dom0_set)
+        sim->dom0_frames_limit = env_dom0;
     for (int i = 0; i < SIM_MAX_DOMS; i++)
         locals[i].ramfd = -1;
 out_close:
@@ -540,6 +546,9 @@ void xensim_counters(struct xensim_counters *c)
     c->mmapbatch_ns = LD(mmapbatch_ns);
     c->mmap_ns = LD(mmap_ns);
     c->hypercall_ns = LD(hypercall_ns);
+    c->dom0_frames = LD(dom0_frames);
+    c->dom0_frames_peak = LD(dom0_frames_peak);
+    c->dom0_frame_failures = LD(dom0_frame_failures);
 #undef LD
 }
 
@@ -553,6 +562,8 @@ void xensim_counters_reset(void)
     sim->ctr.privcmd_mmaps = sim->ctr.privcmd_munmaps = 0;
     sim->ctr.hypercalls = sim->ctr.unhandled = sim->ctr.faults_injected = 0;
     sim->ctr.mmapbatch_ns = sim->ctr.mmap_ns = sim->ctr.hypercall_ns = 0;
+    sim->ctr.dom0_frames_peak = sim->ctr.dom0_frames;
+    sim->ctr.dom0_frame_failures = 0;
     memset(sim->ctr.by_op, 0, sizeof(sim->ctr.by_op));
     sim_unlock();
 }
@@ -579,6 +590,20 @@ void xensim_set_cost(uint64_t call_ns, uint64_t page_ns)
         return;
     sim->cost_call_ns = call_ns;
     sim->cost_page_ns = page_ns;
+}
+
+void xensim_set_unmap_cost(uint64_t page_ns)
+{
+    if (sim_attach())
+        return;
+    sim->cost_unmap_page_ns = page_ns;
+}
+
+void xensim_set_dom0_frames(uint64_t limit)
+{
+    if (sim_attach())
+        return;
+    sim->dom0_frames_limit = limit;
 }
 
 /* ---- guest model defaults ---- */

@@ -165,6 +165,9 @@ struct xensim_counters {
     uint64_t mmapbatch_ns;        /* wall time inside MMAPBATCH ioctls */
     uint64_t mmap_ns;             /* ... of which in the real mmap calls */
     uint64_t hypercall_ns;        /* wall time inside emulated hypercalls */
+    uint64_t dom0_frames;         /* dom0 frames backing privcmd VMAs now */
+    uint64_t dom0_frames_peak;    /* ... at most, since the last reset */
+    uint64_t dom0_frame_failures; /* MMAPBATCH refused for lack of them */
 };
 void xensim_counters(struct xensim_counters *c);
 /* Reset the cumulative counters (live_* are state, not reset). */
@@ -183,6 +186,18 @@ uint64_t xensim_hypercall_count(unsigned int op, int subop);
 /* Busy-wait per MMAPBATCH call and per mapped page (ns).  Defaults from
  * env XENSIM_COST_CALL_NS / XENSIM_COST_PAGE_NS, else 0. */
 void xensim_set_cost(uint64_t call_ns, uint64_t page_ns);
+/* Busy-wait per guest page unmapped from a privcmd VMA (a PVH dom0 gives
+ * each back with a hypercall).  Env XENSIM_COST_UNMAP_PAGE_NS, default 0. */
+void xensim_set_unmap_cost(uint64_t page_ns);
+
+/*
+ * The dom0 frame budget: on a PVH dom0 the first MMAPBATCH on a privcmd
+ * VMA takes one dom0 frame per page of the VMA (alloc_empty_pages) until
+ * those pages are unmapped.  With a limit (env XENSIM_DOM0_FRAMES, default
+ * 0 = unlimited) such an MMAPBATCH fails with ENOMEM when the frames of
+ * all live VMAs (every process) would exceed it.
+ */
+void xensim_set_dom0_frames(uint64_t limit);
 
 /* ---- fault injection ------------------------------------------------- */
 
