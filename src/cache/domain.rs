@@ -51,6 +51,8 @@ pub struct DomainCache<M> {
     want: Vec<usize>,
     pub(super) pfn_buf: Vec<u64>,
     pub(super) err_buf: Vec<i32>,
+    /// Cap on cached pages learnt from a map call refused with ENOMEM.
+    pub(super) enomem_cap: u64,
 }
 
 impl<M> DomainCache<M> {
@@ -91,6 +93,7 @@ impl<M> DomainCache<M> {
             want: Vec::new(),
             pfn_buf: Vec::new(),
             err_buf: Vec::new(),
+            enomem_cap: u64::MAX,
         };
         c.resize(signals.max_gpfn.saturating_add(1));
         c.publish();
@@ -242,7 +245,15 @@ impl<M> DomainCache<M> {
         if !self.make_room(b) {
             return Ok(None);
         }
-        let slot = self.map_bucket(mapper, b)?;
+        let slot = match self.map_bucket(mapper, b) {
+            Ok(slot) => slot,
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
+                // Out of dom0 frames (PVH) or VMAs: live within what is mapped now.
+                self.shrink_after_enomem(b);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         self.stats.misses += 1;
         let err = self.bucket(slot).err(page);
         Ok(Some(Self::loc(slot, page, err)))

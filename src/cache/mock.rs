@@ -125,7 +125,8 @@ pub(crate) struct Calls {
     pub(crate) live_pages: u64,
     pub(crate) peak_live_pages: u64,
     pub(crate) log: Vec<Vec<u64>>,
-    pub(crate) fail_next: bool,
+    /// Fail the next map call with this errno (0: none).
+    pub(crate) fail_next: i32,
 }
 
 impl Mapper {
@@ -144,8 +145,9 @@ impl BucketMapper for Mapper {
 
     fn map(&mut self, pfns: &[u64], errs: &mut [i32]) -> io::Result<Mapping> {
         let mut c = self.calls.borrow_mut();
-        if std::mem::take(&mut c.fail_next) {
-            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        let fail = std::mem::take(&mut c.fail_next);
+        if fail != 0 {
+            return Err(io::Error::from_raw_os_error(fail));
         }
         let g = self.guest.borrow();
         let frames: Vec<_> = pfns

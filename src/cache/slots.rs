@@ -5,7 +5,7 @@
 use std::io;
 
 use super::bucket::Bucket;
-use super::config::PAGE_SIZE;
+use super::config::{MAX_BATCH_PAGES, PAGE_SIZE};
 use super::domain::{DomainCache, NIL};
 use super::mapper::BucketMapper;
 
@@ -13,8 +13,13 @@ impl<M> DomainCache<M> {
     /// Evicts unpinned buckets, least recently used first, until bucket `b` fits.
     pub(super) fn make_room(&mut self, b: u64) -> bool {
         let need = self.bucket_len(b);
-        let cap = self.cfg.cache_capacity_pages();
-        while self.cached_pages + need > cap {
+        let cap = self.cfg.cache_capacity_pages().min(self.enomem_cap);
+        need <= cap && self.evict_to(cap - need)
+    }
+
+    /// Evicts unpinned buckets, least recently used first, until at most `pages` stay cached.
+    fn evict_to(&mut self, pages: u64) -> bool {
+        while self.cached_pages > pages {
             let (batch, slots) = (self.batch, &self.slots);
             let victim = self.lru.find_lru(|s| {
                 slots[s as usize]
@@ -28,6 +33,20 @@ impl<M> DomainCache<M> {
             self.stats.evictions += 1;
         }
         true
+    }
+
+    /// A bucket map was refused with ENOMEM: the system cannot back more foreign mappings.
+    /// Cache no more than is mapped now, less one batch and one bucket, so that the
+    /// per-batch mapping (which stock would need too) finds room.
+    pub(super) fn shrink_after_enomem(&mut self, b: u64) {
+        let room = MAX_BATCH_PAGES as u64 + self.bucket_len(b);
+        self.enomem_cap = self.cached_pages.saturating_sub(room);
+        log::info!(
+            "dom{}: mapping cache shrinks to {} pages: a bucket map failed with ENOMEM",
+            self.domid,
+            self.enomem_cap
+        );
+        self.evict_to(self.enomem_cap);
     }
 
     pub(super) fn map_bucket<X: BucketMapper<Mapping = M>>(

@@ -293,13 +293,27 @@ fn off_reproduces_the_per_batch_pattern() {
 fn map_failure_unpins_and_leaks_nothing() {
     let mut fx = Fx::new(64, cfg(4));
     fx.batch(&[0]);
-    fx.calls.borrow_mut().fail_next = true;
+    fx.calls.borrow_mut().fail_next = libc::EIO;
     let r = fx.cache.with_batch(&mut fx.mapper, &[0, 20], |_| ());
     assert!(r.is_err());
     fx.batch(&[0, 20]);
     drop(fx.cache);
     let c = fx.calls.borrow();
     assert_eq!((c.maps, c.unmaps, c.live_pages), (2, 2, 0));
+}
+
+#[test]
+fn enomem_shrinks_the_cache_and_falls_back_to_per_batch_maps() {
+    let mut fx = Fx::new(200, cfg(8));
+    fx.batch(&[0, 16, 32, 48, 64, 80]); // six buckets cached
+    fx.calls.borrow_mut().fail_next = libc::ENOMEM;
+    fx.batch(&[96, 100]); // the bucket map fails; the pages go per batch
+    let s = fx.stats();
+    assert_eq!((s.vmas, s.maps, s.unmaps), (0, 7, 7)); // 6 buckets shrunk away, 1 per-batch
+    fx.batch(&[0, 112]); // no more caching
+    let c = fx.calls.borrow();
+    assert_eq!(c.log.last(), Some(&vec![0, 112]));
+    assert_eq!(c.live_pages, 0);
 }
 
 #[test]
