@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //! The cache behind the engine's [`PageSource`]: one [`DomainCache`] per save, mapping through
-//! the Xen layer's safe `map_foreign`, checking coherence at every suspend.
+//! the Xen layer's safe `map_foreign`, checking coherence before every batch while the guest
+//! runs and at every suspend.
 
 use std::io;
 
@@ -75,9 +76,7 @@ impl CachedPages {
             }
         })
     }
-}
 
-impl CachedPages {
     /// Reads the coherence counters and lets the cache judge them.
     fn check<H: Hypervisor>(&mut self, xen: &H, dom: u32, suspended: bool) {
         let cache = self.cache(xen, dom);
