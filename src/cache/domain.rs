@@ -248,8 +248,8 @@ impl<M> DomainCache<M> {
         let slot = match self.map_bucket(mapper, b) {
             Ok(slot) => slot,
             Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
-                // Out of dom0 frames (PVH) or VMAs: live within what is mapped now.
-                self.shrink_after_enomem(b);
+                // Out of dom0 frames (PVH) or VMAs: stop caching, as stock would map.
+                self.give_up_after_enomem();
                 return Ok(None);
             }
             Err(e) => return Err(e),
@@ -277,6 +277,11 @@ impl<M> DomainCache<M> {
         if let Some((m, n)) = self.transient.take() {
             drop(m);
             self.note_unmap(n);
+        }
+        // A new batch id: nothing is pinned between batches.
+        self.batch += 1;
+        if self.cached_pages > self.enomem_cap {
+            self.evict_to(self.enomem_cap);
         }
         self.publish();
     }

@@ -5,7 +5,7 @@
 use std::io;
 
 use super::bucket::Bucket;
-use super::config::{MAX_BATCH_PAGES, PAGE_SIZE};
+use super::config::PAGE_SIZE;
 use super::domain::{DomainCache, NIL};
 use super::mapper::BucketMapper;
 
@@ -18,7 +18,7 @@ impl<M> DomainCache<M> {
     }
 
     /// Evicts unpinned buckets, least recently used first, until at most `pages` stay cached.
-    fn evict_to(&mut self, pages: u64) -> bool {
+    pub(super) fn evict_to(&mut self, pages: u64) -> bool {
         while self.cached_pages > pages {
             let (batch, slots) = (self.batch, &self.slots);
             let victim = self.lru.find_lru(|s| {
@@ -35,18 +35,19 @@ impl<M> DomainCache<M> {
         true
     }
 
-    /// A bucket map was refused with ENOMEM: the system cannot back more foreign mappings.
-    /// Cache no more than is mapped now, less one batch and one bucket, so that the
-    /// per-batch mapping (which stock would need too) finds room.
-    pub(super) fn shrink_after_enomem(&mut self, b: u64) {
-        let room = MAX_BATCH_PAGES as u64 + self.bucket_len(b);
-        self.enomem_cap = self.cached_pages.saturating_sub(room);
-        log::info!(
-            "dom{}: mapping cache shrinks to {} pages: a bucket map failed with ENOMEM",
-            self.domid,
-            self.enomem_cap
-        );
-        self.evict_to(self.enomem_cap);
+    /// A bucket map was refused with ENOMEM: the system cannot back more foreign mappings
+    /// (a PVH dom0 out of frames, or the process out of VMAs). Every frame the cache holds is
+    /// one the per-batch mappings, ours and other processes', may need: from now on cache
+    /// nothing, as stock. Buckets the open batch pinned go when it ends.
+    pub(super) fn give_up_after_enomem(&mut self) {
+        if self.enomem_cap != 0 {
+            log::info!(
+                "dom{}: mapping cache emptied: a bucket map failed with ENOMEM",
+                self.domid
+            );
+        }
+        self.enomem_cap = 0;
+        self.evict_to(0);
     }
 
     pub(super) fn map_bucket<X: BucketMapper<Mapping = M>>(

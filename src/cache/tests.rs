@@ -317,6 +317,16 @@ fn enomem_shrinks_the_cache_and_falls_back_to_per_batch_maps() {
 }
 
 #[test]
+fn enomem_with_buckets_pinned_drops_them_after_the_batch() {
+    let mut fx = Fx::new(200, cfg(8));
+    fx.batch(&[0, 16]);
+    fx.calls.borrow_mut().fail_next = libc::ENOMEM;
+    fx.batch(&[0, 96]); // bucket 0 is pinned when the map of bucket 6 fails
+    let s = fx.stats();
+    assert_eq!((s.vmas, s.evictions), (0, 2));
+}
+
+#[test]
 fn failed_page_is_reported_with_its_errno() {
     let g = Guest::new(64);
     g.borrow_mut().remove(5);
