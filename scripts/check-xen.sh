@@ -26,8 +26,9 @@ LIB=$ROOT/build/lib/libxcsave.so.0
 STOCK_ONLY=${XCSAVE_XEN_STOCK_ONLY:-0}
 TRIES=${XCSAVE_XEN_TRIES:-4}
 INIT_TIMEOUT=120          # QEMU start to dom0 /init; ~1 boot in 10 hangs early under TCG
-RUN_TIMEOUT=${XCSAVE_XEN_RUN_TIMEOUT:-900}
+RUN_TIMEOUT=${XCSAVE_XEN_RUN_TIMEOUT:-1500}   # hang guard; a run takes 5-13 min
 T0=$(date +%s)
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 log() { echo "check-xen: $*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 case "$CACHE" in *,*) die "the cache path may not contain a comma (QEMU -initrd splits at commas)";; esac
@@ -129,8 +130,13 @@ for try in $(seq "$TRIES"); do
     if grep -q '^XCSAVE-DONE' "$SER"; then
         for i in $(seq 20); do alive || break; sleep 1; done
         ok=1
+    elif ! alive; then
+        # e.g. the host's OOM killer: worth another boot.
+        log "boot $try: QEMU died before the scenarios finished; booting again"
+        tail -5 "$SER" | tr -d '\r' | sed 's/^/    /' >&2
+        stop; continue
     else
-        log "boot $try: no XCSAVE-DONE (timeout after ${RUN_TIMEOUT}s or QEMU died)"
+        log "boot $try: no XCSAVE-DONE within ${RUN_TIMEOUT}s of boot"
         tail -15 "$SER" | tr -d '\r' | sed 's/^/    /' >&2
     fi
     stop
@@ -141,11 +147,37 @@ done
 # 5. Summary.
 SUMMARY="$CACHE/results.txt"
 {
-    echo "# check-xen $(date -u +%Y-%m-%dT%H:%M:%SZ) EMULATED (QEMU TCG, 2 vCPUs), boot try $try"
+    echo "# check-xen $(date -u +%Y-%m-%dT%H:%M:%SZ) EMULATED (QEMU TCG, 2 vCPUs), boot try $try;" \
+         "host load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end ($(nproc) CPUs)"
     tr -d '\r' < "$SER" | grep '^XCSAVE-RESULT' | sed 's/^XCSAVE-RESULT //' |
         awk '{ st = $1; name = $2; secs = $3; $1 = $2 = $3 = ""; sub(/^ +/, "");
                printf "%-4s %-28s %7ss  %s\n", st, name, secs, $0 }'
 } > "$SUMMARY"
+# Stock versus xcsave, side by side (EMULATED: TCG timings, disturbed by the host's other load).
+fig() { # label result-name [sed expression extracting a number from the detail]
+    local st xc
+    if [ -z "${3:-}" ]; then
+        st=$(awk -v n="stock/$2" '$2 == n { sub(/s$/, "", $3); print $3 }' "$SUMMARY")
+        xc=$(awk -v n="xcsave/$2" '$2 == n { sub(/s$/, "", $3); print $3 }' "$SUMMARY")
+    else
+        st=$(grep " stock/$2 " "$SUMMARY" | sed -n "$3" | head -1)
+        xc=$(grep " xcsave/$2 " "$SUMMARY" | sed -n "$3" | head -1)
+    fi
+    printf '  %-44s %10s %10s\n' "$1" "${st:--}" "${xc:--}"
+}
+{
+    echo "# figures (EMULATED, QEMU TCG)                  stock     xcsave"
+    fig "xl save, PVH 128 MiB (s)" pvh-save
+    fig "xl restore of that image (s)" pvh-restore
+    fig "xl migrate, live, localhost (s)" migrate
+    fig "Remus first round, full copy (s)" remus-checkpoints 's/.*first round \([0-9.]*\) s.*/\1/p'
+    fig "Remus checkpoint send, mean (ms)" remus-checkpoints 's/.*send mean \([0-9.]*\) ms.*/\1/p'
+    fig "Remus checkpoint send, max (ms)" remus-checkpoints 's/.*max \([0-9.]*\) ms.*/\1/p'
+    fig "Remus pages per checkpoint" remus-checkpoints 's/.*ms, \([0-9]*\) pages each.*/\1/p'
+    fig "Remus checkpoint period at -i ${XCSAVE_XEN_REMUS_INTERVAL:-200} (ms)" remus-checkpoints 's/.*period \([0-9]*\) ms.*/\1/p'
+    fig "Remus failover to backup counting (s)" remus-failover
+    fig "xl save, PV 128 MiB, xcsave hands over (s)" pv-save
+} >> "$SUMMARY"
 npass=$(grep -c '^PASS' "$SUMMARY" || true)
 nfail=$(grep -c '^FAIL' "$SUMMARY" || true)
 echo
