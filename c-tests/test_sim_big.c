@@ -16,7 +16,8 @@ int main(int argc, char **argv)
 {
     uint64_t mib = argc > 1 ? strtoull(argv[1], NULL, 0) : 4096;
     struct harness_opts o = {.src = 1, .dst = 2, .stream = XC_STREAM_PLAIN};
-    char stream[128];
+    char stream[128], verify_txt[160];
+    int rc;
     struct harness_result r;
     struct xensim_counters c;
     struct xensim_dominfo si;
@@ -40,11 +41,13 @@ int main(int argc, char **argv)
     snprintf(stream, sizeof(stream), "/tmp/xensim-big-%d.bin", (int)getpid());
     o.stream_path = stream;
     xensim_counters_reset();
-    if (harness_round_trip(&o, &r)) {
-        unlink(stream);
+    rc = harness_round_trip(&o, &r);
+    unlink(stream);
+    snprintf(verify_txt, sizeof(verify_txt), "%s.verify.txt", stream);
+    unlink(verify_txt);
+    if (rc) {
         H_FAIL("%llu MiB round trip: %s", (unsigned long long)mib, r.failure);
     }
-    unlink(stream);
     xensim_counters(&c);
     sim_s = (double)(c.hypercall_ns + c.mmapbatch_ns - c.mmap_ns) / 1e9;
     mmap_s = (double)c.mmap_ns / 1e9;
