@@ -212,10 +212,12 @@ static void case_mapfail(xc_interface *xch, int whole_call)
     int fd = devnull(), rc, err;
 
     init_cb(&cb, &c, dom);
-    /* The second MMAPBATCH_V2 fails as a whole (ENOMEM: EINVAL would make the library fall
-     * back to the V1 ioctl), or one page of the first batch fails. */
+    /* From the second MMAPBATCH_V2 on, calls fail as a whole (ENOMEM: EINVAL would make the
+     * library fall back to the V1 ioctl; all of them, because after a refused bucket map the
+     * cache maps per batch, as stock, and only that failing fails the save), or one page of
+     * the first batch fails. */
     if (whole_call)
-        rc = xensim_fault_call(XENSIM_OP_IOCTL, 4, 2, 0, ENOMEM);
+        rc = xensim_fault_call(XENSIM_OP_IOCTL, 4, 2, 1000, ENOMEM);
     else
         rc = xensim_fault_map_gfn(dom, 0x123, EFAULT);
     H_CHECK(rc == 0, "%s: fault rule: %s", name, strerror(-rc));
