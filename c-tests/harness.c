@@ -198,6 +198,7 @@ struct rt {
     unsigned int r_postcopies;     /* restore side postcopy callbacks */
     unsigned long store_mfn, console_mfn;
     int failed;
+    int save_done;
 };
 
 static void rt_fail(struct rt *t, const char *fmt, ...)
@@ -223,7 +224,8 @@ static struct xensim_snapshot *wait_snap(struct rt *t, unsigned int k)
     double deadline = harness_now() + 600;
 
     pthread_mutex_lock(&t->lock);
-    while (t->suspends < k && !t->failed && harness_now() < deadline) {
+    while (t->suspends < k && !t->failed && !t->save_done &&
+           harness_now() < deadline) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
@@ -451,6 +453,10 @@ static void *save_thread(void *arg)
                        t->o->stream == XC_STREAM_COLO ? t->back_r : -1);
     t->r->save_errno = errno;
     t->r->save_secs = harness_now() - t0;
+    pthread_mutex_lock(&t->lock);
+    t->save_done = 1;
+    pthread_cond_broadcast(&t->cond);
+    pthread_mutex_unlock(&t->lock);
     close(t->save_out);
     t->save_out = -1;
     if (t->back_r >= 0) {
