@@ -1,0 +1,598 @@
+// SPDX-License-Identifier: GPL-3.0-only
+/*
+ * The fault matrix (issue 6), through xcsave's public symbol on xensim. Every failing row
+ * asserts: the expected return value (-1, or a callback's own value), a meaningful errno,
+ * a logged reason (captured from the xentoollog logger), log-dirty off in Xen and in QEMU,
+ * no privcmd mapping left (xensim's live counters), the caller's fds still open, and that
+ * a following save + stock restore in the same process succeeds and is equal. Each row is
+ * then run with the STOCK saver on a fresh domain and the return values must be equal.
+ * Rows that must succeed (EINTR, short writes, paged-out pages, Remus failover) run as full
+ * round trips (stock restore, equality, verify-stream-v2) with both savers.
+ * The stream-fd rows interpose writev() (this executable's definition wins over libc's for
+ * xcsave and libxenguest alike) to inject EINTR and short writes deterministically.
+ *
+ * `test_rel_faults <row>` runs one row; no argument runs them all; `list` prints them.
+ * Every row prints "MATRIX|row|xcsave rc errno|stock rc errno|stock mappings left".
+ */
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include "test_rel.h"
+#include "xcsave.h"
+
+#define MiB (1024ull * 1024)
+#define MEM (16 * MiB)
+
+/* ---- writev interposition: EINTR and short writes ---- */
+
+enum wv_mode { WV_OFF, WV_EINTR, WV_SHORT };
+static volatile int wv_mode;
+static unsigned long wv_calls, wv_injected;
+
+ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+    int mode = __atomic_load_n(&wv_mode, __ATOMIC_RELAXED);
+    unsigned long n;
+
+    if (mode == WV_OFF)
+        return syscall(SYS_writev, fd, iov, cnt);
+    n = __atomic_add_fetch(&wv_calls, 1, __ATOMIC_RELAXED);
+    if (mode == WV_EINTR && (n % 2)) {
+        __atomic_add_fetch(&wv_injected, 1, __ATOMIC_RELAXED);
+        errno = EINTR;
+        return -1;
+    }
+    if (mode == WV_SHORT) {
+        /* at most 4097 bytes, and never all of a multi-byte request: ends mid-page */
+        struct iovec v[64];
+        size_t total = 0, room;
+        int k = 0;
+
+        for (int i = 0; i < cnt; i++)
+            total += iov[i].iov_len;
+        room = total > 1 ? total - 1 : total;
+        if (room > 4097)
+            room = 4097;
+        for (int i = 0; i < cnt && k < 64 && room; i++) {
+            size_t l = iov[i].iov_len < room ? iov[i].iov_len : room;
+            if (!l)
+                continue;
+            v[k].iov_base = iov[i].iov_base;
+            v[k++].iov_len = l;
+            room -= l;
+        }
+        if (k)
+            __atomic_add_fetch(&wv_injected, 1, __ATOMIC_RELAXED);
+        return syscall(SYS_writev, fd, v, k ? k : cnt);
+    }
+    return syscall(SYS_writev, fd, iov, cnt);
+}
+
+/* ---- rows ---- */
+
+enum cb { CB_NONE, CB_SUSPEND, CB_NOSUSPEND, CB_POSTCOPY, CB_CHECKPOINT, CB_WAIT, CB_QEMU,
+          CB_POLICY };
+enum sink { SINK_DRAIN, SINK_PIPE_BREAK, SINK_SOCKET_RESET };
+
+struct row {
+    const char *name;
+    xc_stream_type_t stream;
+    int live;
+    enum sink sink;
+    void (*arm)(uint32_t dom);   /* fault injection on the fresh domain */
+    enum cb fail;                /* the callback that fails ... */
+    int fail_value;              /* ... returning this (errno left: ENOTCONN) */
+    int want_rc;                 /* -1, or the callback's value */
+    int want_errno;              /* 0: any non-zero (for rc -1) */
+    const char *want_log;        /* a substring of the logged reason */
+    int dies;                    /* the domain dies: Xen drops its log-dirty state itself */
+};
+
+static void arm_getinfo(uint32_t d)
+{
+    xensim_fault_call_dom(d, __HYPERVISOR_domctl, XEN_DOMCTL_getdomaininfo, 1, 0, EPERM);
+}
+static void arm_logdirty_enable(uint32_t d)
+{
+    /* ENABLE fails, then the OFF of the off-and-on-again retry fails too (stock's path) */
+    xensim_fault_call_dom(d, __HYPERVISOR_domctl, XEN_DOMCTL_shadow_op, 1, 1, EPERM);
+}
+static void arm_logdirty_clean(uint32_t d)
+{
+    xensim_fault_call_dom(d, __HYPERVISOR_domctl, XEN_DOMCTL_shadow_op, 2, 0, ENOMEM);
+}
+static void arm_logdirty_final(uint32_t d)
+{
+    /* ENABLE, the CLEAN after round 1 (nothing dirty: stop), then the final CLEAN */
+    xensim_fault_call_dom(d, __HYPERVISOR_domctl, XEN_DOMCTL_shadow_op, 3, 0, ENOMEM);
+}
+static void arm_pfinfo(uint32_t d)
+{
+    xensim_fault_call_dom(d, __HYPERVISOR_domctl, XEN_DOMCTL_getpageframeinfo3, 2, 0, EINVAL);
+}
+static void arm_hvmctx(uint32_t d)
+{
+    xensim_fault_call_dom(d, __HYPERVISOR_domctl, XEN_DOMCTL_gethvmcontext, 1, 0, EINVAL);
+}
+static void arm_hvmctx2(uint32_t d)
+{
+    xensim_fault_call_dom(d, __HYPERVISOR_domctl, XEN_DOMCTL_gethvmcontext, 2, 0, ENOSPC);
+}
+static void arm_map_call(uint32_t d)
+{
+    xensim_fault_call_dom(d, XENSIM_OP_IOCTL, 4, 2, 100000, EFAULT);
+}
+static void arm_map_enomem(uint32_t d)
+{
+    xensim_fault_call_dom(d, XENSIM_OP_IOCTL, 4, 2, 100000, ENOMEM);
+}
+static void arm_map_some(uint32_t d)
+{
+    xensim_fault_map_gfn(d, 0x123, EFAULT);
+}
+static void arm_die_pfinfo(uint32_t d)
+{
+    xensim_fault_die(d, __HYPERVISOR_domctl, XEN_DOMCTL_getpageframeinfo3, 3);
+}
+static void arm_die_clean(uint32_t d)
+{
+    xensim_fault_die(d, __HYPERVISOR_domctl, XEN_DOMCTL_shadow_op, 2);
+}
+static void arm_die_hvmctx(uint32_t d)
+{
+    xensim_fault_die(d, __HYPERVISOR_domctl, XEN_DOMCTL_gethvmcontext, 1);
+}
+
+#define P XC_STREAM_PLAIN
+#define R XC_STREAM_REMUS
+#define C XC_STREAM_COLO
+static const struct row rows[] = {
+    /* the stream fd breaks mid-record */
+    {"epipe", P, 1, SINK_PIPE_BREAK, NULL, CB_NONE, 0, -1, EPIPE, "to stream", 0},
+    {"econnreset", P, 1, SINK_SOCKET_RESET, NULL, CB_NONE, 0, -1, ECONNRESET, "to stream", 0},
+    {"remus-epipe", R, 1, SINK_PIPE_BREAK, NULL, CB_NONE, 0, -1, EPIPE, "to stream", 0},
+    /* a hypercall fails at each stage */
+    {"getinfo", P, 0, SINK_DRAIN, arm_getinfo, CB_NONE, 0, -1, EPERM, "domain info", 0},
+    {"logdirty-enable", P, 1, SINK_DRAIN, arm_logdirty_enable, CB_NONE, 0, -1, EPERM,
+     "Failed to enable logdirty", 0},
+    {"logdirty-clean", P, 1, SINK_DRAIN, arm_logdirty_clean, CB_NONE, 0, -1, ENOMEM,
+     "logdirty bitmap", 0},
+    {"logdirty-final", P, 1, SINK_DRAIN, arm_logdirty_final, CB_NONE, 0, -1, ENOMEM,
+     "logdirty bitmap", 0},
+    {"pfinfo3", P, 0, SINK_DRAIN, arm_pfinfo, CB_NONE, 0, -1, EINVAL, "types for pfn batch", 0},
+    {"hvmctx-size", P, 0, SINK_DRAIN, arm_hvmctx, CB_NONE, 0, -1, EINVAL, "HVM context", 0},
+    {"hvmctx", P, 0, SINK_DRAIN, arm_hvmctx2, CB_NONE, 0, -1, ENOSPC, "HVM context", 0},
+    {"map-call", P, 0, SINK_DRAIN, arm_map_call, CB_NONE, 0, -1, EFAULT, "map guest pages", 0},
+    {"map-enomem", R, 1, SINK_DRAIN, arm_map_enomem, CB_NONE, 0, -1, ENOMEM, "map guest pages",
+     0},
+    {"map-some", P, 1, SINK_DRAIN, arm_map_some, CB_NONE, 0, -1, EFAULT, "Mapping of pfn", 0},
+    /* the domain is destroyed mid-save / not suspended */
+    {"die-pfinfo", P, 0, SINK_DRAIN, arm_die_pfinfo, CB_NONE, 0, -1, ESRCH, "types", 1},
+    {"die-clean", P, 1, SINK_DRAIN, arm_die_clean, CB_NONE, 0, -1, ESRCH, "logdirty", 1},
+    {"die-hvmctx", R, 1, SINK_DRAIN, arm_die_hvmctx, CB_NONE, 0, -1, ESRCH, "HVM context", 1},
+    {"not-suspended", P, 1, SINK_DRAIN, NULL, CB_NOSUSPEND, 1, -1, EINVAL, "not been suspended",
+     0},
+    /* a checkpointed stream without XCFLAGS_LIVE never enables log-dirty: CLEAN fails, as
+     * in stock (libxl always saves Remus/COLO live) */
+    {"remus-nonlive", R, 0, SINK_DRAIN, NULL, CB_NONE, 0, -1, EINVAL, "logdirty bitmap", 0},
+    /* each callback returns each failure value */
+    {"suspend-0", P, 1, SINK_DRAIN, NULL, CB_SUSPEND, 0, -1, 0, "suspend() failed", 0},
+    {"suspend-neg", P, 1, SINK_DRAIN, NULL, CB_SUSPEND, -1, 0, 0, NULL, 0},
+    {"remus-suspend-0", R, 1, SINK_DRAIN, NULL, CB_SUSPEND, 0, -1, 0, "suspend() failed", 0},
+    {"qemu-logdirty", P, 1, SINK_DRAIN, NULL, CB_QEMU, -1, -1, 0, "qemu log-dirty", 0},
+    {"policy-abort", P, 1, SINK_DRAIN, NULL, CB_POLICY, XGS_POLICY_ABORT, -1, 0,
+     "Abort precopy", 0},
+    {"remus-postcopy-0", R, 1, SINK_DRAIN, NULL, CB_POSTCOPY, 0, 0, 0, NULL, 0},
+    {"remus-postcopy-neg", R, 1, SINK_DRAIN, NULL, CB_POSTCOPY, -1, -1, ENOTCONN, NULL, 0},
+    {"remus-checkpoint-0", R, 1, SINK_DRAIN, NULL, CB_CHECKPOINT, 0, 0, 0, NULL, 0},
+    {"remus-checkpoint-neg", R, 1, SINK_DRAIN, NULL, CB_CHECKPOINT, -1, -1, ENOTCONN, NULL, 0},
+    {"colo-checkpoint-0", C, 1, SINK_DRAIN, NULL, CB_CHECKPOINT, 0, -1, 0, NULL, 0},
+    {"colo-checkpoint-neg", C, 1, SINK_DRAIN, NULL, CB_CHECKPOINT, -1, 0, 0, NULL, 0},
+    {"colo-postcopy-0", C, 1, SINK_DRAIN, NULL, CB_POSTCOPY, 0, 0, 0, NULL, 0},
+    {"colo-postcopy-neg", C, 1, SINK_DRAIN, NULL, CB_POSTCOPY, -1, -1, ENOTCONN, NULL, 0},
+    {"colo-wait-0", C, 1, SINK_DRAIN, NULL, CB_WAIT, 0, 0, 0, NULL, 0},
+    {"colo-wait-neg", C, 1, SINK_DRAIN, NULL, CB_WAIT, -1, -1, ENOTCONN, NULL, 0},
+};
+#undef P
+#undef R
+#undef C
+
+/* ---- callbacks ---- */
+
+struct cbx {
+    const struct row *r;
+    uint32_t dom;
+    unsigned int suspends, postcopies, checkpoints, waits;
+    int qemu_on;
+};
+
+/* The failing callback's value, with errno ENOTCONN left behind. */
+static int failing(struct cbx *c, enum cb which, int normal)
+{
+    if (c->r->fail != which)
+        return normal;
+    errno = ENOTCONN;
+    return c->r->fail_value;
+}
+
+static int c_suspend(void *data)
+{
+    struct cbx *c = data;
+    int rc;
+
+    c->suspends++;
+    if (c->r->fail != CB_NOSUSPEND && (rc = xensim_suspend(c->dom)))
+        printf("xensim_suspend(d%u): %s\n", c->dom, strerror(-rc));
+    return failing(c, CB_SUSPEND, 1);
+}
+
+static int c_postcopy(void *data)
+{
+    struct cbx *c = data;
+
+    c->postcopies++;
+    xensim_resume(c->dom);
+    return failing(c, CB_POSTCOPY, 1);
+}
+
+static int c_checkpoint(void *data)
+{
+    struct cbx *c = data;
+
+    c->checkpoints++;
+    /* Remus: three checkpoints, then stop cleanly; COLO: the secondary is ready */
+    return failing(c, CB_CHECKPOINT,
+                   c->r->stream == XC_STREAM_COLO ? 1 : c->checkpoints < 3);
+}
+
+static int c_wait(void *data)
+{
+    struct cbx *c = data;
+
+    c->waits++;
+    return failing(c, CB_WAIT, c->waits < 3);
+}
+
+static int c_qemu(uint32_t domid, unsigned int enable, void *data)
+{
+    struct cbx *c = data;
+
+    (void)domid;
+    if (enable && c->r->fail == CB_QEMU)
+        return failing(c, CB_QEMU, 0);
+    c->qemu_on = !!enable;
+    return 0;
+}
+
+static int c_policy(struct precopy_stats s, void *data)
+{
+    struct cbx *c = data;
+
+    return failing(c, CB_POLICY, s.iteration >= 2 ? XGS_POLICY_STOP_AND_COPY
+                                                  : XGS_POLICY_CONTINUE_PRECOPY);
+}
+
+/* ---- sinks ---- */
+
+struct drain {
+    int fd;
+    uint64_t limit;    /* close after this many bytes (0: read to EOF) */
+    int reset;         /* a socket: close with SO_LINGER 0 (RST) */
+    uint64_t bytes;
+};
+
+static void *drain_thread(void *arg)
+{
+    struct drain *d = arg;
+    static __thread char buf[64 * 1024];
+
+    for (;;) {
+        size_t want = sizeof(buf);
+        ssize_t n;
+        if (d->limit && d->limit - d->bytes < want)
+            want = d->limit - d->bytes;
+        n = read(d->fd, buf, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        d->bytes += (uint64_t)n;
+        if (d->limit && d->bytes >= d->limit)
+            break;
+    }
+    if (d->reset) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(d->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    close(d->fd);
+    return NULL;
+}
+
+/* A connected TCP pair on loopback with small buffers: *w for the saver, *r for us. */
+static void tcp_pair(int *w, int *r)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    int l = socket(AF_INET, SOCK_STREAM, 0), small = 64 * 1024;
+
+    H_CHECK(l >= 0, "socket: %s", strerror(errno));
+    H_CHECK(bind(l, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(l, 1) == 0 &&
+                getsockname(l, (struct sockaddr *)&a, &al) == 0,
+            "listen: %s", strerror(errno));
+    *w = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(*w, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    H_CHECK(connect(*w, (struct sockaddr *)&a, sizeof(a)) == 0, "connect: %s", strerror(errno));
+    *r = accept(l, NULL, NULL);
+    H_CHECK(*r >= 0, "accept: %s", strerror(errno));
+    setsockopt(*r, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    close(l);
+}
+
+/* ---- one run of one row with one saver ---- */
+
+struct outcome {
+    int rc, err;
+    uint64_t left[2];      /* privcmd VMAs/pages left (delta) */
+    int logdirty, qemu_on, fds_ok, logged;
+};
+
+static uint32_t next_dom = 10;
+static struct rel_log lg;
+
+static void run_row(const struct row *r, harness_save_fn save, struct outcome *o)
+{
+    uint32_t dom = rel_make_domain(next_dom++, MEM);
+    struct cbx c = {.r = r, .dom = dom};
+    struct save_callbacks cb = {.suspend = c_suspend, .switch_qemu_logdirty = c_qemu,
+                                .data = &c};
+    struct drain d = {.fd = -1};
+    pthread_t th;
+    int io_fd, back[2] = {-1, -1};
+    uint64_t before[2], after[2];
+    struct xensim_dominfo di;
+    xc_interface *xch = rel_xc_open(&lg);
+
+    if (r->stream != XC_STREAM_PLAIN) {
+        cb.postcopy = c_postcopy;
+        cb.checkpoint = c_checkpoint;
+    }
+    if (r->stream == XC_STREAM_COLO) {
+        /* the secondary's (empty) dirty-pfn lists for the checkpoints after the first */
+        static const uint32_t empty_list[2] = {0xf, 0};
+        cb.wait_checkpoint = c_wait;
+        H_CHECK(pipe(back) == 0, "pipe");
+        for (int i = 0; i < 8; i++)
+            H_CHECK(write(back[1], empty_list, sizeof(empty_list)) == sizeof(empty_list),
+                    "back channel");
+    }
+    if (r->fail == CB_POLICY)
+        cb.precopy_policy = c_policy;
+    if (r->sink == SINK_SOCKET_RESET) {
+        tcp_pair(&io_fd, &d.fd);
+        d.limit = 300 * 1024;
+        d.reset = 1;
+    } else {
+        int p[2];
+        H_CHECK(pipe(p) == 0, "pipe");
+        io_fd = p[1];
+        d.fd = p[0];
+        d.limit = r->sink == SINK_PIPE_BREAK ? 300 * 1024 : 0;
+    }
+    H_CHECK(pthread_create(&th, NULL, drain_thread, &d) == 0, "thread");
+    if (r->arm)
+        r->arm(dom);
+    rel_live(before);
+    rel_log_clear(&lg);
+    errno = 0;
+    o->rc = save(xch, io_fd, dom, r->live ? XCFLAGS_LIVE : 0, &cb, r->stream, back[0]);
+    o->err = errno;
+    xensim_fault_clear();
+    rel_live(after);
+    o->left[0] = after[0] - before[0];
+    o->left[1] = after[1] - before[1];
+    o->fds_ok = rel_fd_open(io_fd) && rel_fd_open(back[0]) && rel_fd_open(back[1]);
+    o->logdirty = xensim_dominfo(dom, &di) == 0 && di.logdirty;
+    o->qemu_on = c.qemu_on;
+    o->logged = !r->want_log || rel_log_has(&lg, r->want_log);
+    close(io_fd);
+    pthread_join(th, NULL);
+    if (back[0] >= 0) {
+        close(back[0]);
+        close(back[1]);
+    }
+    xc_interface_close(xch);
+    xensim_destroy_domain(dom);
+}
+
+/* A save + stock restore round trip (PLAIN or REMUS) that must succeed and be equal. */
+static void round_trip(const char *what, harness_save_fn save, xc_stream_type_t st, int live,
+                       void (*arm)(uint32_t))
+{
+    struct harness_opts o = {.save = save, .src = next_dom, .dst = next_dom + 1,
+                             .stream = st, .live = live, .checkpoints = 3,
+                             .burst_pages = st == XC_STREAM_PLAIN ? 0 : 32};
+    struct harness_result r;
+    uint64_t before[2], after[2];
+
+    next_dom += 2;
+    harness_make_pair(o.src, o.dst, 8 * MiB, 0xfa17 + o.src);
+    if (arm)
+        arm(o.src);
+    rel_live(before);
+    if (harness_round_trip(&o, &r))
+        H_FAIL("%s: %s", what, r.failure);
+    xensim_fault_clear();
+    rel_live(after);
+    H_CHECK(after[0] == before[0] && after[1] == before[1], "%s: %llu VMAs left", what,
+            (unsigned long long)(after[0] - before[0]));
+    xensim_destroy_domain(o.src);
+    xensim_destroy_domain(o.dst);
+}
+
+static void matrix_line(const char *name, const struct outcome *x, const struct outcome *s)
+{
+    printf("MATRIX|%s|%d %s|%d %s|%llu\n", name, x->rc, x->rc ? strerror(x->err) : "-", s->rc,
+           s->rc ? strerror(s->err) : "-", (unsigned long long)s->left[0]);
+}
+
+static void check_row(const struct row *r)
+{
+    struct outcome x, s;
+
+    printf("== %s\n", r->name);
+    run_row(r, xcsave_domain_save, &x);
+    printf("%s: xcsave rc %d errno %d (%s)\n", r->name, x.rc, x.err, strerror(x.err));
+    H_CHECK(x.rc == r->want_rc, "%s: rc %d, want %d", r->name, x.rc, r->want_rc);
+    if (x.rc == -1 && r->want_errno)
+        H_CHECK(x.err == r->want_errno, "%s: errno %d (%s), want %d (%s)", r->name, x.err,
+                strerror(x.err), r->want_errno, strerror(r->want_errno));
+    if (x.rc == -1)
+        H_CHECK(x.err != 0, "%s: errno not set", r->name);
+    H_CHECK(x.logged, "%s: nothing logged containing '%s'", r->name, r->want_log);
+    if (x.rc == -1)
+        H_CHECK(rel_log_has(&lg, "Save failed") || rel_log_has(&lg, "domain info"),
+                "%s: no 'Save failed' line", r->name);
+    H_CHECK(!x.logdirty || r->dies, "%s: log-dirty left on", r->name);
+    H_CHECK(!x.qemu_on, "%s: QEMU log-dirty left on", r->name);
+    H_CHECK(x.left[0] == 0 && x.left[1] == 0, "%s: %llu privcmd VMAs (%llu pages) left",
+            r->name, (unsigned long long)x.left[0], (unsigned long long)x.left[1]);
+    H_CHECK(x.fds_ok, "%s: a caller's fd was closed", r->name);
+
+    run_row(r, harness_stock_save(), &s);
+    printf("%s: stock rc %d errno %d (%s), %llu VMAs left, log-dirty %d\n", r->name, s.rc, s.err,
+           strerror(s.err), (unsigned long long)s.left[0], s.logdirty);
+    matrix_line(r->name, &x, &s);
+    H_CHECK(s.rc == x.rc, "%s: stock returns %d, xcsave %d", r->name, s.rc, x.rc);
+
+    /* the process is still healthy: the next save works and is right */
+    round_trip(r->name, xcsave_domain_save, XC_STREAM_PLAIN, 1, NULL);
+    printf("%s: ok\n", r->name);
+}
+
+/* EINTR / short writes on the stream: retried, the save succeeds (both savers). */
+static void check_writes(const char *name, int mode)
+{
+    struct outcome x = {0}, s = {0};
+    unsigned long inj[2];
+
+    printf("== %s\n", name);
+    for (int i = 0; i < 2; i++) {
+        __atomic_store_n(&wv_calls, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&wv_injected, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&wv_mode, mode, __ATOMIC_RELAXED);
+        round_trip(name, i ? harness_stock_save() : xcsave_domain_save, XC_STREAM_PLAIN, 1,
+                   NULL);
+        round_trip(name, i ? harness_stock_save() : xcsave_domain_save, XC_STREAM_REMUS, 1,
+                   NULL);
+        __atomic_store_n(&wv_mode, WV_OFF, __ATOMIC_RELAXED);
+        inj[i] = wv_injected;
+        printf("%s: %s: %lu writev calls, %lu %s injected, both round trips equal\n", name,
+               i ? "stock" : "xcsave", wv_calls, wv_injected,
+               mode == WV_EINTR ? "EINTR" : "short writes");
+    }
+    H_CHECK(inj[0] > 10, "%s: only %lu faults injected into xcsave's writes", name, inj[0]);
+    matrix_line(name, &x, &s);
+}
+
+static void arm_paged(uint32_t d)
+{
+    xensim_fault_paged(d, 0x300, 3);
+    xensim_fault_paged(d, 0x301, 5);
+}
+
+static void check_success(const char *name, xc_stream_type_t st, void (*arm)(uint32_t))
+{
+    struct outcome x = {0}, s = {0};
+    struct xensim_counters k;
+
+    printf("== %s\n", name);
+    for (int i = 0; i < 2; i++) {
+        xensim_counters_reset();
+        round_trip(name, i ? harness_stock_save() : xcsave_domain_save, st, 1, arm);
+        xensim_counters(&k);
+        printf("%s: %s: round trip equal, %llu faults injected\n", name,
+               i ? "stock" : "xcsave", (unsigned long long)k.faults_injected);
+        if (arm)
+            H_CHECK(k.faults_injected >= 8, "%s: the pages were never paged out", name);
+    }
+    matrix_line(name, &x, &s);
+}
+
+/* SIGPIPE left at SIG_DFL by the caller: the saver's process dies of it, as with stock. */
+static int sigpipe_child(harness_save_fn save)
+{
+    pid_t pid;
+    int st;
+
+    fflush(stdout);
+    pid = fork();
+    H_CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        struct row r = {.name = "sigpipe", .stream = XC_STREAM_PLAIN, .live = 1,
+                        .sink = SINK_PIPE_BREAK};
+        struct outcome o;
+        signal(SIGPIPE, SIG_DFL);
+        run_row(&r, save, &o);
+        _exit(o.rc == -1 ? 3 : 4);
+    }
+    next_dom++;
+    H_CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+    if (WIFSIGNALED(st))
+        return 1000 + WTERMSIG(st);
+    return WEXITSTATUS(st);
+}
+
+static void check_sigpipe(void)
+{
+    int x, s;
+
+    printf("== sigpipe\n");
+    x = sigpipe_child(xcsave_domain_save);
+    s = sigpipe_child(harness_stock_save());
+    printf("sigpipe: xcsave child %s %d, stock child %s %d\n", x >= 1000 ? "signal" : "exit",
+           x % 1000, s >= 1000 ? "signal" : "exit", s % 1000);
+    printf("MATRIX|sigpipe|%s|%s|-\n", x == 1000 + SIGPIPE ? "killed by SIGPIPE" : "survived",
+           s == 1000 + SIGPIPE ? "killed by SIGPIPE" : "survived");
+    H_CHECK(x == s, "SIGPIPE: xcsave's child ended %d, stock's %d", x, s);
+    H_CHECK(x == 1000 + SIGPIPE, "SIGPIPE did not reach the process (%d)", x);
+    /* the domains the children used: destroy them (their mappings died with them) */
+    xensim_destroy_domain(next_dom - 1);
+    xensim_destroy_domain(next_dom - 2);
+}
+
+int main(int argc, char **argv)
+{
+    const char *only = argc > 1 ? argv[1] : NULL;
+    int ran = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    rel_log_init(&lg);
+    if (only && !strcmp(only, "list")) {
+        for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+            printf("%s\n", rows[i].name);
+        printf("eintr\nshort-write\nsigpipe\npaged\nremus-failover\n");
+        return 0;
+    }
+#define CASE(n) ((!only || !strcmp(only, n)) && ++ran)
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        if (CASE(rows[i].name))
+            check_row(&rows[i]);
+    if (CASE("eintr"))
+        check_writes("eintr", WV_EINTR);
+    if (CASE("short-write"))
+        check_writes("short-write", WV_SHORT);
+    if (CASE("paged"))
+        check_success("paged", XC_STREAM_PLAIN, arm_paged);
+    if (CASE("remus-failover"))
+        check_success("remus-failover", XC_STREAM_REMUS, NULL);
+    if (CASE("sigpipe"))
+        check_sigpipe();
+    if (!ran)
+        H_FAIL("unknown row '%s' (try 'list')", only);
+    printf("ok: %d row(s)\n", ran);
+    return 0;
+}
