@@ -4,8 +4,9 @@
  *  1. A stock non-live round trip: mapped pages and hypercalls match what
  *     the 4.17 code does (derived below), and every mapping is released.
  *  2. foreign mappings (libxenctrl's bulk map) and partial munmap bookkeeping.
- *  3. Linux's MMAPBATCH placement rules, which strict mode turns into an
- *     abort (checked in forked children).
+ *  3. Linux's MMAPBATCH placement rules, hypercall memory outside
+ *     hypercall buffers, and wrongly sized ioctls, which strict mode turns
+ *     into an abort (checked in forked children).
  */
 #define XC_WANT_COMPAT_MAP_FOREIGN_API 1
 #include <errno.h>
@@ -202,6 +203,21 @@ static void vma_rule_case(int which)
             _exit(23);
         raw_batch(fd, p + 3 * 4096, 2, g, e);
         _exit(24);
+    case 4: { /* hypercall memory outside a hypercall buffer */
+        struct xen_domctl dc = {.cmd = XEN_DOMCTL_getdomaininfo,
+                                .interface_version =
+                                    XEN_DOMCTL_INTERFACE_VERSION,
+                                .domain = 1};
+        privcmd_hypercall_t h = {.op = __HYPERVISOR_domctl,
+                                 .arg = {(uintptr_t)&dc}};
+        ioctl(fd, IOCTL_PRIVCMD_HYPERCALL, &h);
+        _exit(25);
+    }
+    case 5: { /* an ioctl built for another struct size */
+        char junk[64] = {0};
+        ioctl(fd, _IOC(_IOC_NONE, 'P', 4, 16), junk);
+        _exit(26);
+    }
     }
     _exit(30);
 }
@@ -209,7 +225,7 @@ static void vma_rule_case(int which)
 static void vma_rules(void)
 {
     H_CHECK(xensim_strict(), "this test needs XENSIM_STRICT=1");
-    for (int which = 0; which < 4; which++) {
+    for (int which = 0; which < 6; which++) {
         int st;
         pid_t pid = fork();
         H_CHECK(pid >= 0, "fork");
@@ -224,7 +240,7 @@ static void vma_rules(void)
                     "legal MMAPBATCH sequence failed (status %#x)", st);
         else
             H_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
-                    "rule violation %d not rejected by strict mode "
+                    "violation %d not rejected by strict mode "
                     "(status %#x)", which, st);
     }
 }
