@@ -29,6 +29,41 @@ def parse(path):
     return rows
 
 
+def median_rows(rows):
+    """One row per (scenario, side): the median over reps of every numeric figure."""
+    groups, order = {}, []
+    for r in rows:
+        key = (r.get("scenario"), r.get("side"))
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(r)
+    out = []
+    for key in order:
+        g = groups[key]
+        ok = [r for r in g if r.get("ok") == "1"] or g
+        m = dict(ok[0])
+        m["reps"] = str(len(ok))
+        m["ok"] = "1" if all(r.get("ok") == "1" for r in g) else ok[0].get("ok", "0")
+        if m["ok"] != "1" and not m.get("error"):
+            m["error"] = next((r.get("error", "") for r in g if r.get("error")), "")
+        for k in m:
+            vals = []
+            for r in ok:
+                try:
+                    vals.append(float(r[k]))
+                except (KeyError, ValueError):
+                    vals = None
+                    break
+            if vals and len(vals) > 1 and k not in ("rep", "mem_mib", "cost_page_ns", "dirty"):
+                vals.sort()
+                mid = len(vals) // 2
+                v = vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+                m[k] = repr(v)
+        out.append(m)
+    return out
+
+
 def num(d, k, default=None):
     try:
         return float(d[k])
@@ -59,7 +94,7 @@ def tput50(d):
 
 def main():
     out = sys.argv[1]
-    rows = parse(os.path.join(out, "raw.txt"))
+    rows = median_rows(parse(os.path.join(out, "raw.txt")))
     machine = open(os.path.join(out, "machine.txt")).read().strip()
     by = {}
     for r in rows:
@@ -81,8 +116,10 @@ def main():
         "hypervisor cost per mapped page (the limit maps nothing, so its cost column only says "
         "which run it belongs to).\n")
     md.append(
-        "Checkpoint figures are over the measured checkpoints 2..N+1 (checkpoint 1 ends the "
-        "initial live migration). Downtime = suspend callback's return -> postcopy callback. "
+        "One Remus/COLO save per scenario serves the three dirty-set sizes in turn; for each, "
+        "1 cold checkpoint (its first; reported apart as *cold*) then N measured ones. "
+        "Checkpoint 1 ends the initial live migration and is not counted. With several reps "
+        "every figure is the median over the reps. Downtime = suspend callback's return -> postcopy callback. "
         "**tput** = sum of checkpoint bytes / sum of downtimes; **tput@p50** = mean checkpoint "
         "bytes / p50 downtime (robust to other load on the machine). p99 of 20 samples is the "
         "maximum. maps/ckpt = xensim MMAPBATCH calls inside the downtime (warm: checkpoints 3..); "
@@ -95,12 +132,12 @@ def main():
         md.append("## Checkpoint streams (Remus, COLO): headline\n")
         md.append("| stream | guest | dirty pages | cost | stock MB/s | xcsave MB/s | limit MB/s "
                   "| xcsave/limit | xcsave/stock | stock p50 ms | xcsave p50 ms | limit p50 ms "
-                  "| xcsave/limit p50 | xcsave warm maps/ckpt |")
-        md.append("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                  "| xcsave/limit p50 | xcsave warm maps/ckpt | cold ckpt ms stock / xcsave / limit |")
+        md.append("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for s in ck:
             st, xc, li = (by.get((s, x), {}) for x in SIDES)
             ref = xc or st
-            md.append("| %s | %s MiB | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            md.append("| %s | %s MiB | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 ref.get("mode", "?"), ref.get("mem_mib", "?"), ref.get("dirty", "?"),
                 cost_name(ref.get("cost_page_ns", 0)),
                 f(num(st, "tput_mbps")), f(num(xc, "tput_mbps")), f(num(li, "tput_mbps")),
@@ -109,15 +146,16 @@ def main():
                 f(num(st, "dt_p50_ms"), "{:.2f}"), f(num(xc, "dt_p50_ms"), "{:.2f}"),
                 f(num(li, "dt_p50_ms"), "{:.2f}"),
                 ratio(num(xc, "dt_p50_ms"), num(li, "dt_p50_ms")),
-                f(num(xc, "warm_maps_per_ckpt"), "{:.2f}")))
+                f(num(xc, "warm_maps_per_ckpt"), "{:.2f}"),
+                " / ".join(f(num(x, "dt_cold_ms"), "{:.2f}") for x in (st, xc, li))))
         md.append("")
 
         md.append("## Checkpoint streams: every figure\n")
         md.append("| scenario | side | ok | tput MB/s | Gb/s | tput@p50 MB/s | dt p50 ms | dt p99 ms "
                   "| ckpt MiB | maps/ckpt (warm) | pages mapped/ckpt | cache hits/ckpt "
-                  "| cache maps/ckpt | CPU s/GiB | peak RSS MiB | peak anon MiB "
+                  "| cache maps/ckpt | cold ckpt: ms, maps | CPU s/GiB | peak RSS MiB | peak anon MiB "
                   "| peak mapped MiB | peak privcmd VMAs | peak process VMAs |")
-        md.append("|---|---|---|" + "---:|" * 16)
+        md.append("|---|---|---|" + "---:|" * 17)
         for s in ck:
             for side in SIDES:
                 d = by.get((s, side))
@@ -128,7 +166,7 @@ def main():
                     mapped = (num(d, "peak_map_pages", 0) or 0) * 4096 / 1048576
                 vmas = d.get("cache_peak_vmas", d.get("peak_map_vmas", "–"))
                 md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s | %s "
-                          "| %s | %s | %s | %s | %s | %s |" % (
+                          "| %s | %s | %s | %s | %s | %s | %s |" % (
                               s, side, "yes" if d.get("ok") == "1" else "**no** " + d.get("error", ""),
                               f(num(d, "tput_mbps")), f(num(d, "tput_gbps"), "{:.2f}"),
                               f(tput50(d)),
@@ -139,6 +177,8 @@ def main():
                               f(num(d, "pages_mapped_per_ckpt"), "{:.0f}"),
                               f(num(d, "cache_hits_per_ckpt"), "{:.0f}"),
                               f(num(d, "cache_maps_per_ckpt"), "{:.2f}"),
+                              "%s, %s" % (f(num(d, "dt_cold_ms"), "{:.2f}"),
+                                          f(num(d, "cold_maps"), "{:.0f}")),
                               f(num(d, "cpu_s_per_gib"), "{:.3f}"),
                               f(num(d, "maxrss_mib")), f(num(d, "peak_anon_mib"), "{:.1f}"),
                               "–" if side == "limit" else f(mapped),
@@ -208,7 +248,7 @@ def plot(out, rows):
             for cost in costs:
                 for mode in ("remus", "colo"):
                     for side in SIDES:
-                        pts = sorted((int(r["dirty"]), num(r, "tput_mbps"), num(r, "dt_p50_ms"))
+                        pts = sorted((int(r["dirty"]), tput50(r) or 0, num(r, "dt_p50_ms"))
                                      for r in ck if int(r["mem_mib"]) == mem and
                                      int(r["cost_page_ns"]) == cost and r["mode"] == mode and
                                      r["side"] == side)
@@ -223,10 +263,11 @@ def plot(out, rows):
         g = ['set terminal pngcairo size 1400,900 font "sans,10"',
              'set output "%s"' % os.path.join(out, png),
              'set multiplot layout 2,%d title "%d MiB guest: Remus (solid) and COLO (dashed), '
-             '20+ checkpoints each"' % (len(costs), mem),
-             'set logscale x 2', 'set xtics (512, 2048, 16384)', 'set grid',
+             '20+ checkpoints each; xensim, pipe + drain"' % (len(costs), mem),
+             'set logscale x 2', 'set xtics (512, 2048, 16384)', 'set xrange [400:21000]',
+             'set grid',
              'set key top left', 'set xlabel "dirty pages per checkpoint"']
-        for what, col, ylab in (("throughput", 2, "checkpoint throughput, MB/s"),
+        for what, col, ylab in (("throughput", 2, "MB/s at p50 (checkpoint bytes / p50 downtime)"),
                                 ("downtime", 3, "downtime p50, ms")):
             for cost in costs:
                 g.append('set title "%s, cost model %s"' % (what, cost_name(cost)))

@@ -5,12 +5,15 @@
 #
 #   BENCH_QUICK=1   a ~2-minute subset (1 GiB checkpoint guests, 2 GiB live, 1 GiB non-live)
 #   BENCH_OUT=dir   where results go (default bench/results/latest, or .../quick)
-#   BENCH_CKPTS=N   measured checkpoints per scenario (default 20)
+#   BENCH_CKPTS=N   measured checkpoints per scenario (default 20; plus 1 cold one, reported apart)
+#   BENCH_REPS=N    run every scenario N times, interleaved (default 1); the report takes medians
 #   BENCH_COSTS="0 2000"   xensim per-mapped-page costs (ns) to run every scenario at
 #
-# Every scenario runs stock, then xcsave, then the limit (which replays xcsave's record
-# framing), each in a fresh process and a fresh simulated hypervisor. Output: raw.txt (one
-# key=value line per side and scenario), machine.txt, results.md and the plots (report.py).
+# Every scenario runs stock, then xcsave (both on the same simulated guest, each in a fresh
+# process), then the limit (which replays xcsave's record framing). One Remus/COLO save serves
+# the three dirty-set sizes in turn (20 measured checkpoints each), so the initial migration of
+# the guest is paid once. Output: raw.txt (one key=value line per side, scenario and rep),
+# machine.txt, results.md and the plots (report.py).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -20,6 +23,7 @@ QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 1 ] && def=quick || def=latest
 OUT=${BENCH_OUT:-$here/results/$def}
 CKPTS=${BENCH_CKPTS:-20}
+REPS=${BENCH_REPS:-1}
 COSTS=${BENCH_COSTS:-0 2000}
 [ -x "$TOOL" ] || { echo "bench: $TOOL not built (run make bench from the top)"; exit 1; }
 mkdir -p "$OUT/logs"
@@ -36,35 +40,42 @@ export XENSIM_STRICT=0
     echo "kernel: $(uname -r)"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), $CKPTS measured checkpoints, costs: $COSTS ns/page"
+    echo "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), $CKPTS measured checkpoints, $REPS rep(s), costs: $COSTS ns/page"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
 start=$(date +%s)
 n=0
-# run SCENARIO SIDE ARGS...: one side of one scenario, one line appended to raw.txt
+# run DIR SCENARIO SIDE ARGS...: one side of one scenario; its lines appended to raw.txt (a
+# checkpoint scenario prints one line per dirty-set size: its name gets -d<pages>)
 run() {
-    local scen=$1 side=$2; shift 2
-    local dir log line rc
-    dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
-    log="$OUT/logs/$scen-$side.log"
-    line=$(XENSIM_DIR=$dir timeout 600 "$TOOL" --side "$side" "$@" 2>"$log")
+    local dir=$1 scen=$2 side=$3; shift 3
+    local log out rc line name
+    log="$OUT/logs/$scen-$side-r$rep.log"
+    out=$(XENSIM_DIR=$dir timeout 900 "$TOOL" --side "$side" "$@" 2>"$log")
     rc=$?
-    rm -rf "$dir"
-    [ -n "$line" ] || line="side=$side ok=0 error=\"exit $rc, see $log\""
+    [ -n "$out" ] || out="side=$side ok=0 error=\"exit $rc, see $log\""
     [ $rc -eq 0 ] && rm -f "$log"
-    echo "scenario=$scen $line" >>"$RAW"
-    n=$((n + 1))
-    printf '%-28s %-6s %s\n' "$scen" "$side" "$(echo "$line" | grep -o 'ok=[01]\|tput_mbps=[0-9.]*\|dt_p50_ms=[0-9.]*\|downtime_ms=[0-9.]*\|first_pass_mbps=[0-9.]*\|error=.*' | tr '\n' ' ')"
+    while IFS= read -r line; do
+        name=$scen
+        d=$(echo "$line" | sed -n 's/.* dirty=\([0-9]*\).*/\1/p')
+        [ -n "$d" ] && name=${scen/-c/-d$d-c}
+        echo "scenario=$name rep=$rep $line" >>"$RAW"
+        n=$((n + 1))
+        printf '%-28s %-6s %s\n' "$name" "$side" "$(echo "$line" | grep -o 'ok=[01]\|tput_mbps=[0-9.]*\|dt_p50_ms=[0-9.]*\|warm_maps_per_ckpt=[0-9.]*\|downtime_ms=[0-9.]*\|first_pass_mbps=[0-9.]*\|error=.*' | tr '\n' ' ')"
+    done <<<"$out"
 }
-# three sides of one scenario
+# the three sides of one scenario: stock and xcsave on the same guest, then the limit
 trio() {
     local scen=$1; shift
-    local lay=/dev/shm/xcsave-bench-layout.$$
-    run "$scen" stock "$@"
-    run "$scen" xcsave "$@" --layout-out "$lay"
-    if [ -s "$lay" ]; then run "$scen" limit "$@" --layout-in "$lay"; fi
-    rm -f "$lay"
+    local lay=/dev/shm/xcsave-bench-layout.$$ dir
+    dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
+    run "$dir" "$scen" stock "$@"
+    run "$dir" "$scen" xcsave "$@" --layout-out "$lay"
+    rm -rf "$dir"
+    dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
+    if [ -s "$lay" ]; then run "$dir" "$scen" limit "$@" --layout-in "$lay"; fi
+    rm -rf "$dir" "$lay"
 }
 
 if [ "$QUICK" = 1 ]; then
@@ -72,13 +83,12 @@ if [ "$QUICK" = 1 ]; then
 else
     CK_MEMS="1024 4096"; CK_DIRTY="512 2048 16384"; LIVE_MEMS="2048 8192"; NONLIVE_MEMS="2048"
 fi
+for rep in $(seq 1 "$REPS"); do
 for cost in $COSTS; do
     for mode in remus colo; do
         for mem in $CK_MEMS; do
-            for d in $CK_DIRTY; do
-                trio "$mode-${mem}M-d$d-c$cost" --mode $mode --mem-mib $mem --dirty $d \
-                    --ckpts "$CKPTS" --cost-page-ns $cost
-            done
+            trio "$mode-${mem}M-c$cost" --mode $mode --mem-mib $mem --dirty "${CK_DIRTY// /,}" \
+                --ckpts "$CKPTS" --cost-page-ns $cost
         done
     done
     for mem in $LIVE_MEMS; do
@@ -87,6 +97,7 @@ for cost in $COSTS; do
     for mem in $NONLIVE_MEMS; do
         trio "nonlive-${mem}M-c$cost" --mode nonlive --mem-mib $mem --cost-page-ns $cost
     done
+done
 done
 secs=$(( $(date +%s) - start ))
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"

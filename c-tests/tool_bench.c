@@ -5,8 +5,8 @@
  * limit one after the other for every scenario and collects the result lines.
  *
  *   tool_bench --side stock|xcsave|limit --mode remus|colo|live|nonlive --mem-mib N
- *              [--dirty N] [--ckpts N] [--cost-page-ns N] [--dirty-rate N]
- *              [--layout-out F] [--layout-in F] [--pipe-kib N]
+ *              [--dirty N[,N...]] [--ckpts N] [--warmup N] [--cost-page-ns N]
+ *              [--dirty-rate N] [--layout-out F] [--layout-in F] [--pipe-kib N]
  *
  * Processes: this one saves (stock xc_domain_save via dlvsym, or xcsave_domain_save) into a
  * pipe; a forked DRAIN process reads the pipe (parsing only the record framing), counts the
@@ -18,8 +18,11 @@
  * wrote (--layout-in), with writev from ordinary memory into the same kind of pipe and drain.
  *
  * Checkpoint k (k >= 1) is timed from the suspend callback's return to the postcopy
- * callback. Checkpoint 1 ends the initial live migration; checkpoints 2..ckpts+1 each carry
- * the dirty working set and are the measured ones. COLO's checkpoint callback (stock calls it
+ * callback. Checkpoint 1 ends the initial live migration. Then, for each dirty-set size of
+ * --dirty in turn (a "phase", one output line each; one save serves them all so the initial
+ * migration is paid once): --warmup checkpoints (default 1, reported as "cold") and --ckpts
+ * measured checkpoints, each carrying that phase's working set. If the domain already exists
+ * in $XENSIM_DIR (an earlier side of the same scenario), it is reused as it is. COLO's checkpoint callback (stock calls it
  * before postcopy) waits for the drain's ack, so COLO downtime includes draining; Remus's
  * (after postcopy) waits for it outside the downtime.
  *
@@ -33,6 +36,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,11 +62,11 @@ static struct {
     enum side side;
     enum mode mode;
     uint64_t mem_bytes;
-    unsigned int dirty, ckpts;
+    unsigned int ndirty, dirty[8], ckpts, warmup;
     uint64_t cost_page_ns, dirty_rate;
     const char *layout_out, *layout_in;
     unsigned int pipe_kib;
-} opt = {.ckpts = 20, .dirty = 2048, .dirty_rate = 10000, .pipe_kib = 0};
+} opt = {.ckpts = 20, .warmup = 1, .dirty_rate = 10000, .pipe_kib = 0};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -124,8 +128,23 @@ struct drain_shm {
 };
 
 static struct drain_shm *shm;
-static uint64_t *hot;           /* the dirty working set */
-static unsigned int nhot;
+static uint64_t *hots[8];       /* the dirty working set of each phase */
+static unsigned int nhots[8];
+
+/* The phase of checkpoint k (k >= 2), and whether it is a measured one. */
+static unsigned int phase_of(unsigned int k, int *measured)
+{
+    unsigned int per = opt.warmup + opt.ckpts, j = k >= 2 ? k - 2 : 0;
+
+    if (measured)
+        *measured = k >= 2 && j % per >= opt.warmup;
+    return j / per < opt.ndirty ? j / per : opt.ndirty - 1;
+}
+
+static unsigned int total_ckpts(void)
+{
+    return 1 + opt.ndirty * (opt.warmup + opt.ckpts);
+}
 
 /* Layout entries (--layout-out): u32 kind, u32 n, payload. */
 #define L_RAW 0   /* n bytes of framing */
@@ -154,6 +173,7 @@ static void drain_main(int in, int back, int ack, const char *layout)
     uint64_t skip = 0, off = 0, seg_pages = 0;
     uint32_t type = 0, len = 0, count = 0;
 
+    prctl(PR_SET_NAME, "bench-drain");
     if (layout && !lf) {
         snprintf(shm->errmsg, sizeof(shm->errmsg), "open %s: %s", layout, strerror(errno));
         shm->error = 1;
@@ -271,8 +291,9 @@ static void drain_main(int in, int back, int ack, const char *layout)
                          * working set, so the primary's dirty set keeps its size) */
                         uint32_t rh[2] = {REC_DIRTY_PFN_LIST, BACK_PFNS * 8};
                         uint64_t p[BACK_PFNS];
+                        unsigned int ph = phase_of(k + 1, NULL);
                         for (unsigned int j = 0; j < BACK_PFNS; j++)
-                            p[j] = hot[(j * 97u) % nhot];
+                            p[j] = hots[ph][(j * 97u) % nhots[ph]];
                         write_all(back, rh, sizeof(rh));
                         write_all(back, p, sizeof(p));
                     }
@@ -305,18 +326,31 @@ static void guest_main(int cmd, int rep)
     char c;
     int rc;
 
-    if ((rc = xensim_create_domain(DOM, &cfg)) || (rc = xensim_fill(DOM, 0xbe9c4000)))
+    struct xensim_dominfo di;
+
+    prctl(PR_SET_NAME, "bench-guest");
+    if (xensim_dominfo(DOM, &di) == 0 && di.domid == DOM) {
+        /* reuse the scenario's guest, as the previous side left it */
+        if (di.logdirty)
+            xensim_set_logdirty(DOM, 0);
+        if (di.shutdown)
+            xensim_resume(DOM);
+        while (di.paused && xensim_unpause(DOM) == 0 && xensim_dominfo(DOM, &di) == 0)
+            ;
+    } else if ((rc = xensim_create_domain(DOM, &cfg)) || (rc = xensim_fill(DOM, 0xbe9c4000))) {
         _exit(10);
+    }
     xensim_set_cost(0, opt.cost_page_ns);
     write_all(rep, "R", 1);
     while (read_all(cmd, &c, 1) == 0) {
         if (c == 'B') {
-            uint32_t k;
+            uint32_t k, ph;
             if (read_all(cmd, &k, 4))
                 break;
-            for (unsigned int i = 0; i < nhot; i++) {
-                uint64_t v[2] = {k, hot[i]};
-                if (xensim_guest_write(DOM, hot[i], (k * 64u) % 4096, v, sizeof(v)))
+            ph = phase_of(k + 1, NULL);
+            for (unsigned int i = 0; i < nhots[ph]; i++) {
+                uint64_t v[2] = {k, hots[ph][i]};
+                if (xensim_guest_write(DOM, hots[ph][i], (k * 64u) % 4096, v, sizeof(v)))
                     _exit(11);
             }
             write_all(rep, "D", 1);
@@ -415,7 +449,7 @@ static int cb_postcopy(void *data)
     peaks();
     if (xc_domain_resume(S.xch, DOM, 1))
         return 0;
-    if (S.k <= opt.ckpts)
+    if (S.k < total_ckpts())
         burst();
     return 1;
 }
@@ -434,13 +468,13 @@ static int cb_checkpoint(void *data)
         return 0;
     if (opt.mode == M_COLO)
         return 1;
-    return S.k <= opt.ckpts ? 1 : 0;
+    return S.k < total_ckpts() ? 1 : 0;
 }
 
 static int cb_wait_checkpoint(void *data)
 {
     (void)data;
-    return S.k <= opt.ckpts ? 1 : 0;
+    return S.k < total_ckpts() ? 1 : 0;
 }
 
 static int cb_logdirty(uint32_t domid, unsigned int enable, void *data)
@@ -592,7 +626,7 @@ static int run_limit(int out, int back)
         peaks();
         return 0;
     }
-    for (k = 0; k < nseg && k < opt.ckpts + 1; k++) {
+    for (k = 0; k < nseg && k < total_ckpts(); k++) {
         struct seg *s = &segs[k];
         if (k >= 1 && opt.mode == M_COLO) {
             uint32_t rh[2];
@@ -648,7 +682,7 @@ int main(int argc, char **argv)
         {"side", 1, 0, 's'},       {"mode", 1, 0, 'm'},         {"mem-mib", 1, 0, 'M'},
         {"dirty", 1, 0, 'd'},      {"ckpts", 1, 0, 'c'},        {"cost-page-ns", 1, 0, 'p'},
         {"dirty-rate", 1, 0, 'r'}, {"layout-out", 1, 0, 'o'},   {"layout-in", 1, 0, 'i'},
-        {"pipe-kib", 1, 0, 'P'},   {0, 0, 0, 0}};
+        {"pipe-kib", 1, 0, 'P'},   {"warmup", 1, 0, 'w'},       {0, 0, 0, 0}};
     int ch, sink[2], back[2] = {-1, -1}, ackp[2], gc[2], gr[2];
     pid_t drain, guest = -1;
     int checkpointed, rc = 0, st;
@@ -660,7 +694,17 @@ int main(int argc, char **argv)
         case 's': opt.side = pick(optarg, side_name, 3); break;
         case 'm': opt.mode = pick(optarg, mode_name, 4); break;
         case 'M': opt.mem_bytes = strtoull(optarg, NULL, 0) << 20; break;
-        case 'd': opt.dirty = (unsigned int)strtoul(optarg, NULL, 0); break;
+        case 'd': {
+            char *e = optarg;
+            opt.ndirty = 0;
+            while (*e && opt.ndirty < 8) {
+                opt.dirty[opt.ndirty++] = (unsigned int)strtoul(e, &e, 0);
+                if (*e == ',')
+                    e++;
+            }
+            break;
+        }
+        case 'w': opt.warmup = (unsigned int)strtoul(optarg, NULL, 0); break;
         case 'c': opt.ckpts = (unsigned int)strtoul(optarg, NULL, 0); break;
         case 'p': opt.cost_page_ns = strtoull(optarg, NULL, 0); break;
         case 'r': opt.dirty_rate = strtoull(optarg, NULL, 0); break;
@@ -670,17 +714,21 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (!opt.mem_bytes || opt.ckpts < 1 || opt.ckpts >= MAXC - 1)
+    if (!opt.ndirty)
+        opt.dirty[opt.ndirty++] = 2048;
+    if (!opt.mem_bytes || opt.ckpts < 1 || total_ckpts() >= MAXC - 1)
         usage();
     if (opt.side == S_LIMIT && !opt.layout_in)
         die("--side limit needs --layout-in (the framing of an earlier run)");
     checkpointed = opt.mode == M_REMUS || opt.mode == M_COLO;
     signal(SIGPIPE, SIG_IGN);
-    nhot = opt.dirty;
-    hot = bench_hot_set(opt.mem_bytes, &nhot, 0x5eed0000u + opt.dirty);
-    if (!hot)
-        die("a working set of %u pages does not fit %llu MiB", opt.dirty,
-            (unsigned long long)(opt.mem_bytes >> 20));
+    for (unsigned int p = 0; p < opt.ndirty; p++) {
+        nhots[p] = opt.dirty[p];
+        hots[p] = bench_hot_set(opt.mem_bytes, &nhots[p], 0x5eed0000u + opt.dirty[p] + p);
+        if (!hots[p])
+            die("a working set of %u pages does not fit %llu MiB", opt.dirty[p],
+                (unsigned long long)(opt.mem_bytes >> 20));
+    }
     shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shm == MAP_FAILED)
         die("mmap shm");
@@ -773,7 +821,9 @@ int main(int argc, char **argv)
         XcsaveCacheStats cs;
         int has_cs = opt.side == S_XCSAVE && xcsave_cache_stats(DOM, &cs) == 0;
 
-        xensim_counters(&cend);
+        memset(&cend, 0, sizeof(cend));
+        if (opt.side != S_LIMIT)
+            xensim_counters(&cend);
         if (guest > 0) {
             write_all(S.gcmd, "Q", 1);
             read_all(S.grep, &dirtier_writes, 8);
@@ -783,39 +833,56 @@ int main(int argc, char **argv)
         if (shm->error)
             die("drain: %s", shm->errmsg);
 
-        printf("side=%s mode=%s mem_mib=%llu cost_page_ns=%llu ok=%d save_rc=%d",
+        char common[2048];
+        FILE *cf = fmemopen(common, sizeof(common), "w");
+
+        if (!cf)
+            die("fmemopen");
+        fprintf(cf, "side=%s mode=%s mem_mib=%llu cost_page_ns=%llu ok=%d save_rc=%d",
                side_name[opt.side], mode_name[opt.mode],
                (unsigned long long)(opt.mem_bytes >> 20), (unsigned long long)opt.cost_page_ns,
                rc == 0, rc);
-        printf(" stream_bytes=%llu wall_s=%.3f cpu_s=%.3f maxrss_mib=%.1f peak_anon_mib=%.1f"
+        fprintf(cf, " stream_bytes=%llu wall_s=%.3f cpu_s=%.3f maxrss_mib=%.1f peak_anon_mib=%.1f"
                " peak_proc_vmas=%lu peak_map_pages=%llu peak_map_vmas=%llu",
                (unsigned long long)shm->bytes, t_save, cpu_total, bench_maxrss_mib(),
                S.peak_anon, S.peak_proc_vmas, (unsigned long long)S.peak_live_pages,
                (unsigned long long)S.peak_live_vmas);
         if (opt.side != S_LIMIT)
-            printf(" total_map_calls=%llu total_pages_mapped=%llu",
+            fprintf(cf, " total_map_calls=%llu total_pages_mapped=%llu",
                    (unsigned long long)cend.mmapbatch_calls,
                    (unsigned long long)cend.pages_mapped);
         if (has_cs)
-            printf(" cache_peak_mib=%.1f cache_peak_vmas=%llu cache_hits=%llu cache_misses=%llu"
+            fprintf(cf, " cache_peak_mib=%.1f cache_peak_vmas=%llu cache_hits=%llu cache_misses=%llu"
                    " cache_maps=%llu cache_evictions=%llu cache_invalidations=%llu"
                    " cache_disabled=%llu",
                    cs.peak_mapped_bytes / 1048576.0, (unsigned long long)cs.peak_vmas,
                    (unsigned long long)cs.hits, (unsigned long long)cs.misses,
                    (unsigned long long)cs.maps, (unsigned long long)cs.evictions,
                    (unsigned long long)cs.invalidations, (unsigned long long)cs.disabled);
-        if (checkpointed) {
-            unsigned int first = 2, last = S.k, n = 0;
-            double dt[MAXC], sum_dt = 0, sum_cpu = 0;
-            uint64_t bytes = 0, pages = 0, maps = 0, mpages = 0, warm_maps = 0, nwarm = 0;
+        fclose(cf);
+        if (!checkpointed)
+            fputs(common, stdout);
+        for (unsigned int ph = 0; checkpointed && ph < opt.ndirty; ph++) {
+            unsigned int last = S.k, n = 0, ncold = 0;
+            double dt[MAXC], sum_dt = 0, sum_cpu = 0, cold = 0;
+            uint64_t bytes = 0, pages = 0, maps = 0, mpages = 0, cold_maps = 0;
             uint64_t hits = 0, misses = 0, cmaps = 0;
             int cs_ok = 1;
 
             if (shm->nckpt < last)
                 last = shm->nckpt;
-            for (unsigned int k = first; k <= last; k++) {
+            for (unsigned int k = 2; k <= last; k++) {
                 struct sample *a = &S.sus[k], *b = &S.post[k];
                 uint64_t m = b->c.mmapbatch_calls - a->c.mmapbatch_calls;
+                int measured;
+                if (phase_of(k, &measured) != ph)
+                    continue;
+                if (!measured) {
+                    cold += b->t - a->t;
+                    cold_maps += m;
+                    ncold++;
+                    continue;
+                }
                 dt[n++] = b->t - a->t;
                 sum_dt += b->t - a->t;
                 sum_cpu += b->cpu - a->cpu;
@@ -823,10 +890,6 @@ int main(int argc, char **argv)
                 pages += shm->ckpt_pages[k];
                 maps += m;
                 mpages += b->c.pages_mapped - a->c.pages_mapped;
-                if (k >= 3) {
-                    warm_maps += m;
-                    nwarm++;
-                }
                 if (a->has_cs && b->has_cs) {
                     hits += b->cs.hits - a->cs.hits;
                     misses += b->cs.misses - a->cs.misses;
@@ -834,23 +897,30 @@ int main(int argc, char **argv)
                 } else
                     cs_ok = 0;
             }
-            if (!n)
-                die("no measured checkpoint (%u suspends, %u CHECKPOINT records)", S.k,
-                    shm->nckpt);
+            if (!n) {
+                printf("side=%s mode=%s dirty=%u ok=0 error=\"no measured checkpoint (%u "
+                       "suspends, %u CHECKPOINT records)\"\n", side_name[opt.side],
+                       mode_name[opt.mode], nhots[ph], S.k, shm->nckpt);
+                continue;
+            }
+            fputs(common, stdout);
             printf(" dirty=%u ckpts=%u ckpt_bytes=%.0f ckpt_pages=%.1f tput_mbps=%.1f"
                    " tput_gbps=%.3f dt_p50_ms=%.3f dt_p99_ms=%.3f dt_mean_ms=%.3f"
-                   " dt_first_ms=%.3f maps_per_ckpt=%.2f warm_maps_per_ckpt=%.2f"
+                   " dt_cold_ms=%.3f cold_maps=%.2f maps_per_ckpt=%.2f warm_maps_per_ckpt=%.2f"
                    " pages_mapped_per_ckpt=%.1f cpu_s_per_gib=%.3f",
-                   nhot, n, (double)bytes / n, (double)pages / n, bytes / sum_dt / 1e6,
+                   nhots[ph], n, (double)bytes / n, (double)pages / n, bytes / sum_dt / 1e6,
                    bytes * 8 / sum_dt / 1e9, bench_pct(dt, n, 50) * 1e3,
-                   bench_pct(dt, n, 99) * 1e3, sum_dt / n * 1e3, dt[0] * 1e3, (double)maps / n,
-                   nwarm ? (double)warm_maps / nwarm : 0.0, (double)mpages / n,
+                   bench_pct(dt, n, 99) * 1e3, sum_dt / n * 1e3,
+                   ncold ? cold / ncold * 1e3 : 0.0, ncold ? (double)cold_maps / ncold : 0.0,
+                   (double)maps / n, (double)maps / n, (double)mpages / n,
                    sum_cpu / (bytes / 1073741824.0));
             if (cs_ok)
                 printf(" cache_hits_per_ckpt=%.1f cache_misses_per_ckpt=%.1f"
                        " cache_maps_per_ckpt=%.2f",
                        (double)hits / n, (double)misses / n, (double)cmaps / n);
-        } else {
+            printf("\n");
+        }
+        if (!checkpointed) {
             double dtime = S.t_end - S.sus[1].t;
             printf(" tput_mbps=%.1f tput_gbps=%.3f downtime_ms=%.3f cpu_s_per_gib=%.3f"
                    " dirtier_writes=%llu",
@@ -868,8 +938,8 @@ int main(int argc, char **argv)
                            (unsigned long long)bl);
                 }
             }
+            printf("\n");
         }
-        printf("\n");
     }
     return rc ? 1 : 0;
 }
