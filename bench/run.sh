@@ -35,6 +35,7 @@ export XENSIM_STRICT=0
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ has uncommitted changes)')"
+    echo "libxcsave: $(sha256sum "$BUILD/lib/libxcsave.so.0" 2>/dev/null | cut -c1-12) (sha256 at start)"
     echo "nproc: $(nproc)"
     echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
     echo "kernel: $(uname -r)"
@@ -101,6 +102,8 @@ done
 done
 secs=$(( $(date +%s) - start ))
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+echo "libxcsave at end: $(sha256sum "$BUILD/lib/libxcsave.so.0" 2>/dev/null | cut -c1-12)" >>"$OUT/machine.txt"
+echo "busiest other processes at end: $(ps -eo pcpu,comm --sort=-pcpu --no-headers | grep -v -e tool_bench -e ' ps$' | head -3 | awk '{printf "%s %s%%; ", $2, $1}')" >>"$OUT/machine.txt"
 echo "runs: $n in ${secs}s" >>"$OUT/machine.txt"
 rmdir "$OUT/logs" 2>/dev/null
 /usr/bin/python3 "$here/report.py" "$OUT"
