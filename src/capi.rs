@@ -5,6 +5,7 @@ use crate::cache::CachedPages;
 use crate::config::Config;
 use crate::engine::{self, Callback, Callbacks, Outcome, PrecopyStats, SaveArgs};
 use crate::error::Errno;
+use crate::hooks;
 use crate::logging;
 use crate::xen::fdio::{FdReader, FdSink};
 use crate::xen::{Hypervisor, Level, XenCtrl};
@@ -200,6 +201,7 @@ fn save_entry(
         return -1;
     };
     let result = catch_unwind(AssertUnwindSafe(|| {
+        let _hooks = hooks::arm_from_env();
         let mut sink = FdSink::new(io_fd);
         let mut recv = FdReader::new(recv_fd);
         let mut pages = CachedPages::from_settings();
@@ -237,11 +239,7 @@ fn save_entry(
             recv_fd,
         ),
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let what = hooks::panic_message(&*panic);
             xen.report_error(&format!("xcsave: internal error, save aborted: {what}"));
             // Best effort: mappings were released by unwinding; leave log-dirty off.
             let _ = xen.shadow_off(dom);

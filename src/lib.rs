@@ -10,7 +10,8 @@
 //! - [`engine`]: the `xc_domain_save` state machine and the x86 HVM save ops;
 //! - [`pages`]: how a batch of guest pages gets mapped;
 //! - [`logging`]: the `log` facade routed to the caller's xentoollog logger;
-//! - [`config`]: `XCSAVE_*` settings.
+//! - [`config`]: `XCSAVE_*` settings;
+//! - [`hooks`]: fallible allocation and the `XCSAVE_TEST_*` fault hooks.
 
 // Only `capi` is scanned for the C header: cbindgen ignores the other rooms.
 /// cbindgen:ignore
@@ -23,6 +24,8 @@ pub mod config;
 pub mod engine;
 /// cbindgen:ignore
 pub mod error;
+/// cbindgen:ignore
+pub mod hooks;
 /// cbindgen:ignore
 pub mod logging;
 /// cbindgen:ignore

@@ -12,6 +12,7 @@ pub mod x86_hvm;
 
 use crate::backchannel;
 use crate::error::Errno;
+use crate::hooks::{self, Stage};
 use crate::pages::{BatchError, PageRef, PageSource};
 use crate::stream::{self, Sink, MAX_BATCH_SIZE};
 use crate::xen::{DirtyBitmap, DomInfo, Hypervisor, Level, LogDirtyOp, SHUTDOWN_SUSPEND};
@@ -351,6 +352,7 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         let (xen, dom) = (self.xen, self.dom);
         let sink = &mut *self.sink;
         let mut consume = |pages: &[PageRef<'_>]| -> Result<(), Errno> {
+            hooks::panic_point(Stage::Batch);
             let mut parts: Vec<&[u8]> = Vec::with_capacity(pages.len() + 1);
             parts.push(&prefix);
             for (p, page) in pages.iter().enumerate() {
@@ -655,7 +657,8 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
 
     fn setup(&mut self) -> Res {
         (self.ops.setup)(self)?;
-        let bm = self.xen.alloc_bitmap(self.p2m_size);
+        hooks::panic_point(Stage::Setup);
+        let bm = hooks::check_alloc().and_then(|()| self.xen.alloc_bitmap(self.p2m_size));
         match bm {
             Ok(b) => self.dirty = Some(b),
             Err(_) => {
@@ -738,10 +741,12 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
             // After the first (possibly live) checkpoint, send synchronous batches.
             self.live = false;
             self.write_record(stream::rec::CHECKPOINT, &[])?;
+            hooks::panic_point(Stage::Checkpoint);
             log::debug!("xcsave: d{} checkpoint written", self.dom);
             self.checkpoint_callbacks()?;
         }
         self.xen.progress_single("End of stream");
+        hooks::panic_point(Stage::End);
         self.write_record(stream::rec::END, &[])?;
         self.xen.progress_single("Complete");
         Ok(())
