@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "xcsave.h"
 
 /* ---- a capturing logger ---- */
 
@@ -153,6 +154,161 @@ static inline long rel_rss_kib(void)
             break;
     fclose(f);
     return kib;
+}
+
+/* ---- one save with well-behaved callbacks into a drained pipe ---- */
+
+struct rel_save {
+    uint32_t dom;
+    xc_stream_type_t stream;
+    int live;
+    unsigned int checkpoints;     /* Remus/COLO: checkpoints before the clean stop */
+    /* results */
+    int rc, err;
+    uint64_t left[2];             /* privcmd VMAs/pages left behind (delta) */
+    int logdirty, qemu_on, fds_ok;
+    uint64_t bytes;               /* stream bytes */
+    /* internal */
+    unsigned int k, waits;
+};
+
+static inline int rel_cb_suspend(void *data)
+{
+    struct rel_save *s = data;
+
+    return xensim_suspend(s->dom) == 0;
+}
+
+static inline int rel_cb_postcopy(void *data)
+{
+    struct rel_save *s = data;
+
+    return xensim_resume(s->dom) == 0;
+}
+
+static inline int rel_cb_checkpoint(void *data)
+{
+    struct rel_save *s = data;
+
+    if (s->stream == XC_STREAM_COLO)
+        return 1;
+    return ++s->k < s->checkpoints;
+}
+
+static inline int rel_cb_wait(void *data)
+{
+    struct rel_save *s = data;
+
+    return ++s->waits < s->checkpoints;
+}
+
+static inline int rel_cb_qemu(uint32_t domid, unsigned int enable, void *data)
+{
+    struct rel_save *s = data;
+
+    (void)domid;
+    s->qemu_on = !!enable;
+    return 0;
+}
+
+struct rel_drain {
+    int fd;
+    uint64_t bytes;
+};
+
+static inline void *rel_drain_thread(void *arg)
+{
+    struct rel_drain *d = arg;
+    static __thread char buf[64 * 1024];
+    ssize_t n;
+
+    while ((n = read(d->fd, buf, sizeof(buf))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        d->bytes += (uint64_t)n;
+    }
+    close(d->fd);
+    return NULL;
+}
+
+/* Run one save of s->dom; fills the results. COLO gets empty dirty lists back. */
+static inline void rel_save_run(struct rel_save *s, harness_save_fn save, xc_interface *xch)
+{
+    struct save_callbacks cb = {.suspend = rel_cb_suspend, .switch_qemu_logdirty = rel_cb_qemu,
+                                .data = s};
+    struct rel_drain d;
+    struct xensim_dominfo di;
+    uint64_t before[2], after[2];
+    int p[2], back[2] = {-1, -1};
+    pthread_t th;
+
+    s->k = s->waits = 0;
+    s->qemu_on = 0;
+    if (s->stream != XC_STREAM_PLAIN) {
+        cb.postcopy = rel_cb_postcopy;
+        cb.checkpoint = rel_cb_checkpoint;
+    }
+    if (s->stream == XC_STREAM_COLO) {
+        static const uint32_t empty_list[2] = {0xf, 0};
+        cb.wait_checkpoint = rel_cb_wait;
+        H_CHECK(pipe(back) == 0, "pipe: %s", strerror(errno));
+        for (unsigned int i = 0; i <= s->checkpoints; i++)
+            H_CHECK(write(back[1], empty_list, sizeof(empty_list)) == sizeof(empty_list),
+                    "back channel");
+    }
+    H_CHECK(pipe(p) == 0, "pipe: %s", strerror(errno));
+    d.fd = p[0];
+    d.bytes = 0;
+    H_CHECK(pthread_create(&th, NULL, rel_drain_thread, &d) == 0, "thread");
+    rel_live(before);
+    errno = 0;
+    s->rc = save(xch, p[1], s->dom, s->live ? XCFLAGS_LIVE : 0, &cb, s->stream, back[0]);
+    s->err = errno;
+    rel_live(after);
+    s->left[0] = after[0] - before[0];
+    s->left[1] = after[1] - before[1];
+    s->fds_ok = rel_fd_open(p[1]) && rel_fd_open(back[0]) && rel_fd_open(back[1]);
+    s->logdirty = xensim_dominfo(s->dom, &di) == 0 && di.logdirty;
+    close(p[1]);
+    pthread_join(th, NULL);
+    s->bytes = d.bytes;
+    if (back[0] >= 0) {
+        close(back[0]);
+        close(back[1]);
+    }
+    if (xensim_dominfo(s->dom, &di) == 0 && di.shutdown)
+        xensim_resume(s->dom);
+}
+
+/* A save that failed: -1, errno `want` (0: any), nothing left behind. */
+static inline void rel_check_failed(const char *what, const struct rel_save *s, int want)
+{
+    H_CHECK(s->rc == -1, "%s: rc %d, want -1", what, s->rc);
+    H_CHECK(want ? s->err == want : s->err != 0, "%s: errno %d (%s), want %d", what, s->err,
+            strerror(s->err), want);
+    H_CHECK(!s->logdirty, "%s: log-dirty left on", what);
+    H_CHECK(!s->qemu_on, "%s: QEMU log-dirty left on", what);
+    H_CHECK(s->left[0] == 0 && s->left[1] == 0, "%s: %llu privcmd VMAs (%llu pages) left", what,
+            (unsigned long long)s->left[0], (unsigned long long)s->left[1]);
+    H_CHECK(s->fds_ok, "%s: a caller's fd was closed", what);
+}
+
+/* A save + stock restore round trip with xcsave that must be equal (and verified). */
+static inline void rel_round_trip(const char *what, uint32_t src, xc_stream_type_t st)
+{
+    struct harness_opts o = {.save = xcsave_domain_save, .src = src, .dst = src + 1,
+                             .stream = st, .live = 1, .checkpoints = 3,
+                             .burst_pages = st == XC_STREAM_PLAIN ? 0 : 32,
+                             .secondary_pages = st == XC_STREAM_COLO ? 8 : 0};
+    struct harness_result r;
+
+    harness_make_pair(o.src, o.dst, 8ull << 20, 0xfa17 + o.src);
+    if (harness_round_trip(&o, &r))
+        H_FAIL("%s: %s", what, r.failure);
+    xensim_destroy_domain(o.src);
+    xensim_destroy_domain(o.dst);
 }
 
 #endif

@@ -848,7 +848,19 @@ pub fn domain_save<H: Hypervisor>(xen: &H, io: Io<'_, H>, args: &SaveArgs) -> Ou
         stream_type,
         ctx.live
     );
-    let result = ctx.save_body();
+    // A bug that panics mid-save must still leave the guest as cleanup leaves it (log-dirty
+    // off in Xen and QEMU, every mapping released): catch it here, clean up, report EIO.
+    // The C surface's own catch covers what remains (cleanup itself).
+    let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.save_body())) {
+        Ok(r) => r,
+        Err(p) => Err(ctx.error(
+            &format!(
+                "xcsave: internal error, save aborted: {}",
+                hooks::panic_message(&*p)
+            ),
+            Errno(libc::EIO),
+        )),
+    };
     if let Err(s) = result {
         ctx.perror("Save failed", s.errno);
     }
