@@ -22,10 +22,26 @@ static void run(const char *name, xc_stream_type_t stream, int live,
     };
     struct harness_result r;
 
+    uint64_t setctx0;
+
     xensim_destroy_all();
     harness_make_pair(1, 2, 64 * MiB, 1234);
+    setctx0 = xensim_hypercall_count(__HYPERVISOR_domctl,
+                                     XEN_DOMCTL_setvcpucontext);
     if (harness_round_trip(&o, &r))
         H_FAIL("%s: %s", name, r.failure);
+    /* every fast resume of the primary (a guest with PV drivers) sets the
+     * suspend hypercall's return value through setvcpucontext */
+    if (stream != XC_STREAM_PLAIN)
+        H_CHECK(xensim_hypercall_count(__HYPERVISOR_domctl,
+                                       XEN_DOMCTL_setvcpucontext) -
+                        setctx0 >= ckpts,
+                "%s: %llu setvcpucontext for %u resumes", name,
+                (unsigned long long)(xensim_hypercall_count(
+                                         __HYPERVISOR_domctl,
+                                         XEN_DOMCTL_setvcpucontext) -
+                                     setctx0),
+                ckpts);
     if (stream != XC_STREAM_PLAIN)
         H_CHECK(r.compared >= ckpts + (stream == XC_STREAM_REMUS),
                 "%s: only %u checkpoint states compared", name, r.compared);

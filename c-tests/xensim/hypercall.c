@@ -432,6 +432,68 @@ static long hvmctx_check(const uint8_t *buf, uint32_t size)
     return -EINVAL;
 }
 
+/* The CPU record of `vcpu` inside a domain's HVM context blob, or NULL. */
+static uint8_t *hvmctx_cpu(struct sim_dom *d, uint32_t vcpu)
+{
+    uint32_t off = 0;
+
+    while (off + sizeof(struct hvm_save_descriptor) <= d->hvmctx_size) {
+        struct hvm_save_descriptor desc;
+        memcpy(&desc, d->hvmctx + off, sizeof(desc));
+        off += (uint32_t)sizeof(desc);
+        if (desc.typecode == 0 || desc.length > d->hvmctx_size - off)
+            return NULL;
+        if (desc.typecode == 2 && desc.instance == vcpu &&
+            desc.length >= sizeof(struct hvm_hw_cpu))
+            return d->hvmctx + off;
+        off += desc.length;
+    }
+    return NULL;
+}
+
+/*
+ * get/setvcpucontext for an HVM vCPU: a view of the CPU record of the HVM
+ * context (what libxenguest's xc_domain_resume(fast) uses to set the
+ * suspend hypercall's return value in rax).  Only the general registers
+ * round-trip.
+ */
+static long vcpucontext(struct sim_dom *d, struct xen_domctl_vcpucontext *vc,
+                        int set)
+{
+    vcpu_guest_context_t *c = vc->ctxt.p;
+    uint8_t *cpu;
+    struct hvm_hw_cpu hw;
+
+    if (vc->vcpu >= d->vcpus)
+        return -EINVAL;
+    if (!c)
+        return set ? -EINVAL : 0;
+    buf_check(c, sizeof(*c), "vcpu context");
+    cpu = hvmctx_cpu(d, vc->vcpu);
+    if (!cpu)
+        return -ENODATA;
+    memcpy(&hw, cpu, sizeof(hw));
+    if (set) {
+        hw.rax = c->user_regs.rax;
+        hw.rbx = c->user_regs.rbx;
+        hw.rcx = c->user_regs.rcx;
+        hw.rdx = c->user_regs.rdx;
+        hw.rip = c->user_regs.rip;
+        hw.rsp = c->user_regs.rsp;
+        memcpy(cpu, &hw, sizeof(hw));
+        return 0;
+    }
+    memset(c, 0, sizeof(*c));
+    c->flags = VGCF_online;
+    c->user_regs.rax = hw.rax;
+    c->user_regs.rbx = hw.rbx;
+    c->user_regs.rcx = hw.rcx;
+    c->user_regs.rdx = hw.rdx;
+    c->user_regs.rip = hw.rip;
+    c->user_regs.rsp = hw.rsp;
+    return 0;
+}
+
 static long cpu_policy_out(const struct sim_dom *d, uint32_t *nr_leaves,
                            xen_cpuid_leaf_t *leaves, uint32_t *nr_msrs,
                            xen_msr_entry_t *msrs)
@@ -622,6 +684,10 @@ static long do_domctl(struct xen_domctl *dc)
         d->incarnation = dc->u.tsc_info.incarnation + 1;
         d->elapsed_nsec = dc->u.tsc_info.elapsed_nsec;
         return 0;
+    case XEN_DOMCTL_getvcpucontext:
+    case XEN_DOMCTL_setvcpucontext:
+        return vcpucontext(d, &dc->u.vcpucontext,
+                           dc->cmd == XEN_DOMCTL_setvcpucontext);
     case XEN_DOMCTL_get_cpu_policy: {
         struct xen_domctl_cpu_policy *p = &dc->u.cpu_policy;
         return cpu_policy_out(d, &p->nr_leaves, p->leaves.p, &p->nr_msrs,

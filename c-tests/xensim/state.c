@@ -831,6 +831,9 @@ int sim_create_locked(uint32_t domid, uint64_t ram_pages, int empty,
         d->params[HVM_PARAM_IOREQ_PFN] = SIM_SPECIAL_FIRST + 5;
         d->params[HVM_PARAM_IDENT_PT] = SIM_SPECIAL_FIRST + 6;
         d->params[HVM_PARAM_CONSOLE_PFN] = SIM_SPECIAL_FIRST + 7;
+        /* a guest with PV drivers: vector callback 0xf3 (as Linux) */
+        d->params[HVM_PARAM_CALLBACK_IRQ] =
+            ((uint64_t)HVM_PARAM_CALLBACK_TYPE_VECTOR << 56) | 0xf3;
         d->params[HVM_PARAM_STORE_EVTCHN] = 1;
         d->params[HVM_PARAM_CONSOLE_EVTCHN] = 2;
         d->params[HVM_PARAM_ACPI_IOPORTS_LOCATION] = 1;
