@@ -5,6 +5,7 @@
 //! before anything is allocated, the body is read incrementally (a lying header cannot make
 //! us reserve memory it does not send), and every pfn is checked against the p2m size.
 
+use crate::hooks;
 use crate::stream::{padding, rec, rec_type_name, REC_LENGTH_MAX};
 use std::io::{ErrorKind, Read};
 
@@ -28,6 +29,8 @@ pub enum BackChannelError {
     BadLength(u32),
     /// A pfn lies outside the guest's p2m.
     PfnOutOfRange(u64),
+    /// No memory for the record (its length was valid).
+    NoMemory(usize),
 }
 
 impl BackChannelError {
@@ -37,6 +40,7 @@ impl BackChannelError {
             BackChannelError::Io(e) => *e,
             BackChannelError::Truncated { .. } => libc::EIO,
             BackChannelError::TooLong(_) => libc::E2BIG,
+            BackChannelError::NoMemory(_) => libc::ENOMEM,
             _ => libc::EINVAL,
         }
     }
@@ -66,6 +70,9 @@ impl BackChannelError {
                 format!("Invalid dirty pfn list record length {l}")
             }
             BackChannelError::PfnOutOfRange(p) => format!("Invalid pfn {p:#x}"),
+            BackChannelError::NoMemory(n) => {
+                format!("Unable to allocate {n} bytes for the dirty pfn list")
+            }
         }
     }
 }
@@ -114,7 +121,15 @@ pub fn read_record<R: Read + ?Sized>(r: &mut R) -> Result<RawRecord, BackChannel
     while body.len() < total {
         let want = (total - body.len()).min(chunk.len());
         match read_full(r, &mut chunk[..want]) {
-            Ok(()) => body.extend_from_slice(&chunk[..want]),
+            Ok(()) => {
+                // Grow fallibly: a valid length may still be more than this process has.
+                if body.capacity() - body.len() < want {
+                    let more = (total - body.len()).min(body.len().max(want));
+                    hooks::try_reserve(&mut body, more)
+                        .map_err(|_| BackChannelError::NoMemory(body.len() + more))?;
+                }
+                body.extend_from_slice(&chunk[..want])
+            }
             Err(BackChannelError::Truncated { got, .. }) => {
                 return Err(BackChannelError::Truncated {
                     wanted: total,
@@ -140,18 +155,17 @@ pub fn parse_dirty_pfn_list(
     if !record.body.len().is_multiple_of(8) {
         return Err(BackChannelError::BadLength(record.body.len() as u32));
     }
-    record
-        .body
-        .chunks_exact(8)
-        .map(|c| {
-            let pfn = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            if pfn >= p2m_size {
-                Err(BackChannelError::PfnOutOfRange(pfn))
-            } else {
-                Ok(pfn)
-            }
-        })
-        .collect()
+    let n = record.body.len() / 8;
+    let mut pfns: Vec<u64> =
+        hooks::try_with_capacity(n).map_err(|_| BackChannelError::NoMemory(record.body.len()))?;
+    for c in record.body.chunks_exact(8) {
+        let pfn = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        if pfn >= p2m_size {
+            return Err(BackChannelError::PfnOutOfRange(pfn));
+        }
+        pfns.push(pfn);
+    }
+    Ok(pfns)
 }
 
 /// Read and validate one dirty-pfn-list record from `r`.
@@ -261,6 +275,17 @@ mod tests {
                 got: 16
             }
         );
+    }
+
+    #[test]
+    fn allocation_failure_is_enomem() {
+        let bytes = list(&[1, 2, 3]);
+        for n in ["1", "2"] {
+            let _g = hooks::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| n.into()));
+            let e = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap_err();
+            assert!(matches!(e, BackChannelError::NoMemory(_)), "{n}: {e:?}");
+            assert_eq!(e.errno(), libc::ENOMEM);
+        }
     }
 
     #[test]

@@ -181,6 +181,36 @@ pub struct SaveArgs {
     pub io_fd: i32,
 }
 
+/// The arrays one PAGE_DATA batch needs, each with room for [`MAX_BATCH_SIZE`] entries.
+#[derive(Default)]
+struct BatchScratch {
+    gfns_all: Vec<u64>,
+    types: Vec<u64>,
+    gfns: Vec<u64>,
+    entries: Vec<u64>,
+    data_pfns: Vec<u64>,
+}
+
+impl BatchScratch {
+    fn new() -> crate::error::Result<BatchScratch> {
+        Ok(BatchScratch {
+            gfns_all: hooks::try_with_capacity(MAX_BATCH_SIZE)?,
+            types: hooks::try_with_capacity(MAX_BATCH_SIZE)?,
+            gfns: hooks::try_with_capacity(MAX_BATCH_SIZE)?,
+            entries: hooks::try_with_capacity(MAX_BATCH_SIZE)?,
+            data_pfns: hooks::try_with_capacity(MAX_BATCH_SIZE)?,
+        })
+    }
+
+    fn clear(&mut self) {
+        self.gfns_all.clear();
+        self.types.clear();
+        self.gfns.clear();
+        self.entries.clear();
+        self.data_pfns.clear();
+    }
+}
+
 /// The state of one save (Xen's `struct xc_sr_context`, save side).
 pub struct Ctx<'a, H: Hypervisor> {
     /// Hypervisor access.
@@ -203,6 +233,10 @@ pub struct Ctx<'a, H: Hypervisor> {
     deferred: Vec<u64>,
     nr_deferred: u64,
     batch: Vec<u64>,
+    /// A copy of the dirty bitmap being sent (the bitmap itself is refilled meanwhile).
+    scan: Vec<u64>,
+    /// Per-batch arrays, allocated once by setup (fallibly) and reused by every batch.
+    scratch: BatchScratch,
     stats: PrecopyStats,
     /// x86 HVM: QEMU's log-dirty mode was switched on by setup.
     pub qemu_enabled_logdirty: bool,
@@ -279,14 +313,25 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
     /// Write the batch in `self.batch` as one PAGE_DATA record.
     fn write_batch(&mut self) -> Res {
         let pfns = std::mem::take(&mut self.batch);
-        let r = self.write_batch_of(&pfns);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let r = self.write_batch_of(&pfns, &mut scratch);
+        self.scratch = scratch;
         self.batch = pfns;
         self.batch.clear();
         r
     }
 
-    fn write_batch_of(&mut self, pfns: &[u64]) -> Res {
-        let mut types = Vec::with_capacity(pfns.len());
+    /// Write one batch; `scratch`'s arrays have room for a whole batch, so nothing here
+    /// allocates per batch but the record prefix and the iovec list.
+    fn write_batch_of(&mut self, pfns: &[u64], scratch: &mut BatchScratch) -> Res {
+        let BatchScratch {
+            gfns_all,
+            types,
+            gfns,
+            entries,
+            data_pfns,
+        } = scratch;
         for &pfn in pfns {
             match (self.ops.pfn_to_gfn)(self, pfn) {
                 Some(gfn) => types.push(gfn),
@@ -299,12 +344,11 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
                 }
             }
         }
-        let gfns_all = types.clone();
-        if let Err(e) = self.xen.pfn_types(self.dom, &mut types) {
+        gfns_all.extend_from_slice(types);
+        if let Err(e) = self.xen.pfn_types(self.dom, types) {
             return Err(self.perror("Failed to get types for pfn batch", e));
         }
-        self.pages.batch_types(&gfns_all, &types);
-        let mut gfns = Vec::with_capacity(pfns.len());
+        self.pages.batch_types(gfns_all, types);
         for (i, &t) in types.iter().enumerate() {
             if !stream::is_known_page_type(t as u32) {
                 return Err(self.error(
@@ -316,12 +360,12 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
                 gfns.push(gfns_all[i]);
             }
         }
-        let entries: Vec<u64> = pfns
-            .iter()
-            .zip(&types)
-            .map(|(&p, &t)| stream::page_data_entry(p, t))
-            .collect();
-        let prefix = match stream::page_data_prefix(&entries, gfns.len()) {
+        entries.extend(
+            pfns.iter()
+                .zip(types.iter())
+                .map(|(&p, &t)| stream::page_data_entry(p, t)),
+        );
+        let prefix = match stream::page_data_prefix(entries, gfns.len()) {
             Ok(p) => p,
             Err(t) => {
                 return Err(self.error(
@@ -343,12 +387,12 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
                 .map_err(|e| self.perror("Failed to write page data to stream", e));
         }
         // Which batch pfn each mapped page belongs to, for messages.
-        let data_pfns: Vec<u64> = pfns
-            .iter()
-            .zip(&types)
-            .filter(|(_, &t)| stream::page_type_has_stream_data(t as u32))
-            .map(|(&p, _)| p)
-            .collect();
+        data_pfns.extend(
+            pfns.iter()
+                .zip(types.iter())
+                .filter(|(_, &t)| stream::page_type_has_stream_data(t as u32))
+                .map(|(&p, _)| p),
+        );
         let (xen, dom) = (self.xen, self.dom);
         let sink = &mut *self.sink;
         let mut consume = |pages: &[PageRef<'_>]| -> Result<(), Errno> {
@@ -375,7 +419,7 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
                 ));
             })
         };
-        match self.pages.with_batch(xen, dom, &gfns, &mut consume) {
+        match self.pages.with_batch(xen, dom, gfns, &mut consume) {
             Ok(()) => Ok(()),
             Err(BatchError::Map(e)) => Err(self.perror("Failed to map guest pages", e)),
             Err(BatchError::Consumer(e)) => Err(Stop::from(e)),
@@ -437,9 +481,23 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
 
     /// Send the pages set in the dirty bitmap; `entries` is the expected count.
     fn send_dirty_pages(&mut self, entries: u64) -> Res {
-        let words: Vec<u64> = self.bitmap_words().to_vec();
+        let mut words = std::mem::take(&mut self.scan);
+        words.copy_from_slice(self.bitmap_words());
+        let r = self.send_scanned(&words, entries);
+        self.scan = words;
+        let written = r?;
+        if written > entries {
+            self.dprintf("Bitmap contained more entries than expected...");
+        }
+        self.xen.progress_step(entries, entries);
+        log::debug!("xcsave: d{} sent {written} dirty pages", self.dom);
+        (self.ops.check_vm_state)(self)
+    }
+
+    /// Batch and write the pages set in `words`; returns how many there were.
+    fn send_scanned(&mut self, words: &[u64], entries: u64) -> Res<u64> {
         let mut written: u64 = 0;
-        for p in bitmap::iter_set(&words, self.p2m_size) {
+        for p in bitmap::iter_set(words, self.p2m_size) {
             self.add_to_batch(p)?;
             // Progress every 4 MiB worth of pages.
             if written & ((1 << (22 - 12)) - 1) == 0 {
@@ -448,12 +506,7 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
             written += 1;
         }
         self.flush_batch()?;
-        if written > entries {
-            self.dprintf("Bitmap contained more entries than expected...");
-        }
-        self.xen.progress_step(entries, entries);
-        log::debug!("xcsave: d{} sent {written} dirty pages", self.dom);
-        (self.ops.check_vm_state)(self)
+        Ok(written)
     }
 
     fn send_all_pages(&mut self) -> Res {
@@ -668,8 +721,17 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
                 ))
             }
         }
-        self.deferred = vec![0; bitmap::words_for(self.p2m_size)];
-        self.batch = Vec::with_capacity(MAX_BATCH_SIZE);
+        let words = bitmap::words_for(self.p2m_size);
+        let nomem = |ctx: &Self| {
+            ctx.error(
+                "Unable to allocate memory for dirty bitmaps, batch pfns and deferred pages",
+                Errno(libc::ENOMEM),
+            )
+        };
+        self.deferred = hooks::try_zeroed(words).map_err(|_| nomem(self))?;
+        self.scan = hooks::try_zeroed(words).map_err(|_| nomem(self))?;
+        self.batch = hooks::try_with_capacity(MAX_BATCH_SIZE).map_err(|_| nomem(self))?;
+        self.scratch = BatchScratch::new().map_err(|_| nomem(self))?;
         Ok(())
     }
 
@@ -681,6 +743,8 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         }
         self.pages.teardown();
         self.dirty = None;
+        self.deferred = Vec::new();
+        self.scan = Vec::new();
         self.xen.set_progress_prefix(None);
     }
 
@@ -835,6 +899,8 @@ pub fn domain_save<H: Hypervisor>(xen: &H, io: Io<'_, H>, args: &SaveArgs) -> Ou
         deferred: Vec::new(),
         nr_deferred: 0,
         batch: Vec::new(),
+        scan: Vec::new(),
+        scratch: BatchScratch::default(),
         stats: PrecopyStats::default(),
         qemu_enabled_logdirty: false,
     };

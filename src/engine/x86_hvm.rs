@@ -88,7 +88,12 @@ fn write_hvm_context<H: Hypervisor>(ctx: &mut Ctx<'_, H>) -> Res {
         .xen
         .hvm_context_size(ctx.dom)
         .map_err(|e| ctx.perror("Couldn't get HVM context size from Xen", e))?;
-    let mut buf = vec![0u8; size];
+    let mut buf = crate::hooks::try_zeroed::<u8>(size).map_err(|e| {
+        ctx.perror(
+            &format!("Unable to allocate {size} bytes for HVM context"),
+            e,
+        )
+    })?;
     let used = ctx
         .xen
         .hvm_context(ctx.dom, &mut buf)
