@@ -6,7 +6,7 @@
 #   BENCH_QUICK=1   a ~2-minute subset (1 GiB checkpoint guests, 2 GiB live, 1 GiB non-live)
 #   BENCH_OUT=dir   where results go (default bench/results/latest, or .../quick)
 #   BENCH_CKPTS=N   measured checkpoints per scenario (default 20; plus 1 cold one, reported apart)
-#   BENCH_REPS=N    run every scenario N times, interleaved (default 1); the report takes medians
+#   BENCH_REPS=N    run every scenario N times, interleaved (default 2); the report takes medians
 #   BENCH_COSTS="0 2000"   xensim per-mapped-page costs (ns) to run every scenario at
 #
 # Every scenario runs stock, then xcsave (both on the same simulated guest, each in a fresh
@@ -23,9 +23,23 @@ QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 1 ] && def=quick || def=latest
 OUT=${BENCH_OUT:-$here/results/$def}
 CKPTS=${BENCH_CKPTS:-20}
-REPS=${BENCH_REPS:-1}
+REPS=${BENCH_REPS:-2}
 COSTS=${BENCH_COSTS:-0 2000}
 [ -x "$TOOL" ] || { echo "bench: $TOOL not built (run make bench from the top)"; exit 1; }
+# Run a private copy of the tool and the libraries: a rebuild during the run (a shared work
+# tree) must neither break runs nor mix library versions. (RUNPATH: LD_LIBRARY_PATH wins.)
+SNAP=$(mktemp -d /dev/shm/xcsave-bench-bin.XXXXXX)
+trap 'rm -rf "$SNAP"' EXIT
+cp "$TOOL" "$SNAP/tool_bench"
+for try in 1 2 3 4 5 6 7 8 9 10; do   # a concurrent relink can leave a partial file briefly
+    cp -L "$BUILD/lib/libxcsave.so.0" "$SNAP/libxcsave.so.0"
+    cp -L "$BUILD/xensim/libxensim.so" "$SNAP/libxensim.so"
+    LD_LIBRARY_PATH=$SNAP ldd "$SNAP/tool_bench" 2>&1 | grep -q -e 'not found' -e 'file too short' \
+        -e 'invalid ELF' || break
+    sleep 3
+done
+TOOL=$SNAP/tool_bench
+export LD_LIBRARY_PATH=$SNAP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$OUT/logs"
 RAW=$OUT/raw.txt
 : >"$RAW"
@@ -35,7 +49,7 @@ export XENSIM_STRICT=0
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ has uncommitted changes)')"
-    echo "libxcsave: $(sha256sum "$BUILD/lib/libxcsave.so.0" 2>/dev/null | cut -c1-12) (sha256 at start)"
+    echo "libxcsave: sha256 $(sha256sum "$SNAP/libxcsave.so.0" | cut -c1-12), copied at start and used throughout"
     echo "nproc: $(nproc)"
     echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
     echo "kernel: $(uname -r)"
@@ -102,7 +116,6 @@ done
 done
 secs=$(( $(date +%s) - start ))
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
-echo "libxcsave at end: $(sha256sum "$BUILD/lib/libxcsave.so.0" 2>/dev/null | cut -c1-12)" >>"$OUT/machine.txt"
 echo "busiest other processes at end: $(ps -eo pcpu,comm --sort=-pcpu --no-headers | grep -v -e tool_bench -e ' ps$' | head -3 | awk '{printf "%s %s%%; ", $2, $1}')" >>"$OUT/machine.txt"
 echo "runs: $n in ${secs}s" >>"$OUT/machine.txt"
 rmdir "$OUT/logs" 2>/dev/null
