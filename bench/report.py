@@ -55,7 +55,8 @@ def median_rows(rows):
                 except (KeyError, ValueError):
                     vals = None
                     break
-            if vals and len(vals) > 1 and k not in ("rep", "mem_mib", "cost_page_ns", "dirty"):
+            if vals and len(vals) > 1 and k not in ("rep", "mem_mib", "cost_page_ns", "dirty",
+                                                    "ok", "save_rc", "ckpts", "reps"):
                 vals.sort()
                 mid = len(vals) // 2
                 v = vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
