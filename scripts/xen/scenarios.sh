@@ -70,7 +70,8 @@ proof() { # name logfile [fallback]
     elif [ "$MODE" = xcsave ]; then
         if [ "$n" -gt 0 ]; then
             local stats
-            stats=$(xclines "$2" | grep -iE 'hit|stat' | tail -1)
+            # xcsave's cache statistics (maps, hits): stock libxc never logs "hit".
+            stats=$(grep -iE '(xcsave|cache).*(hit|stat)' "$2" | tail -1)
             xclines "$2" | head -3 | sed 's/^/XCSAVE-INFO   /' | cut -c1-300
             if [ -n "$stats" ]; then
                 result PASS "$1" 0 "$n xcsave lines; stats: $(echo "$stats" | cut -c1-240)"
