@@ -49,6 +49,31 @@ wait_count() {
         sleep 0.5
     done
 }
+# Remember how far each console log of $1* goes, so that only later lines are read back.
+snap() { local f; for f in "$CONS"/guest-"$1"*.log; do [ -f "$f" ] && echo "$f $(stat -c %s "$f")"; done > "$W/snap"; }
+# Counter values printed since snap.
+since_snap() {
+    local f off
+    for f in "$CONS"/guest-"$1"*.log; do
+        [ -f "$f" ] || continue
+        off=$(awk -v f="$f" '$1 == f { print $2 }' "$W/snap")
+        tail -c +$(( ${off:-0} + 1 )) "$f"
+    done | tr -d '\r' | sed -n 's/.*XCNT \([0-9][0-9]*\).*/\1/p'
+}
+# Did guest $1 resume from its saved state? Its counter must go past $2 + 2 within $3 s, and the
+# lowest value printed since snap must be near $2 (a rebooted guest starts again at 1; a Remus
+# backup resumes from its last checkpoint, a few counts back). Sets RES.
+resumed() { # name value-at-switch timeout
+    local c1 low
+    if ! c1=$(wait_count "$1" $(( $2 + 2 )) "$3"); then
+        RES="counter stuck at $c1 (was $2 at the switch)"; return 1
+    fi
+    low=$(since_snap "$1" | sort -n | head -1)
+    if [ -z "$low" ] || [ "$low" -lt 2 ] || [ "$low" -lt $(( $2 - 20 )) ]; then
+        RES="guest restarted: counter began again at ${low:-nothing} (was $2 at the switch)"; return 1
+    fi
+    RES="counter $2 at the switch, resumed at $low, on to $c1"
+}
 destroy_all() { # every domain whose name starts with $1
     local d
     for d in $("$XL" list | awk -v p="$1" 'NR > 1 && index($1, p) == 1 { print $1 }'); do
@@ -127,16 +152,16 @@ save_restore() { # guest tag
     fi
     t1=$(now)
     c0=$(count "$g")
+    snap "$g"
     if ! xlm restore "$img" > "$rl" 2>&1; then
         result FAIL "$MODE/$tag-restore" "$(dt "$t1" "$(now)")" "xl restore failed"; dump "$rl"; return 1
     fi
     t2=$(now)
-    if c1=$(wait_count "$g" $((c0 + 2)) 30); then
-        result PASS "$MODE/$tag-save" "$(dt "$t0" "$t1")" "image $(( $(stat -c %s "$img") / 1048576 )) MiB"
-        result PASS "$MODE/$tag-restore" "$(dt "$t1" "$t2")" "counter $c0 before save, continues to $c1 after restore"
+    result PASS "$MODE/$tag-save" "$(dt "$t0" "$t1")" "image $(( $(stat -c %s "$img") / 1048576 )) MiB"
+    if resumed "$g" "$c0" 30; then
+        result PASS "$MODE/$tag-restore" "$(dt "$t1" "$t2")" "$RES"
     else
-        result PASS "$MODE/$tag-save" "$(dt "$t0" "$t1")" "image $(( $(stat -c %s "$img") / 1048576 )) MiB"
-        result FAIL "$MODE/$tag-restore" "$(dt "$t1" "$t2")" "counter stuck at $c1 (was $c0 at save)"
+        result FAIL "$MODE/$tag-restore" "$(dt "$t1" "$t2")" "$RES"
         dump "$rl"; dump "$CONS/guest-$g.log" 5
     fi
     proof "$MODE/$tag-save-proof" "$sl" "$([ "$tag" = pv ] && echo fallback)"
@@ -145,17 +170,18 @@ save_restore() { # guest tag
 }
 
 migrate() { # guest
-    local g=$1 t0 t1 c0 c1 lg="$W/$MODE-migrate.log" tap="$W/$MODE-migrate"
+    local g=$1 t0 t1 c0 lg="$W/$MODE-migrate.log" tap="$W/$MODE-migrate"
+    snap "$g"
     t0=$(now)
     if ! XCSAVE_TAP="$tap" xlm migrate -s /xt/fakessh "$g" localhost > "$lg" 2>&1; then
         result FAIL "$MODE/migrate" "$(dt "$t0" "$(now)")" "xl migrate failed"; dump "$lg"; return 1
     fi
     t1=$(now)
     c0=$(count "$g")
-    if c1=$(wait_count "$g" $((c0 + 2)) 30) && "$XL" list "$g" >/dev/null 2>&1; then
-        result PASS "$MODE/migrate" "$(dt "$t0" "$t1")" "live to localhost; counter $c0 -> $c1 on the receiver"
+    if resumed "$g" "$c0" 30 && "$XL" list "$g" >/dev/null 2>&1; then
+        result PASS "$MODE/migrate" "$(dt "$t0" "$t1")" "live to localhost; $RES"
     else
-        result FAIL "$MODE/migrate" "$(dt "$t0" "$t1")" "guest did not resume (counter $c0 -> $c1)"
+        result FAIL "$MODE/migrate" "$(dt "$t0" "$t1")" "guest did not resume: $RES"
         dump "$lg"; "$XL" list | sed 's/^/XCSAVE-LOG /'
     fi
     proof "$MODE/migrate-proof" "$lg"
@@ -187,7 +213,7 @@ ckpt_figures() { # events-file
 }
 
 remus() { # guest
-    local g=$1 t0 t1 t2 c0 c1 pid dom lg="$W/$MODE-remus.log" tap="$W/$MODE-remus" n=0 out end
+    local g=$1 t0 t1 t2 c0 pid dom lg="$W/$MODE-remus.log" tap="$W/$MODE-remus" n=0 out end
     dom=$("$XL" domid "$g")
     t0=$(now)
     : > "$tap.events"
@@ -204,16 +230,17 @@ remus() { # guest
         result FAIL "$MODE/remus" "$(dt "$t0" "$(now)")" "xl remus died or made only $n checkpoints"
         dump "$lg"; dump "$tap.events" 5; kill -9 "$pid" 2>/dev/null; destroy_all "$g"; return 1
     fi
-    c0=$(count "$g")
     # Failover: the sending side dies, then the primary goes away.
     kill -9 "$pid"
     t1=$(now)
     "$XL" destroy "$dom"
-    if c1=$(wait_count "$g" $((c0 + 2)) 40); then
+    c0=$(count "$g")
+    snap "$g"
+    if resumed "$g" "$c0" 40; then
         t2=$(now)
-        result PASS "$MODE/remus-failover" "$(dt "$t1" "$t2")" "backup resumed after $n checkpoints: counter $c0 at failover -> $c1 ($("$XL" list | awk 'NR > 1 && $2 != 0 { print $1 }' | tr '\n' ' '))"
+        result PASS "$MODE/remus-failover" "$(dt "$t1" "$t2")" "backup resumed after $n checkpoints: $RES ($("$XL" list | awk 'NR > 1 && $2 != 0 { print $1 }' | tr '\n' ' '))"
     else
-        result FAIL "$MODE/remus-failover" "$(dt "$t1" "$(now)")" "backup did not resume (counter $c0 -> $c1)"
+        result FAIL "$MODE/remus-failover" "$(dt "$t1" "$(now)")" "backup did not resume: $RES"
         dump "$lg"; "$XL" list | sed 's/^/XCSAVE-LOG /'
     fi
     sleep 1
