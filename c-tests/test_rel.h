@@ -140,20 +140,27 @@ static inline long rel_vma_count(void)
     return n;
 }
 
-/* VmRSS of this process in KiB (-1 if unknown). */
-static inline long rel_rss_kib(void)
+/* A "Name: N kB" field of /proc/self/status, e.g. "VmRSS" or "RssAnon" (-1 if unknown). */
+static inline long rel_status_kib(const char *field)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
+    size_t n = strlen(field);
     long kib = -1;
 
     if (!f)
         return -1;
     while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+        if (!strncmp(line, field, n) && line[n] == ':' && sscanf(line + n + 1, "%ld", &kib) == 1)
             break;
     fclose(f);
     return kib;
+}
+
+/* VmRSS of this process in KiB (-1 if unknown). */
+static inline long rel_rss_kib(void)
+{
+    return rel_status_kib("VmRSS");
 }
 
 /* ---- one save with well-behaved callbacks into a drained pipe ---- */
