@@ -564,6 +564,85 @@ static void check_sigpipe(void)
     xensim_destroy_domain(next_dom - 2);
 }
 
+/* The entry point's argument checks: where stock asserts (NULL callbacks) or would misread
+ * an argument, xcsave returns -1/EINVAL with a logged reason; io_fd -1, an absent domain and
+ * unknown flag bits behave as in stock. */
+static void check_args(void)
+{
+    static const struct row plain = {.name = "args", .stream = XC_STREAM_PLAIN};
+    xc_interface *xch = rel_xc_open(&lg);
+    uint32_t dom = rel_make_domain(next_dom++, MEM);
+    struct cbx c = {.r = &plain, .dom = dom};
+    struct save_callbacks full = {.suspend = c_suspend, .postcopy = c_postcopy,
+                                  .checkpoint = c_checkpoint, .wait_checkpoint = c_wait,
+                                  .switch_qemu_logdirty = c_qemu, .data = &c};
+    static const char *const names[] = {"suspend", "postcopy", "checkpoint", "wait_checkpoint",
+                                        "switch_qemu_logdirty"};
+    uint64_t before[2], after[2];
+    int fd = open("/dev/null", O_WRONLY), rc;
+
+    printf("== args\n");
+    rel_live(before);
+    errno = 0;
+    rc = xcsave_domain_save(NULL, fd, dom, 0, &full, XC_STREAM_PLAIN, -1);
+    H_CHECK(rc == -1 && errno == EINVAL, "NULL xch: rc %d errno %d", rc, errno);
+    rel_log_clear(&lg);
+    errno = 0;
+    rc = xcsave_domain_save(xch, fd, dom, 0, NULL, XC_STREAM_PLAIN, -1);
+    H_CHECK(rc == -1 && errno == EINVAL && rel_log_has(&lg, "without callbacks"),
+            "NULL callbacks: rc %d errno %d", rc, errno);
+    /* each callback the stream type needs, missing (stock asserts) */
+    for (int st = XC_STREAM_PLAIN; st <= XC_STREAM_COLO; st++)
+        for (int m = 0; m < 5; m++) {
+            struct save_callbacks cb = full;
+            int needed = m == 0 || m == 4 || (st != XC_STREAM_PLAIN && (m == 1 || m == 2)) ||
+                         (st == XC_STREAM_COLO && m == 3);
+            void **slot[] = {(void **)&cb.suspend, (void **)&cb.postcopy,
+                             (void **)&cb.checkpoint, (void **)&cb.wait_checkpoint,
+                             (void **)&cb.switch_qemu_logdirty};
+            if (!needed)
+                continue;
+            *slot[m] = NULL;
+            rel_log_clear(&lg);
+            errno = 0;
+            rc = xcsave_domain_save(xch, fd, dom, XCFLAGS_LIVE, &cb, st, -1);
+            H_CHECK(rc == -1 && errno == EINVAL && rel_log_has(&lg, names[m]),
+                    "stream %d without %s: rc %d errno %d", st, names[m], rc, errno);
+        }
+    rel_log_clear(&lg);
+    errno = 0;
+    rc = xcsave_domain_save(xch, fd, dom, 0, &full, (xc_stream_type_t)7, -1);
+    H_CHECK(rc == -1 && errno == EINVAL && rel_log_has(&lg, "stream_type"),
+            "stream type 7: rc %d errno %d", rc, errno);
+    for (int i = 0; i < 2; i++) {
+        harness_save_fn f = i ? harness_stock_save() : xcsave_domain_save;
+        int e;
+        errno = 0;
+        rc = f(xch, fd, 4000, 0, &full, XC_STREAM_PLAIN, -1);
+        e = errno;
+        printf("args: absent domain: %s rc %d errno %d\n", i ? "stock" : "xcsave", rc, e);
+        H_CHECK(rc == -1 && (i || e == ESRCH), "absent domain: rc %d errno %d", rc, e);
+        errno = 0;
+        rc = f(xch, -1, dom, 0, &full, XC_STREAM_PLAIN, -1);
+        e = errno;
+        printf("args: io_fd -1: %s rc %d errno %d\n", i ? "stock" : "xcsave", rc, e);
+        H_CHECK(rc == -1 && (i || e == EBADF), "io_fd -1: rc %d errno %d", rc, e);
+        xensim_resume(dom);
+        /* unknown flag bits are ignored, as in stock */
+        rc = f(xch, fd, dom, ~(uint32_t)(XCFLAGS_LIVE | XCFLAGS_DEBUG), &full,
+               XC_STREAM_PLAIN, -1);
+        H_CHECK(rc == 0, "unknown flags: %s rc %d", i ? "stock" : "xcsave", rc);
+        xensim_resume(dom);
+    }
+    rel_live(after);
+    H_CHECK(after[0] == before[0] && !c.qemu_on, "args: mappings or QEMU log-dirty left");
+    close(fd);
+    xc_interface_close(xch);
+    xensim_destroy_domain(dom);
+    printf("MATRIX|args|-1 EINVAL (NULL xch/callbacks, missing callback, bad stream type)|"
+           "asserts (abort)|-\n");
+}
+
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : NULL;
@@ -574,7 +653,7 @@ int main(int argc, char **argv)
     if (only && !strcmp(only, "list")) {
         for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
             printf("%s\n", rows[i].name);
-        printf("eintr\nshort-write\nsigpipe\npaged\nremus-failover\n");
+        printf("eintr\nshort-write\nsigpipe\npaged\nremus-failover\nargs\n");
         return 0;
     }
 #define CASE(n) ((!only || !strcmp(only, n)) && ++ran)
@@ -591,6 +670,8 @@ int main(int argc, char **argv)
         check_success("remus-failover", XC_STREAM_REMUS, NULL);
     if (CASE("sigpipe"))
         check_sigpipe();
+    if (CASE("args"))
+        check_args();
     if (!ran)
         H_FAIL("unknown row '%s' (try 'list')", only);
     printf("ok: %d row(s)\n", ran);
