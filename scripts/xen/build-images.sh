@@ -86,6 +86,7 @@ mkdir -p "$M/kernel/drivers"
 cp -a "$CACHE/pkg/lib/modules/$KVER/kernel/drivers/xen" "$M/kernel/drivers/"
 cp "$CACHE/pkg/lib/modules/$KVER"/modules.{order,builtin,builtin.modinfo} "$M/" 2>/dev/null || true
 chroot "$RFS" depmod "$KVER"
+rm -rf "$CACHE/pkg/lib/modules" "$CACHE/pkg/usr/share"   # 400 MiB we no longer need
 
 # --- the domU kernel (its busybox initramfs is made per run by check-xen.sh) ---
 [ -x "$CACHE/pkg/bin/busybox" ] || { log "busybox-static did not unpack"; exit 1; }

@@ -95,8 +95,9 @@ proof() { # name logfile [fallback]
     elif [ "$MODE" = xcsave ]; then
         if [ "$n" -gt 0 ]; then
             local stats
-            # xcsave's cache statistics (maps, hits): stock libxc never logs "hit".
-            stats=$(grep -iE '(xcsave|cache).*(hit|stat)' "$2" | tail -1)
+            # xcsave's cache statistics (maps, hits). Not libxencall's own buffer cache line
+            # ("xencall:buffer: debug: cache hits:0 ..."), which stock runs print too.
+            stats=$(grep -iE 'xcsave|mapping cache' "$2" | grep -v 'xencall:' | grep -iE 'hit|stat' | tail -1)
             xclines "$2" | head -3 | sed 's/^/XCSAVE-INFO   /' | cut -c1-300
             if [ -n "$stats" ]; then
                 result PASS "$1" 0 "$n xcsave lines; stats: $(echo "$stats" | cut -c1-240)"
