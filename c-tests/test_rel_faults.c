@@ -180,9 +180,10 @@ static const struct row rows[] = {
      * in stock (libxl always saves Remus/COLO live) */
     {"remus-nonlive", R, 0, SINK_DRAIN, NULL, CB_NONE, 0, -1, EINVAL, "logdirty bitmap", 0},
     /* each callback returns each failure value */
-    {"suspend-0", P, 1, SINK_DRAIN, NULL, CB_SUSPEND, 0, -1, 0, "suspend() failed", 0},
+    {"suspend-0", P, 1, SINK_DRAIN, NULL, CB_SUSPEND, 0, -1, ENOTCONN, "suspend() failed", 0},
     {"suspend-neg", P, 1, SINK_DRAIN, NULL, CB_SUSPEND, -1, 0, 0, NULL, 0},
-    {"remus-suspend-0", R, 1, SINK_DRAIN, NULL, CB_SUSPEND, 0, -1, 0, "suspend() failed", 0},
+    {"remus-suspend-0", R, 1, SINK_DRAIN, NULL, CB_SUSPEND, 0, -1, ENOTCONN, "suspend() failed",
+     0},
     {"qemu-logdirty", P, 1, SINK_DRAIN, NULL, CB_QEMU, -1, -1, 0, "qemu log-dirty", 0},
     {"policy-abort", P, 1, SINK_DRAIN, NULL, CB_POLICY, XGS_POLICY_ABORT, -1, 0,
      "Abort precopy", 0},

@@ -47,6 +47,8 @@ struct CCallbacks<'a> {
 
 impl CCallbacks<'_> {
     fn call(&self, f: Option<unsafe extern "C" fn(*mut c_void) -> c_int>) -> i32 {
+        // errno 0 going in, so that what a failing callback leaves is its own (not stale).
+        set_errno(0);
         match f {
             // SAFETY: a callback the caller supplied, called with the caller's data pointer,
             // as xc_domain_save's contract promises.
@@ -85,6 +87,7 @@ impl Callbacks for CCallbacks<'_> {
         self.call(self.cb.wait_checkpoint)
     }
     fn switch_qemu_logdirty(&mut self, dom: u32, enable: bool) -> i32 {
+        set_errno(0);
         match self.cb.switch_qemu_logdirty {
             // SAFETY: as in `call`.
             Some(f) => unsafe { f(dom, enable as c_uint, self.cb.data) },

@@ -445,10 +445,12 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
     fn suspend_domain(&mut self) -> Res {
         let rc = self.cb.suspend();
         if rc == 0 {
-            return Err(self.error(
-                &format!("save callback suspend() failed: {rc}"),
-                Errno(libc::EINVAL),
-            ));
+            // As stock: the errno the callback left (EINVAL if it left none).
+            let e = match Errno::raw_last() {
+                Errno(0) => Errno(libc::EINVAL),
+                e => e,
+            };
+            return Err(self.error(&format!("save callback suspend() failed: {rc}"), e));
         }
         match self.xen.domain_info(self.dom) {
             Ok(Some(info)) if info.domid == self.dom => self.dominfo = info,
