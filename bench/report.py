@@ -138,6 +138,25 @@ def main():
         "pages mapped likewise. CPU = user+sys of the saving process inside the downtimes per GiB "
         "of checkpoint data (xensim's emulation and busy-wait cost model run in that process).\n")
 
+    # ---- correctness sample ----
+    ver = [r for r in rows if r.get("side") == "verify"]
+    if ver:
+        md.append("## Correctness sample\n")
+        md.append("xcsave with this workload into the **stock** `xc_domain_restore` (harness): the "
+                  "secondary compared with the primary's state at suspend at every checkpoint, "
+                  "and `verify-stream-v2` over the stream.\n")
+        md.append("| stream | guest | dirty pages | cost | checkpoints | states equal | "
+                  "verify-stream-v2 | result |")
+        md.append("|---|---|---:|---|---:|---:|---|---|")
+        for r in ver:
+            md.append("| %s | %s MiB | %s | %s | %s | %s | %s | %s |" % (
+                r.get("mode", "?"), r.get("mem_mib", "?"), r.get("dirty", "?"),
+                cost_name(r.get("cost_page_ns", 0)), r.get("ckpts", "?"),
+                r.get("compared", "?"),
+                "accepts" if r.get("verify_rc") == "0" else "exit " + r.get("verify_rc", "?"),
+                "OK" if r.get("ok") == "1" else "**FAILED** " + r.get("error", "")))
+        md.append("")
+
     # ---- checkpoint headline ----
     ck = [s for s in scen_order if s and (s.startswith("remus") or s.startswith("colo"))]
     if ck:

@@ -6,7 +6,8 @@
 #   BENCH_QUICK=1   a ~2-minute subset (1 GiB checkpoint guests, 2 GiB live, 1 GiB non-live)
 #   BENCH_OUT=dir   where results go (default bench/results/latest, or .../quick)
 #   BENCH_CKPTS=N   measured checkpoints per scenario (default 20; plus 1 cold one, reported apart)
-#   BENCH_REPS=N    run every scenario N times, interleaved (default 2); the report takes medians
+#   BENCH_REPS=N    run every scenario N times, interleaved (default 2, quick 1); the report
+#                   takes medians
 #   BENCH_COSTS="0 2000"   xensim per-mapped-page costs (ns) to run every scenario at
 #
 # Every scenario runs stock, then xcsave (both on the same simulated guest, each in a fresh
@@ -23,7 +24,7 @@ QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 1 ] && def=quick || def=latest
 OUT=${BENCH_OUT:-$here/results/$def}
 CKPTS=${BENCH_CKPTS:-20}
-REPS=${BENCH_REPS:-2}
+[ "$QUICK" = 1 ] && REPS=${BENCH_REPS:-1} || REPS=${BENCH_REPS:-2}
 COSTS=${BENCH_COSTS:-0 2000}
 [ -x "$TOOL" ] || { echo "bench: $TOOL not built (run make bench from the top)"; exit 1; }
 # Run a private copy of the tool and the libraries: a rebuild during the run (a shared work
@@ -44,6 +45,7 @@ mkdir -p "$OUT/logs"
 RAW=$OUT/raw.txt
 : >"$RAW"
 unset XENSIM_COST_PAGE_NS XENSIM_COST_CALL_NS   # the tool sets the cost model itself
+export XCSAVE_VERIFY_STREAM=${XCSAVE_VERIFY_STREAM:-$BUILD/deps/xen-utils/usr/lib/xen-4.17/bin/verify-stream-v2}
 export XENSIM_STRICT=0
 
 {
@@ -74,7 +76,7 @@ run() {
     while IFS= read -r line; do
         name=$scen
         d=$(echo "$line" | sed -n 's/.* dirty=\([0-9]*\).*/\1/p')
-        [ -n "$d" ] && name=${scen/-c/-d$d-c}
+        [ -n "$d" ] && name=${scen%-c*}-d$d-${scen##*-}
         echo "scenario=$name rep=$rep $line" >>"$RAW"
         n=$((n + 1))
         printf '%-28s %-6s %s\n' "$name" "$side" "$(echo "$line" | grep -o 'ok=[01]\|tput_mbps=[0-9.]*\|dt_p50_ms=[0-9.]*\|warm_maps_per_ckpt=[0-9.]*\|downtime_ms=[0-9.]*\|first_pass_mbps=[0-9.]*\|error=.*' | tr '\n' ' ')"
@@ -98,6 +100,15 @@ if [ "$QUICK" = 1 ]; then
 else
     CK_MEMS="1024 4096"; CK_DIRTY="512 2048 16384"; LIVE_MEMS="2048 8192"; NONLIVE_MEMS="2048"
 fi
+# The correctness sample (not timed): xcsave, the bench's workload, into the stock restore with
+# equality at every checkpoint and verify-stream-v2.
+rep=0
+for mode in remus colo; do
+    dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
+    run "$dir" "verify-$mode-1024M-c2000" verify --mode $mode --mem-mib 1024 --dirty 2048 \
+        --ckpts 5 --cost-page-ns 2000
+    rm -rf "$dir"
+done
 for rep in $(seq 1 "$REPS"); do
 for cost in $COSTS; do
     for mode in remus colo; do

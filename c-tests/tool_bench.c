@@ -26,6 +26,10 @@
  * before postcopy) waits for the drain's ack, so COLO downtime includes draining; Remus's
  * (after postcopy) waits for it outside the downtime.
  *
+ * --side verify: the correctness sample. xcsave saves the same workload (first --dirty size,
+ * --ckpts checkpoints) into the STOCK xc_domain_restore through the harness, which compares
+ * the secondary with the primary at every checkpoint and runs verify-stream-v2.
+ *
  * Output: one line of key=value pairs on stdout. Not a test: there are no thresholds.
  */
 #include <errno.h>
@@ -53,9 +57,9 @@
 #define REC_DIRTY_PFN_LIST 0x0fu
 #define BACK_PFNS 8
 
-enum side { S_STOCK, S_XCSAVE, S_LIMIT };
+enum side { S_STOCK, S_XCSAVE, S_LIMIT, S_VERIFY };
 enum mode { M_REMUS, M_COLO, M_LIVE, M_NONLIVE };
-static const char *side_name[] = {"stock", "xcsave", "limit"};
+static const char *side_name[] = {"stock", "xcsave", "limit", "verify"};
 static const char *mode_name[] = {"remus", "colo", "live", "nonlive"};
 
 static struct {
@@ -657,6 +661,48 @@ static int run_limit(int out, int back)
     return 0;
 }
 
+/* ------------------------------------------------------------------ verify */
+
+static void verify_burst(void *arg, unsigned int k)
+{
+    (void)arg;
+    for (unsigned int i = 0; i < nhots[0]; i++) {
+        uint64_t v[2] = {k, hots[0][i]};
+        xensim_guest_write(DOM, hots[0][i], (k * 64u) % 4096, v, sizeof(v));
+    }
+}
+
+static int run_verify(void)
+{
+    struct harness_opts o;
+    struct harness_result r;
+    int rc;
+
+    if (opt.mode != M_REMUS && opt.mode != M_COLO)
+        die("--side verify is for remus and colo");
+    memset(&o, 0, sizeof(o));
+    harness_make_pair(DOM, DOM + 1, opt.mem_bytes, 0xbe9c4000);
+    xensim_set_cost(0, opt.cost_page_ns);
+    o.save = xcsave_domain_save;
+    o.src = DOM;
+    o.dst = DOM + 1;
+    o.stream = opt.mode == M_REMUS ? XC_STREAM_REMUS : XC_STREAM_COLO;
+    o.live = 1;
+    o.checkpoints = opt.ckpts;
+    o.secondary_pages = opt.mode == M_COLO ? 16 : 0;
+    o.between_checkpoints = verify_burst;
+    rc = harness_round_trip(&o, &r);
+    printf("side=verify mode=%s mem_mib=%llu cost_page_ns=%llu dirty=%u ckpts=%u ok=%d "
+           "compared=%u verify_rc=%d stream_bytes=%llu",
+           mode_name[opt.mode], (unsigned long long)(opt.mem_bytes >> 20),
+           (unsigned long long)opt.cost_page_ns, nhots[0], opt.ckpts, rc == 0, r.compared,
+           r.verify_rc, (unsigned long long)r.stream_bytes);
+    if (rc)
+        printf(" error=\"%s\"", r.failure);
+    printf("\n");
+    return rc ? 1 : 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void usage(void)
@@ -691,7 +737,7 @@ int main(int argc, char **argv)
 
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
-        case 's': opt.side = pick(optarg, side_name, 3); break;
+        case 's': opt.side = pick(optarg, side_name, 4); break;
         case 'm': opt.mode = pick(optarg, mode_name, 4); break;
         case 'M': opt.mem_bytes = strtoull(optarg, NULL, 0) << 20; break;
         case 'd': {
@@ -729,6 +775,8 @@ int main(int argc, char **argv)
             die("a working set of %u pages does not fit %llu MiB", opt.dirty[p],
                 (unsigned long long)(opt.mem_bytes >> 20));
     }
+    if (opt.side == S_VERIFY)
+        return run_verify();
     shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shm == MAP_FAILED)
         die("mmap shm");
