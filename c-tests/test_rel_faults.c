@@ -75,7 +75,7 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
 /* ---- rows ---- */
 
 enum cb { CB_NONE, CB_SUSPEND, CB_NOSUSPEND, CB_POSTCOPY, CB_CHECKPOINT, CB_WAIT, CB_QEMU,
-          CB_POLICY };
+          CB_POLICY, CB_DESTROY };
 enum sink { SINK_DRAIN, SINK_PIPE_BREAK, SINK_SOCKET_RESET };
 
 struct row {
@@ -185,6 +185,9 @@ static const struct row rows[] = {
     {"die-pfinfo", P, 0, SINK_DRAIN, arm_die_pfinfo, CB_NONE, 0, -1, ESRCH, "types", 1, NULL, 0},
     {"die-clean", P, 1, SINK_DRAIN, arm_die_clean, CB_NONE, 0, -1, ESRCH, "logdirty", 1, NULL, 0},
     {"die-hvmctx", R, 1, SINK_DRAIN, arm_die_hvmctx, CB_NONE, 0, -1, ESRCH, "HVM context", 1, NULL, 0},
+    /* destroyed outright (files gone) after the first Remus checkpoint, mappings cached */
+    {"destroyed-remus", R, 1, SINK_DRAIN, NULL, CB_DESTROY, 1, -1, ESRCH, "domain information",
+     1, NULL, 0},
     {"not-suspended", P, 1, SINK_DRAIN, NULL, CB_NOSUSPEND, 1, -1, EINVAL, "not been suspended",
      0, NULL, 0},
     /* a checkpointed stream without XCFLAGS_LIVE never enables log-dirty: CLEAN fails, as
@@ -260,6 +263,10 @@ static int c_postcopy(void *data)
     struct cbx *c = data;
 
     c->postcopies++;
+    if (c->r->fail == CB_DESTROY) {
+        xensim_destroy_domain(c->dom);
+        return 1;
+    }
     xensim_resume(c->dom);
     return failing(c, CB_POSTCOPY, 1);
 }
