@@ -74,6 +74,19 @@ resumed() { # name value-at-switch timeout
     fi
     RES="counter $2 at the switch, resumed at $low, on to $c1"
 }
+# What a guest that stopped counting is doing: xl list twice (is its CPU time moving?), the end
+# of its console.
+diag() {
+    "$XL" list | awk -v p="$1" 'NR == 1 || index($1, p) == 1' | sed 's/^/XCSAVE-LOG /'
+    sleep 5
+    "$XL" list | awk -v p="$1" 'index($1, p) == 1' | sed 's/^/XCSAVE-LOG /'
+    local f
+    for f in "$CONS"/guest-"$1"*.log; do
+        [ -f "$f" ] || continue
+        info "---- end of $f"
+        tail -n 12 "$f" | tr -d '\r' | sed 's/^/XCSAVE-LOG /'
+    done
+}
 destroy_all() { # every domain whose name starts with $1
     local d
     for d in $("$XL" list | awk -v p="$1" 'NR > 1 && index($1, p) == 1 { print $1 }'); do
@@ -163,7 +176,7 @@ save_restore() { # guest tag
         result PASS "$MODE/$tag-restore" "$(dt "$t1" "$t2")" "$RES"
     else
         result FAIL "$MODE/$tag-restore" "$(dt "$t1" "$t2")" "$RES"
-        dump "$rl"; dump "$CONS/guest-$g.log" 5
+        dump "$rl"; diag "$g"
     fi
     proof "$MODE/$tag-save-proof" "$sl" "$([ "$tag" = pv ] && echo fallback)"
     verify "$MODE/$tag-save-verify" "$img"
@@ -174,7 +187,7 @@ migrate() { # guest
     local g=$1 t0 t1 c0 lg="$W/$MODE-migrate.log" tap="$W/$MODE-migrate"
     t0=$(now)
     if ! XCSAVE_TAP="$tap" xlm migrate -s /xt/fakessh "$g" localhost > "$lg" 2>&1; then
-        result FAIL "$MODE/migrate" "$(dt "$t0" "$(now)")" "xl migrate failed"; dump "$lg"; return 1
+        result FAIL "$MODE/migrate" "$(dt "$t0" "$(now)")" "xl migrate failed"; dump "$lg"; diag "$g"; return 1
     fi
     t1=$(now)
     # The sender printed all through the live phase: read only what comes after it is gone.
@@ -184,7 +197,7 @@ migrate() { # guest
         result PASS "$MODE/migrate" "$(dt "$t0" "$t1")" "live to localhost; $RES"
     else
         result FAIL "$MODE/migrate" "$(dt "$t0" "$t1")" "guest did not resume: $RES"
-        dump "$lg"; "$XL" list | sed 's/^/XCSAVE-LOG /'
+        dump "$lg"; diag "$g"
     fi
     proof "$MODE/migrate-proof" "$lg"
     verify "$MODE/migrate-verify" "$tap.stream"
@@ -243,7 +256,7 @@ remus() { # guest
         result PASS "$MODE/remus-failover" "$(dt "$t1" "$t2")" "backup resumed after $n checkpoints: $RES ($("$XL" list | awk 'NR > 1 && $2 != 0 { print $1 }' | tr '\n' ' '))"
     else
         result FAIL "$MODE/remus-failover" "$(dt "$t1" "$(now)")" "backup did not resume: $RES"
-        dump "$lg"; "$XL" list | sed 's/^/XCSAVE-LOG /'
+        dump "$lg"; diag "$g"
     fi
     sleep 1
     result PASS "$MODE/remus-checkpoints" "$(dt "$t0" "$t1")" "$n at -i $REMUS_INTERVAL: $(ckpt_figures "$tap.events")"
@@ -272,7 +285,8 @@ ensure_guest() { # name type
     if "$XL" domid "$1" >/dev/null 2>&1; then
         c=$(count "$1")
         wait_count "$1" $((c + 1)) 15 >/dev/null && return 0
-        info "guest $1 is not counting any more: recreating it"
+        result FAIL "${LAST:-$MODE}-alive" 0 "guest $1 stopped counting (at $(count "$1")) after ${LAST:-?}; recreating it"
+        diag "$1"
     fi
     destroy_all "$1"; sleep 1; rm -f "$CONS/guest-$1"*.log
     create_guest "$1" "$2"
@@ -289,21 +303,34 @@ for op in save_restore migrate remus; do
         info "===== PVH guest: $op, $MODE ====="
         ensure_guest g1 pvh || continue
         "$op" g1 pvh
+        LAST="$MODE/$op"
         # After failover the backup may still carry the receiver's temporary name.
         "$XL" domid g1 >/dev/null 2>&1 || "$XL" rename g1--incoming g1 2>/dev/null
     done
 done
+# The guest must still be alive after the last operation too.
+c=$(count g1)
+if "$XL" domid g1 >/dev/null 2>&1 && wait_count g1 $((c + 1)) 15 >/dev/null; then
+    result PASS "${LAST:-?}-alive" 0 "guest still counting after ${LAST:-?} ($(count g1))"
+else
+    result FAIL "${LAST:-?}-alive" 0 "guest stopped counting after ${LAST:-?}"; diag g1
+fi
 destroy_all g1
+LAST=""
 if [ "$PV" = 1 ]; then
     for m in $MODES; do
         setmode "$m"
         info "===== PV guest, $MODE (xcsave hands PV over to the stock saver) ====="
         ensure_guest p1 pv || continue
         save_restore p1 pv
+        LAST="$MODE/pv-save_restore"
     done
     destroy_all p1
 fi
 if [ "${DEBUG:-0}" = 1 ]; then
+    for f in "$CONS"/*.log; do
+        echo "XCSAVE-DBG ==== $f"; tail -n 30 "$f" | tr -d '\r' | sed 's/^/XCSAVE-DBG /'
+    done
     for f in "$W"/*.log "$W"/*.verify; do
         [ -f "$f" ] || continue
         echo "XCSAVE-DBG ==== $f ($(wc -l < "$f") lines)"
