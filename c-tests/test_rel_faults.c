@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -29,9 +30,9 @@
 
 /* ---- writev interposition: EINTR and short writes ---- */
 
-enum wv_mode { WV_OFF, WV_EINTR, WV_SHORT };
+enum wv_mode { WV_OFF, WV_EINTR, WV_SHORT, WV_OBSERVE };
 static volatile int wv_mode;
-static unsigned long wv_calls, wv_injected;
+static unsigned long wv_calls, wv_injected, wv_eintr, wv_short;
 
 ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
@@ -41,6 +42,18 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
     if (mode == WV_OFF)
         return syscall(SYS_writev, fd, iov, cnt);
     n = __atomic_add_fetch(&wv_calls, 1, __ATOMIC_RELAXED);
+    if (mode == WV_OBSERVE) {
+        /* the real thing, counting what the kernel did to it */
+        size_t total = 0;
+        ssize_t r = syscall(SYS_writev, fd, iov, cnt);
+        for (int i = 0; i < cnt; i++)
+            total += iov[i].iov_len;
+        if (r < 0 && errno == EINTR)
+            __atomic_add_fetch(&wv_eintr, 1, __ATOMIC_RELAXED);
+        else if (r >= 0 && (size_t)r < total)
+            __atomic_add_fetch(&wv_short, 1, __ATOMIC_RELAXED);
+        return r;
+    }
     if (mode == WV_EINTR && (n % 2)) {
         __atomic_add_fetch(&wv_injected, 1, __ATOMIC_RELAXED);
         errno = EINTR;
@@ -589,6 +602,113 @@ static void check_success(const char *name, xc_stream_type_t st, void (*arm)(uin
     matrix_line(name, &x, &s);
 }
 
+/* ---- real signals: SIGALRM without SA_RESTART while the saver blocks on a full pipe ---- */
+
+static volatile unsigned long alarms;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    alarms++;
+}
+
+struct hash_drain {
+    int fd;
+    uint64_t hash, bytes;
+};
+
+static void *hash_thread(void *arg)
+{
+    struct hash_drain *h = arg;
+    unsigned char buf[4096]; /* small reads: the pipe stays full, the writer blocks */
+    ssize_t n;
+
+    h->hash = 1469598103934665603ull;
+    while ((n = read(h->fd, buf, sizeof(buf))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            h->hash = (h->hash ^ buf[i]) * 1099511628211ull;
+        h->bytes += (uint64_t)n;
+    }
+    close(h->fd);
+    return NULL;
+}
+
+/* A non-live plain save of dom into a hashing reader; with `signals`, SIGALRM every 100 us
+ * hits the saving thread (the reader blocks it). */
+static int hashed_save(harness_save_fn save, uint32_t dom, int signals, struct hash_drain *h,
+                       unsigned long *hits)
+{
+    static const struct row r = {.name = "eintr-signals", .stream = XC_STREAM_PLAIN};
+    struct cbx c = {.r = &r, .dom = dom};
+    struct save_callbacks cb = {.suspend = c_suspend, .switch_qemu_logdirty = c_qemu,
+                                .data = &c};
+    struct itimerval on = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
+    sigset_t alrm, old;
+    xc_interface *xch = rel_xc_open(&lg);
+    pthread_t th;
+    int p[2], rc;
+
+    sigemptyset(&alrm);
+    sigaddset(&alrm, SIGALRM);
+    H_CHECK(pipe(p) == 0, "pipe");
+    h->fd = p[0];
+    h->bytes = 0;
+    pthread_sigmask(SIG_BLOCK, &alrm, &old); /* the reader never takes the signal */
+    H_CHECK(pthread_create(&th, NULL, hash_thread, h) == 0, "thread");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    alarms = 0;
+    wv_eintr = wv_short = 0;
+    __atomic_store_n(&wv_mode, WV_OBSERVE, __ATOMIC_RELAXED);
+    if (signals)
+        setitimer(ITIMER_REAL, &on, NULL);
+    rc = save(xch, p[1], dom, 0, &cb, XC_STREAM_PLAIN, -1);
+    setitimer(ITIMER_REAL, &off, NULL);
+    __atomic_store_n(&wv_mode, WV_OFF, __ATOMIC_RELAXED);
+    *hits = alarms;
+    close(p[1]);
+    pthread_join(th, NULL);
+    xensim_resume(dom);
+    xc_interface_close(xch);
+    return rc;
+}
+
+static void check_signals(void)
+{
+    struct sigaction sa;
+    uint32_t dom = rel_make_domain(next_dom++, MEM);
+
+    printf("== eintr-signals\n");
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_alarm; /* no SA_RESTART: blocked writes return EINTR or short */
+    sigaction(SIGALRM, &sa, NULL);
+    for (int i = 0; i < 2; i++) {
+        harness_save_fn f = i ? harness_stock_save() : xcsave_domain_save;
+        struct hash_drain quiet = {0}, noisy = {0};
+        unsigned long h0, h1;
+        int rc0 = hashed_save(f, dom, 0, &quiet, &h0);
+        int rc1 = hashed_save(f, dom, 1, &noisy, &h1);
+        printf("eintr-signals: %s: rc %d/%d, %lu signals, writev: %lu EINTR and %lu short "
+               "(kernel's), %llu/%llu bytes, stream %s\n",
+               i ? "stock" : "xcsave", rc0, rc1, h1, wv_eintr, wv_short,
+               (unsigned long long)quiet.bytes,
+               (unsigned long long)noisy.bytes, quiet.hash == noisy.hash ? "identical" : "DIFFERS");
+        H_CHECK(rc0 == 0 && rc1 == 0, "%s: rc %d/%d under signals", i ? "stock" : "xcsave", rc0,
+                rc1);
+        H_CHECK(h1 > 10, "only %lu signals arrived", h1);
+        if (!i)
+            H_CHECK(wv_eintr + wv_short > 0, "no writev was interrupted");
+        H_CHECK(quiet.hash == noisy.hash && quiet.bytes == noisy.bytes,
+                "%s: the stream written under signals differs", i ? "stock" : "xcsave");
+    }
+    signal(SIGALRM, SIG_DFL);
+    xensim_destroy_domain(dom);
+    printf("MATRIX|eintr-signals|0 -|0 -|0\n");
+}
+
 /* SIGPIPE left at SIG_DFL by the caller: the saver's process dies of it, as with stock. */
 static int sigpipe_child(harness_save_fn save)
 {
@@ -720,7 +840,7 @@ int main(int argc, char **argv)
     if (only && !strcmp(only, "list")) {
         for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
             printf("%s\n", rows[i].name);
-        printf("eintr\nshort-write\nsigpipe\npaged\nremus-failover\nargs\n");
+        printf("eintr\nshort-write\nsigpipe\npaged\nremus-failover\nargs\neintr-signals\n");
         return 0;
     }
 #define CASE(n) ((!only || !strcmp(only, n)) && ++ran)
@@ -739,6 +859,8 @@ int main(int argc, char **argv)
         check_sigpipe();
     if (CASE("args"))
         check_args();
+    if (CASE("eintr-signals"))
+        check_signals();
     if (!ran)
         H_FAIL("unknown row '%s' (try 'list')", only);
     printf("ok: %d row(s)\n", ran);
