@@ -23,7 +23,9 @@
 #include "xcsave.h"
 
 #define MiB (1024ull * 1024)
-#define BGFN 0xe45ull /* outside the burst working set */
+/* Outside the burst's pages (gfns 0-0x7f), inside their 1 MiB bucket: the cache maps only
+ * buckets that checkpoints keep dirtying, and this page must be held mapped, unwritten. */
+#define BGFN 0xc5ull
 
 static unsigned int write_at;
 

@@ -63,6 +63,10 @@ static void evict(void)
 
     H_CHECK(xcsave_cache_init(budget, bucket, 1, 0) == 0, "init");
     opts(&o, xcsave_domain_save, 1, XC_STREAM_REMUS, 5);
+    /* A working set that moves by 131 pages a checkpoint over 8 MiB: the cache keeps the
+     * buckets the current checkpoint uses (the rest of it goes per batch) and evicts those
+     * of earlier checkpoints. */
+    o.dirty_count = 2048;
     round_trip("evict", &o, 32 * MiB);
     s = stats_of(1);
     printf("evict: hits %llu misses %llu maps %llu evictions %llu peak %llu KiB\n",

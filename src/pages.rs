@@ -33,6 +33,13 @@ pub trait PageSource<H: Hypervisor> {
         consume: &mut dyn FnMut(&[PageRef<'_>]) -> Result<(), Errno>,
     ) -> Result<(), BatchError>;
 
+    /// A pass over the dirty bitmap starts: a live iteration, a checkpoint, or a non-live
+    /// save. `full` says the pass sends every page (live iteration 0, a non-live save): a
+    /// cache takes such a pass as no evidence of reuse. `checkpointed` says the stream goes
+    /// on with checkpoints (Remus, COLO), so that pages sent now are likely sent again many
+    /// times; a plain migration has a few passes left at most.
+    fn start_pass(&mut self, _xen: &H, _dom: u32, _full: bool, _checkpointed: bool) {}
+
     /// The `getpageframeinfo3` types of a batch (`types[i]` for `gfns[i]`), before its data
     /// pages are asked for. A cache drops mappings of gfns that no longer hold RAM.
     fn batch_types(&mut self, _gfns: &[u64], _types: &[u64]) {}

@@ -32,13 +32,20 @@ pub(crate) struct Bucket<M> {
     pub(crate) mapped_batch: u64,
     /// Last batch that used it; while that batch is open, the bucket must stay mapped.
     pub(crate) pinned_batch: u64,
+    /// Last pass over the dirty bitmap that used it (not evicted for another in that pass).
+    pub(crate) used_pass: u32,
     /// Found stale while pinned: serve nothing more from it, unmap at the end of the batch.
     pub(crate) doomed: bool,
 }
 
 impl<M> Bucket<M> {
     /// Wraps a fresh mapping and its per-page errors.
-    pub(crate) fn new(number: u64, mapping: M, errs: &[i32], epoch: u64, batch: u64) -> Self {
+    pub(crate) fn new(
+        number: u64,
+        mapping: M,
+        errs: &[i32],
+        (epoch, batch, pass): (u64, u64, u32),
+    ) -> Self {
         let errors = errs
             .iter()
             .enumerate()
@@ -53,6 +60,7 @@ impl<M> Bucket<M> {
             epoch,
             mapped_batch: batch,
             pinned_batch: batch,
+            used_pass: pass,
             doomed: false,
         }
     }

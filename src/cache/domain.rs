@@ -9,6 +9,7 @@ use super::coherence::DomainSignals;
 use super::config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
 use super::lru::Lru;
 use super::mapper::{BucketMapper, PageMapping};
+use super::policy::Admit;
 use super::stats::{CacheStats, Registry};
 
 pub(super) const NIL: u32 = u32::MAX;
@@ -53,6 +54,12 @@ pub struct DomainCache<M> {
     pub(super) err_buf: Vec<i32>,
     /// Cap on cached pages learnt from a map call refused with ENOMEM.
     pub(super) enomem_cap: u64,
+    /// Passes over the dirty bitmap started so far (the current one's number).
+    pub(super) pass: u32,
+    /// Which missing buckets the current pass maps whole.
+    pub(super) admission: Admit,
+    /// Bucket number -> last non-full pass that asked for its pages (or `policy::NEVER`).
+    pub(super) seen: Vec<u32>,
 }
 
 impl<M> DomainCache<M> {
@@ -94,6 +101,9 @@ impl<M> DomainCache<M> {
             pfn_buf: Vec::new(),
             err_buf: Vec::new(),
             enomem_cap: u64::MAX,
+            pass: 0,
+            admission: Admit::DenseOrReused,
+            seen: Vec::new(),
         };
         c.resize(signals.max_gpfn.saturating_add(1));
         c.publish();
@@ -172,11 +182,22 @@ impl<M> DomainCache<M> {
     ) -> io::Result<()> {
         self.locs.clear();
         self.want.clear();
+        // Pages the batch asks for in the bucket of pfns[i] (the engine's batches are in
+        // ascending pfn order, so a bucket's pages are one run).
+        let (mut run_end, mut demand) = (0, 0);
         for (i, &pfn) in pfns.iter().enumerate() {
+            if i >= run_end {
+                let b = pfn >> self.shift;
+                demand = pfns[i..]
+                    .iter()
+                    .take_while(|&&p| p >> self.shift == b)
+                    .count();
+                run_end = i + demand;
+            }
             let loc = if self.disabled || pfn >= self.p2m_size {
                 None
             } else {
-                self.serve(mapper, pfn)?
+                self.serve(mapper, pfn, demand as u64)?
             };
             match loc {
                 Some(l) => self.locs.push(l),
@@ -209,16 +230,18 @@ impl<M> DomainCache<M> {
         Ok(())
     }
 
-    /// Serves one page from the cache, mapping its bucket if needed; `None` sends it to the
-    /// per-batch mapping.
+    /// Serves one page from the cache, mapping its bucket if the policy admits it (the batch
+    /// asks for `demand` of its pages); `None` sends it to the per-batch mapping.
     fn serve<X: BucketMapper<Mapping = M>>(
         &mut self,
         mapper: &mut X,
         pfn: u64,
+        demand: u64,
     ) -> io::Result<Option<Loc>> {
         let b = pfn >> self.shift;
         let page = self.page_in_bucket(pfn);
         let slot = self.index[b as usize];
+        let mut admitted = false;
         if slot != NIL {
             let batch = self.batch;
             let bk = self.bucket_mut(slot);
@@ -241,8 +264,9 @@ impl<M> DomainCache<M> {
                 return Ok(None);
             }
             self.drop_slot(slot);
+            admitted = true;
         }
-        if !self.make_room(b) {
+        if !(admitted || self.admit(b, demand)) || !self.make_room(b) {
             return Ok(None);
         }
         let slot = match self.map_bucket(mapper, b) {
@@ -287,12 +311,15 @@ impl<M> DomainCache<M> {
     }
 
     fn pin(&mut self, slot: u32) {
-        let batch = self.batch;
+        let (batch, pass) = (self.batch, self.pass);
         let bk = self.bucket_mut(slot);
+        bk.used_pass = pass;
+        let b = bk.number;
         if bk.pinned_batch != batch {
             bk.pinned_batch = batch;
             self.pinned.push(slot);
         }
+        self.note_use(b);
         self.lru.touch(slot);
     }
 }

@@ -8,23 +8,31 @@ use super::bucket::Bucket;
 use super::config::PAGE_SIZE;
 use super::domain::{DomainCache, NIL};
 use super::mapper::BucketMapper;
+use super::policy::NEVER;
 
 impl<M> DomainCache<M> {
-    /// Evicts unpinned buckets, least recently used first, until bucket `b` fits.
+    /// Evicts buckets the current pass has not used, least recently used first, until bucket
+    /// `b` fits (scan resistance: see `policy.rs`).
     pub(super) fn make_room(&mut self, b: u64) -> bool {
         let need = self.bucket_len(b);
         let cap = self.cfg.cache_capacity_pages().min(self.enomem_cap);
-        need <= cap && self.evict_to(cap - need)
+        need <= cap && self.evict_while(cap - need, Some(self.pass))
     }
 
     /// Evicts unpinned buckets, least recently used first, until at most `pages` stay cached.
     pub(super) fn evict_to(&mut self, pages: u64) -> bool {
+        self.evict_while(pages, None)
+    }
+
+    /// Evicts unpinned buckets not used in pass `protect`, least recently used first, until
+    /// at most `pages` stay cached; false if the rest cannot go.
+    fn evict_while(&mut self, pages: u64, protect: Option<u32>) -> bool {
         while self.cached_pages > pages {
             let (batch, slots) = (self.batch, &self.slots);
             let victim = self.lru.find_lru(|s| {
                 slots[s as usize]
                     .as_ref()
-                    .is_some_and(|bk| bk.pinned_batch != batch)
+                    .is_some_and(|bk| bk.pinned_batch != batch && Some(bk.used_pass) != protect)
             });
             let Some(v) = victim else {
                 return false;
@@ -63,7 +71,7 @@ impl<M> DomainCache<M> {
         self.err_buf.resize(n as usize, 0);
         let m = mapper.map(&self.pfn_buf, &mut self.err_buf)?;
         self.note_map(n);
-        let bk = Bucket::new(b, m, &self.err_buf, self.epoch, self.batch);
+        let bk = Bucket::new(b, m, &self.err_buf, (self.epoch, self.batch, self.pass));
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -139,6 +147,9 @@ impl<M> DomainCache<M> {
         self.index.clear();
         self.index.resize(n, NIL);
         self.index.shrink_to_fit();
+        // The history of the buckets that stay is still true.
+        self.seen.resize(n, NEVER);
+        self.seen.shrink_to_fit();
     }
 
     pub(super) fn publish(&self) {

@@ -8,6 +8,7 @@ use std::io;
 use super::config::{settings_for_save, CacheConfig};
 use super::domain::DomainCache;
 use super::mapper::{BucketMapper, PageMapping};
+use super::policy::Admit;
 use super::stats::REGISTRY;
 use crate::error::Errno;
 use crate::pages::{BatchError, PageRef, PageSource};
@@ -111,6 +112,14 @@ impl<H: Hypervisor> PageSource<H> for CachedPages {
             .with_batch(&mut mapper, gfns, |pages| consume(pages))
             .map_err(|e| BatchError::Map(Errno(e.raw_os_error().unwrap_or(libc::EIO))))?
             .map_err(BatchError::Consumer)
+    }
+
+    fn start_pass(&mut self, xen: &H, dom: u32, full: bool, checkpointed: bool) {
+        // The first pass of a save sends the whole guest whatever its count says (a
+        // checkpointed save's first round): no evidence of reuse either.
+        let full = full || self.cache.is_none();
+        let admit = Admit::for_pass(full, checkpointed, self.suspended_once);
+        self.cache(xen, dom).start_pass(admit);
     }
 
     fn batch_types(&mut self, gfns: &[u64], types: &[u64]) {

@@ -9,6 +9,7 @@ use super::coherence::{DomainSignals, Verdict};
 use super::config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
 use super::domain::DomainCache;
 use super::mock::{Calls, Guest, Mapper, Mapping};
+use super::policy::Admit;
 use super::stats::{CacheStats, Registry};
 
 const XTAB: u64 = 0xf << 28;
@@ -35,7 +36,21 @@ impl Fx {
         Fx::with_guest(Guest::new(pages), cfg)
     }
 
+    /// A cache whose every bucket the previous (non-full) pass asked for, so that the
+    /// admission policy maps any bucket on first use in this pass: the tests of the
+    /// mechanics below.
     fn with_guest(guest: Rc<RefCell<Guest>>, cfg: CacheConfig) -> Fx {
+        let mut fx = Fx::fresh(guest, cfg);
+        fx.cache.start_pass(Admit::DenseOrReused);
+        for b in 0..fx.cache.seen.len() as u64 {
+            fx.cache.admit(b, 0);
+        }
+        fx.cache.start_pass(Admit::DenseOrReused);
+        fx
+    }
+
+    /// A cache with no history: the admission policy as a save starts.
+    fn fresh(guest: Rc<RefCell<Guest>>, cfg: CacheConfig) -> Fx {
         let (mapper, calls) = Mapper::new(&guest);
         let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
         let signals = guest.borrow().signals();
@@ -78,9 +93,12 @@ impl Fx {
         assert_eq!(n, data.len());
     }
 
+    /// A suspended checkpoint: the coherence check, then the checkpoint's (non-full) pass.
     fn observe(&mut self) -> Verdict {
         let s = self.guest.borrow().signals();
-        self.cache.observe(s, true)
+        let v = self.cache.observe(s, true);
+        self.cache.start_pass(Admit::DenseOrReused);
+        v
     }
 
     fn stats(&self) -> CacheStats {
@@ -140,6 +158,7 @@ fn cached_page_reported_as_hole_drops_its_bucket() {
     let mut fx = Fx::new(64, cfg(4));
     fx.batch(&[3, 4]);
     fx.guest.borrow_mut().remove(3);
+    fx.cache.start_pass(Admit::DenseOrReused);
     fx.batch(&[3, 4]);
     let s = fx.stats();
     assert_eq!((s.invalidations, s.maps, s.unmaps), (1, 2, 1));
@@ -147,15 +166,19 @@ fn cached_page_reported_as_hole_drops_its_bucket() {
 
 #[test]
 fn lru_eviction_keeps_within_budget() {
+    // One pass per batch (eviction within a pass is the next test's), dense batches.
     let mut fx = Fx::new(80, cfg(3));
     for b in [0, 1, 2, 0, 3] {
-        fx.batch(&[b * 16]);
+        fx.cache.start_pass(Admit::DenseOrReused);
+        fx.batch(&[b * 16, b * 16 + 1]);
     }
     let s = fx.stats();
     assert_eq!((s.maps, s.evictions), (4, 1));
+    fx.cache.start_pass(Admit::DenseOrReused);
     fx.batch(&[0]); // bucket 1 was the least recently used, not bucket 0
     assert_eq!(fx.stats().maps, 4);
-    fx.batch(&[16]);
+    fx.cache.start_pass(Admit::DenseOrReused);
+    fx.batch(&[16, 17]);
     assert_eq!(fx.stats().evictions, 2);
     assert!(fx.calls.borrow().peak_live_pages <= fx.budget_pages());
     assert!(fx.stats().peak_mapped_bytes <= fx.cache.cfg.budget_bytes);
@@ -187,9 +210,12 @@ fn each_signal_invalidates() {
         assert_eq!(s.invalidations, 2 * (n as u64 + 1));
         assert_eq!(s.vmas, 0);
     }
-    fx.batch(&[1, 69, 70]); // the index grew with max_gpfn
-    assert_eq!(fx.stats().vmas, 2);
+    fx.batch(&[1, 69, 70]); // the index grew with max_gpfn; 69 is a hole
+    assert_eq!(fx.stats().vmas, 1); // bucket 4 is new and sparse: per batch
+    assert_eq!(fx.calls.borrow().log.last(), Some(&vec![70]));
     assert_eq!(fx.observe(), Verdict::Keep);
+    fx.batch(&[70]); // asked for again in the next pass: mapped
+    assert_eq!(fx.stats().vmas, 2);
 }
 
 #[test]

@@ -483,6 +483,11 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
 
     /// Send the pages set in the dirty bitmap; `entries` is the expected count.
     fn send_dirty_pages(&mut self, entries: u64) -> Res {
+        let (full, ckpt) = (
+            entries >= self.p2m_size,
+            self.stream_type != StreamType::Plain,
+        );
+        self.pages.start_pass(self.xen, self.dom, full, ckpt);
         let mut words = std::mem::take(&mut self.scan);
         words.copy_from_slice(self.bitmap_words());
         let r = self.send_scanned(&words, entries);
