@@ -9,7 +9,7 @@ use super::coherence::DomainSignals;
 use super::config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
 use super::lru::Lru;
 use super::mapper::{BucketMapper, PageMapping};
-use super::policy::Admit;
+use super::policy::{Admit, History};
 use super::stats::{CacheStats, Registry};
 
 pub(super) const NIL: u32 = u32::MAX;
@@ -58,8 +58,8 @@ pub struct DomainCache<M> {
     pub(super) pass: u32,
     /// Which missing buckets the current pass maps whole.
     pub(super) admission: Admit,
-    /// Bucket number -> last non-full pass that asked for its pages (or `policy::NEVER`).
-    pub(super) seen: Vec<u32>,
+    /// Bucket number -> what the recent passes asked of it (the admission policy's input).
+    pub(super) seen: Vec<History>,
 }
 
 impl<M> DomainCache<M> {

@@ -4,16 +4,18 @@
 //!
 //! Mapping a bucket costs `bucket_pages` pages of hypercall work; sending `k` of its pages
 //! from the per-batch mapping costs `k`, as with the stock saver. A bucket pays only if its
-//! pages are asked for again, often enough, before it goes. So each pass has an [`Admit`]
-//! rule, chosen from what follows it:
+//! pages are asked for again, often enough, before it goes (evicted, or remapped at
+//! `max_age`). So each pass has an [`Admit`] rule, chosen from what follows it:
 //! - a **full pass** (live iteration 0, a non-live save, a save's first pass) admits nothing:
 //!   touching every page once is no evidence of reuse;
 //! - a pass of a **checkpointed** stream (Remus, COLO: its precopy, its checkpoints) admits a
-//!   bucket when the batch asks for at least 1/[`DENSE_DIVISOR`] of its pages, or when the
-//!   previous pass asked for its pages too: the stream goes on, so a reused bucket is paid
-//!   back within a few checkpoints;
+//!   bucket when the batch asks for at least 1/[`DENSE_DIVISOR`] of its pages (dense), or
+//!   when the previous pass asked for its pages too and the two passes asked for enough of
+//!   them to repay the map within the bucket's bounded age (reused:
+//!   `(previous + now) * max_age >= PAYBACK_MARGIN * bucket_pages`);
 //! - a precopy pass of a **plain** migration (a few passes left at most) admits a bucket only
-//!   when the previous pass asked for it and the batch asks for half its pages or more;
+//!   when the previous pass asked for it and the batch asks for at least 1/[`HOT_DIVISOR`]
+//!   of its pages;
 //! - the **last pass** of a plain migration admits nothing: there is no later use.
 //!
 //! Misses that are not admitted go to the batch's one per-batch mapping, as stock maps. A
@@ -33,8 +35,37 @@ pub(crate) const DENSE_DIVISOR: u64 = 8;
 /// `bucket_pages / HOT_DIVISOR` of its pages.
 pub(crate) const HOT_DIVISOR: u64 = 2;
 
-/// `seen` value of a bucket no non-full pass has asked for.
-pub(super) const NEVER: u32 = 0;
+/// A reused bucket of a checkpointed stream is mapped when the pages asked for in the last
+/// two passes, over the bucket's age, come to this many times the bucket: its map then
+/// costs at most half of what mapping those pages per batch would.
+pub(crate) const PAYBACK_MARGIN: u64 = 4;
+
+/// What the recent passes asked of one bucket (8 bytes per bucket of the guest).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct History {
+    /// Last non-full pass that asked for its pages (0: none).
+    pass: u32,
+    /// Pages that pass asked for.
+    pages: u16,
+    /// Pages the pass before it asked for, if it was the one just before (else 0).
+    prev: u16,
+}
+
+impl History {
+    /// Counts `n` pages asked for in pass `pass`.
+    pub(super) fn ask(&mut self, pass: u32, n: u64) {
+        if self.pass != pass {
+            self.prev = if self.pass != 0 && self.pass.wrapping_add(1) == pass {
+                self.pages
+            } else {
+                0
+            };
+            self.pages = 0;
+            self.pass = pass;
+        }
+        self.pages = self.pages.saturating_add(n.min(u64::from(u16::MAX)) as u16);
+    }
+}
 
 /// Which missing buckets a pass maps whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +74,7 @@ pub enum Admit {
     Nothing,
     /// Reused and hot (a plain migration's precopy).
     Hot,
-    /// Dense or reused (a checkpointed stream).
+    /// Dense, or reused enough to repay the map (a checkpointed stream).
     DenseOrReused,
 }
 
@@ -68,26 +99,56 @@ impl<M> DomainCache<M> {
     }
 
     /// Decides whether bucket `b`, not cached, is mapped whole for a batch that asks for
-    /// `demand` of its pages. Records that this pass asked for it.
+    /// `demand` of its pages (the page at hand is one of them, and is counted).
     pub(super) fn admit(&mut self, b: u64, demand: u64) -> bool {
         let rule = self.admission;
         if rule == Admit::Nothing {
             return false;
         }
-        let prev = std::mem::replace(&mut self.seen[b as usize], self.pass);
-        let reused = prev != NEVER && prev.wrapping_add(1) == self.pass;
+        let h = &mut self.seen[b as usize];
+        h.ask(self.pass, 1);
+        let prev = u64::from(h.prev);
         let pages = u64::from(self.cfg.bucket_pages);
         if rule == Admit::Hot {
-            reused && demand * HOT_DIVISOR >= pages
-        } else {
-            reused || demand * DENSE_DIVISOR >= pages
+            return prev > 0 && demand * HOT_DIVISOR >= pages;
         }
+        let age = u64::from(self.cfg.max_age.max(1));
+        demand * DENSE_DIVISOR >= pages
+            || (prev > 0 && (prev + demand) * age >= PAYBACK_MARGIN * pages)
     }
 
-    /// Records that this pass asked for pages of cached bucket `b`.
+    /// Records that this pass asked for a page of cached bucket `b`.
     pub(super) fn note_use(&mut self, b: u64) {
         if self.admission != Admit::Nothing {
-            self.seen[b as usize] = self.pass;
+            self.seen[b as usize].ask(self.pass, 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_previous_pass_only_if_consecutive() {
+        let mut h = History::default();
+        h.ask(3, 1);
+        h.ask(3, 2);
+        assert_eq!((h.pass, h.pages, h.prev), (3, 3, 0));
+        h.ask(4, 1);
+        assert_eq!((h.pages, h.prev), (1, 3));
+        h.ask(6, 5);
+        assert_eq!((h.pages, h.prev), (5, 0));
+        h.ask(7, 100_000);
+        assert_eq!((h.pages, h.prev), (u16::MAX, 5));
+    }
+
+    #[test]
+    fn rules_by_pass() {
+        assert_eq!(Admit::for_pass(true, true, true), Admit::Nothing);
+        assert_eq!(Admit::for_pass(false, true, false), Admit::DenseOrReused);
+        assert_eq!(Admit::for_pass(false, true, true), Admit::DenseOrReused);
+        assert_eq!(Admit::for_pass(false, false, false), Admit::Hot);
+        assert_eq!(Admit::for_pass(false, false, true), Admit::Nothing);
     }
 }

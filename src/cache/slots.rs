@@ -8,7 +8,7 @@ use super::bucket::Bucket;
 use super::config::PAGE_SIZE;
 use super::domain::{DomainCache, NIL};
 use super::mapper::BucketMapper;
-use super::policy::NEVER;
+use super::policy::History;
 
 impl<M> DomainCache<M> {
     /// Evicts buckets the current pass has not used, least recently used first, until bucket
@@ -148,7 +148,7 @@ impl<M> DomainCache<M> {
         self.index.resize(n, NIL);
         self.index.shrink_to_fit();
         // The history of the buckets that stay is still true.
-        self.seen.resize(n, NEVER);
+        self.seen.resize(n, History::default());
         self.seen.shrink_to_fit();
     }
 

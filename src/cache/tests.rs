@@ -9,7 +9,7 @@ use super::coherence::{DomainSignals, Verdict};
 use super::config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
 use super::domain::DomainCache;
 use super::mock::{Calls, Guest, Mapper, Mapping};
-use super::policy::Admit;
+use super::policy::{Admit, History};
 use super::stats::{CacheStats, Registry};
 
 const XTAB: u64 = 0xf << 28;
@@ -36,14 +36,15 @@ impl Fx {
         Fx::with_guest(Guest::new(pages), cfg)
     }
 
-    /// A cache whose every bucket the previous (non-full) pass asked for, so that the
+    /// A cache whose every bucket the previous (non-full) pass asked for whole, so that the
     /// admission policy maps any bucket on first use in this pass: the tests of the
     /// mechanics below.
     fn with_guest(guest: Rc<RefCell<Guest>>, cfg: CacheConfig) -> Fx {
         let mut fx = Fx::fresh(guest, cfg);
         fx.cache.start_pass(Admit::DenseOrReused);
-        for b in 0..fx.cache.seen.len() as u64 {
-            fx.cache.admit(b, 0);
+        let pass = fx.cache.pass;
+        for h in fx.cache.seen.iter_mut() {
+            h.ask(pass, u64::from(BUCKET));
         }
         fx.cache.start_pass(Admit::DenseOrReused);
         fx
@@ -253,7 +254,7 @@ fn masked_exchange_is_bounded_by_age() {
     let mut c = cfg(4);
     c.max_age = 2;
     let mut fx = Fx::new(64, c);
-    fx.batch(&[7]);
+    fx.batch(&[6, 7]); // dense enough to map with so short an age
     {
         let mut g = fx.guest.borrow_mut();
         g.remove(7);
@@ -271,14 +272,14 @@ fn age_expiry_forces_a_remap() {
     let mut c = cfg(4);
     c.max_age = 2;
     let mut fx = Fx::new(64, c);
-    fx.batch(&[1]);
+    fx.batch(&[1, 2]); // dense enough to map with so short an age
     fx.observe();
-    fx.batch(&[1]);
+    fx.batch(&[1, 2]);
     assert_eq!(fx.stats().maps, 1);
     fx.observe();
     let s = fx.stats();
     assert_eq!((s.expirations, s.vmas, s.checkpoints), (1, 0, 2));
-    fx.batch(&[1]);
+    fx.batch(&[1, 2]);
     assert_eq!(fx.stats().maps, 2);
 }
 
@@ -385,6 +386,122 @@ fn index_overhead_is_tiny_for_a_1tib_guest() {
         ..Default::default()
     };
     let c: DomainCache<Mapping> = DomainCache::new(CacheConfig::default(), 1, s, registry);
-    let bytes = c.index.capacity() * std::mem::size_of::<u32>();
+    let bytes = c.index.capacity() * std::mem::size_of::<u32>()
+        + c.seen.capacity() * std::mem::size_of::<History>();
     assert!((bytes as u64) < (1u64 << 40) / 1000);
+}
+
+// The admission policy (policy.rs), from a cache with no history.
+
+fn fresh(pages: u64, cfg: CacheConfig) -> Fx {
+    Fx::fresh(Guest::new(pages), cfg)
+}
+
+#[test]
+fn full_pass_maps_each_batch_once_as_stock() {
+    let mut fx = fresh(64, cfg(4));
+    fx.cache.start_pass(Admit::Nothing);
+    let all: Vec<u64> = (0..48).collect();
+    fx.batch(&all);
+    fx.batch(&all); // cached nothing: the same again
+    let c = fx.calls.borrow();
+    assert_eq!(c.log, vec![all.clone(), all]);
+    assert_eq!((c.maps, c.unmaps, c.live_pages), (2, 2, 0));
+}
+
+#[test]
+fn dense_bucket_is_mapped_at_once_sparse_one_goes_per_batch() {
+    let mut fx = fresh(64, cfg(4));
+    fx.cache.start_pass(Admit::DenseOrReused);
+    fx.batch(&[0, 1, 20]); // 2 of 16 pages is 1/8: dense; 1 of 16 is not
+    let s = fx.stats();
+    assert_eq!((s.maps, s.vmas), (2, 1));
+    assert_eq!(fx.calls.borrow().log[1], vec![20]);
+}
+
+#[test]
+fn sparse_bucket_is_mapped_when_consecutive_passes_repay_it() {
+    let mut fx = fresh(64, cfg(4));
+    for pfns in [&[20][..], &[21], &[22]] {
+        fx.cache.start_pass(Admit::DenseOrReused);
+        fx.batch(pfns);
+    }
+    // Pass 1: new and sparse, per batch. Pass 2: asked for again, and 2 pages over an age of
+    // 1000 checkpoints repay a 16-page map: mapped. Pass 3: a hit.
+    let s = fx.stats();
+    assert_eq!((s.maps, s.vmas, s.hits), (2, 1, 1));
+    assert_eq!(fx.calls.borrow().log[1], (16..32).collect::<Vec<_>>());
+}
+
+#[test]
+fn sparse_bucket_that_cannot_repay_its_map_stays_per_batch() {
+    let mut c = cfg(4);
+    c.max_age = 4; // 2 pages over 4 checkpoints do not repay 16
+    let mut fx = fresh(64, c);
+    for _ in 0..3 {
+        fx.cache.start_pass(Admit::DenseOrReused);
+        fx.batch(&[20]);
+    }
+    // Not consecutive: a pass in between that does not ask for it forgets the reuse.
+    let mut fx2 = fresh(64, cfg(4));
+    for pfns in [&[20][..], &[0, 1], &[20]] {
+        fx2.cache.start_pass(Admit::DenseOrReused);
+        fx2.batch(pfns);
+    }
+    assert_eq!(fx.stats().vmas, 0);
+    assert_eq!(fx.calls.borrow().log, vec![vec![20]; 3]);
+    assert_eq!(fx2.stats().vmas, 1); // bucket 0 only
+    assert_eq!(fx2.calls.borrow().log.last(), Some(&vec![20]));
+}
+
+#[test]
+fn plain_precopy_maps_only_reused_hot_buckets() {
+    let mut fx = fresh(64, cfg(4));
+    let hot: Vec<u64> = (0..8).collect(); // half of bucket 0
+    for _ in 0..2 {
+        fx.cache.start_pass(Admit::Hot);
+        let mut pfns = hot.clone();
+        pfns.extend([20, 21, 22]); // reused but sparse
+        fx.batch(&pfns);
+    }
+    let s = fx.stats();
+    assert_eq!((s.maps, s.vmas), (3, 1));
+    assert_eq!(fx.calls.borrow().log[2], vec![20, 21, 22]);
+    fx.cache.start_pass(Admit::Nothing); // a plain stream's last pass
+    fx.batch(&[0, 40, 41, 42, 43]);
+    assert_eq!(fx.calls.borrow().log[3], vec![40, 41, 42, 43]);
+    assert_eq!(fx.stats().hits, 7 + 1); // the page that mapped bucket 0 was a miss
+}
+
+#[test]
+fn working_set_over_budget_keeps_what_fits_and_sends_the_rest_per_batch() {
+    // 4 dense buckets every pass, room for 3: LRU would evict and remap at every pass; the
+    // cache keeps 3 and maps the fourth's pages per batch, one map call per pass.
+    let mut fx = fresh(96, cfg(3));
+    let set = [0, 1, 16, 17, 32, 33, 48, 49];
+    for _ in 0..5 {
+        fx.cache.start_pass(Admit::DenseOrReused);
+        fx.batch(&set);
+    }
+    let s = fx.stats();
+    assert_eq!((s.maps, s.evictions, s.vmas), (3 + 5, 0, 3));
+    assert!(fx.calls.borrow().log[3..]
+        .iter()
+        .all(|l| l == &vec![48, 49]));
+    assert!(fx.calls.borrow().peak_live_pages <= fx.budget_pages());
+}
+
+#[test]
+fn buckets_of_earlier_passes_are_evicted_least_recent_first() {
+    let mut fx = fresh(96, cfg(3));
+    for set in [&[0, 1, 16, 17][..], &[32, 33], &[16, 17, 48, 49]] {
+        fx.cache.start_pass(Admit::DenseOrReused);
+        fx.batch(set);
+    }
+    // Pass 3 needs room for bucket 3: bucket 0 (pass 1) goes, not bucket 1 (used now).
+    let s = fx.stats();
+    assert_eq!((s.maps, s.evictions, s.vmas), (4, 1, 3));
+    fx.cache.start_pass(Admit::DenseOrReused);
+    fx.batch(&[16, 17, 32, 48]);
+    assert_eq!(fx.stats().maps, 4);
 }
