@@ -9,6 +9,8 @@
 #   BENCH_REPS=N    run every scenario N times, interleaved (default 2, quick 1); the report
 #                   takes medians
 #   BENCH_COSTS="0 2000"   xensim per-mapped-page costs (ns) to run every scenario at
+#   BENCH_LIB=path  the libxcsave.so.0 to measure (default: build/lib's); BENCH_LIB_NOTE says
+#                   what it is (e.g. "built from commit abc123") in machine.txt
 #
 # Every scenario runs stock, then xcsave (both on the same simulated guest, each in a fresh
 # process), then the limit (which replays xcsave's record framing). One Remus/COLO save serves
@@ -33,7 +35,7 @@ SNAP=$(mktemp -d /dev/shm/xcsave-bench-bin.XXXXXX)
 trap 'rm -rf "$SNAP"' EXIT
 cp "$TOOL" "$SNAP/tool_bench"
 for try in 1 2 3 4 5 6 7 8 9 10; do   # a concurrent relink can leave a partial file briefly
-    cp -L "$BUILD/lib/libxcsave.so.0" "$SNAP/libxcsave.so.0"
+    cp -L "${BENCH_LIB:-$BUILD/lib/libxcsave.so.0}" "$SNAP/libxcsave.so.0"
     cp -L "$BUILD/xensim/libxensim.so" "$SNAP/libxensim.so"
     LD_LIBRARY_PATH=$SNAP ldd "$SNAP/tool_bench" 2>&1 | grep -q -e 'not found' -e 'file too short' \
         -e 'invalid ELF' || break
@@ -51,7 +53,7 @@ export XENSIM_STRICT=0
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ has uncommitted changes)')"
-    echo "libxcsave: sha256 $(sha256sum "$SNAP/libxcsave.so.0" | cut -c1-12), copied at start and used throughout"
+    echo "libxcsave: sha256 $(sha256sum "$SNAP/libxcsave.so.0" | cut -c1-12), copied at start and used throughout; ${BENCH_LIB_NOTE:-build/lib of this work tree}"
     echo "nproc: $(nproc)"
     echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
     echo "kernel: $(uname -r)"
