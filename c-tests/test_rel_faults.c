@@ -148,11 +148,11 @@ static void arm_hvmctx2(uint32_t d)
 }
 static void arm_map_call(uint32_t d)
 {
-    xensim_fault_call_dom(d, XENSIM_OP_IOCTL, 4, 2, 100000, EFAULT);
+    xensim_fault_call_dom(d, XENSIM_OP_IOCTL, 4, 1, 100000, EFAULT);
 }
 static void arm_map_enomem(uint32_t d)
 {
-    xensim_fault_call_dom(d, XENSIM_OP_IOCTL, 4, 2, 100000, ENOMEM);
+    xensim_fault_call_dom(d, XENSIM_OP_IOCTL, 4, 1, 100000, ENOMEM);
 }
 static void arm_map_some(uint32_t d)
 {
