@@ -7,7 +7,10 @@
 //! pages are asked for again, often enough, before it goes (evicted, or remapped at
 //! `max_age`). So each pass has an [`Admit`] rule, chosen from what follows it:
 //! - a **full pass** (live iteration 0, a non-live save, a save's first pass) admits nothing:
-//!   touching every page once is no evidence of reuse;
+//!   touching every page once is no evidence of reuse. Except when the whole guest fits in
+//!   the cache with room to spare ([`DomainCache::guest_fits`]): then it maps every bucket,
+//!   which costs the pages stock maps anyway, leaves nothing to map later, and covers every
+//!   populated pfn (docs/coherence.md §8);
 //! - a pass of a **checkpointed** stream (Remus, COLO: its precopy, its checkpoints) admits a
 //!   bucket when the batch asks for at least 1/[`DENSE_DIVISOR`] of its pages (dense), or
 //!   when the previous pass asked for its pages too and the two passes asked for enough of
@@ -72,6 +75,8 @@ impl History {
 pub enum Admit {
     /// None (a full pass, the last pass of a plain migration).
     Nothing,
+    /// Every bucket there is room for, without evicting (a full pass over a guest that fits).
+    Everything,
     /// Reused and hot (a plain migration's precopy).
     Hot,
     /// Dense, or reused enough to repay the map (a checkpointed stream).
@@ -80,9 +85,11 @@ pub enum Admit {
 
 impl Admit {
     /// The rule of a pass: `full` if it sends every page, `checkpointed` for Remus and COLO,
-    /// `suspended` once the guest has been suspended (a plain stream's last pass).
-    pub fn for_pass(full: bool, checkpointed: bool, suspended: bool) -> Admit {
+    /// `suspended` once the guest has been suspended (a plain stream's last pass), `fits` if
+    /// the whole guest fits in the cache.
+    pub fn for_pass(full: bool, checkpointed: bool, suspended: bool, fits: bool) -> Admit {
         match (full, checkpointed, suspended) {
+            (true, _, _) if fits => Admit::Everything,
             (true, _, _) => Admit::Nothing,
             (false, true, _) => Admit::DenseOrReused,
             (false, false, false) => Admit::Hot,
@@ -92,6 +99,13 @@ impl Admit {
 }
 
 impl<M> DomainCache<M> {
+    /// True if the guest's populated pages fit in the cache with 1/8 of it to spare (for
+    /// buckets that are partly holes).
+    pub fn guest_fits(&self) -> bool {
+        let cap = self.cfg.cache_capacity_pages().min(self.enomem_cap);
+        self.caching() && self.signals.tot_pages <= cap - cap / 8
+    }
+
     /// A new pass over the dirty bitmap starts, with admission rule `admit`.
     pub fn start_pass(&mut self, admit: Admit) {
         self.pass = self.pass.saturating_add(1);
@@ -102,8 +116,8 @@ impl<M> DomainCache<M> {
     /// `demand` of its pages (the page at hand is one of them, and is counted).
     pub(super) fn admit(&mut self, b: u64, demand: u64) -> bool {
         let rule = self.admission;
-        if rule == Admit::Nothing {
-            return false;
+        if rule != Admit::Hot && rule != Admit::DenseOrReused {
+            return rule == Admit::Everything;
         }
         let h = &mut self.seen[b as usize];
         h.ask(self.pass, 1);
@@ -119,7 +133,7 @@ impl<M> DomainCache<M> {
 
     /// Records that this pass asked for a page of cached bucket `b`.
     pub(super) fn note_use(&mut self, b: u64) {
-        if self.admission != Admit::Nothing {
+        if matches!(self.admission, Admit::Hot | Admit::DenseOrReused) {
             self.seen[b as usize].ask(self.pass, 1);
         }
     }
@@ -145,10 +159,17 @@ mod tests {
 
     #[test]
     fn rules_by_pass() {
-        assert_eq!(Admit::for_pass(true, true, true), Admit::Nothing);
-        assert_eq!(Admit::for_pass(false, true, false), Admit::DenseOrReused);
-        assert_eq!(Admit::for_pass(false, true, true), Admit::DenseOrReused);
-        assert_eq!(Admit::for_pass(false, false, false), Admit::Hot);
-        assert_eq!(Admit::for_pass(false, false, true), Admit::Nothing);
+        assert_eq!(Admit::for_pass(true, true, true, false), Admit::Nothing);
+        assert_eq!(Admit::for_pass(true, false, false, true), Admit::Everything);
+        assert_eq!(
+            Admit::for_pass(false, true, false, true),
+            Admit::DenseOrReused
+        );
+        assert_eq!(
+            Admit::for_pass(false, true, true, false),
+            Admit::DenseOrReused
+        );
+        assert_eq!(Admit::for_pass(false, false, false, false), Admit::Hot);
+        assert_eq!(Admit::for_pass(false, false, true, true), Admit::Nothing);
     }
 }

@@ -118,8 +118,10 @@ impl<H: Hypervisor> PageSource<H> for CachedPages {
         // The first pass of a save sends the whole guest whatever its count says (a
         // checkpointed save's first round): no evidence of reuse either.
         let full = full || self.cache.is_none();
-        let admit = Admit::for_pass(full, checkpointed, self.suspended_once);
-        self.cache(xen, dom).start_pass(admit);
+        let suspended = self.suspended_once;
+        let cache = self.cache(xen, dom);
+        let admit = Admit::for_pass(full, checkpointed, suspended, cache.guest_fits());
+        cache.start_pass(admit);
     }
 
     fn batch_types(&mut self, gfns: &[u64], types: &[u64]) {

@@ -505,3 +505,18 @@ fn buckets_of_earlier_passes_are_evicted_least_recent_first() {
     fx.batch(&[16, 17, 32, 48]);
     assert_eq!(fx.stats().maps, 4);
 }
+
+#[test]
+fn full_pass_over_a_guest_that_fits_maps_it_all_once() {
+    let mut fx = fresh(64, cfg(8)); // 64 pages against room for 128
+    assert!(fx.cache.guest_fits());
+    assert!(!fresh(64, cfg(4)).cache.guest_fits()); // no room to spare for holes
+    fx.cache
+        .start_pass(Admit::for_pass(true, false, false, true));
+    let all: Vec<u64> = (0..64).collect();
+    fx.batch(&all);
+    fx.cache.start_pass(Admit::DenseOrReused);
+    fx.batch(&[5, 40]);
+    let s = fx.stats();
+    assert_eq!((s.maps, s.vmas, s.evictions), (4, 4, 0));
+}
