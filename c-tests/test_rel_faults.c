@@ -88,7 +88,7 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
 /* ---- rows ---- */
 
 enum cb { CB_NONE, CB_SUSPEND, CB_NOSUSPEND, CB_POSTCOPY, CB_CHECKPOINT, CB_WAIT, CB_QEMU,
-          CB_POLICY, CB_DESTROY };
+          CB_POLICY, CB_DESTROY, CB_LATE };  /* CB_LATE: arm the fault at the 1st postcopy */
 enum sink { SINK_DRAIN, SINK_PIPE_BREAK, SINK_SOCKET_RESET };
 
 struct row {
@@ -158,6 +158,18 @@ static void arm_map_some(uint32_t d)
 {
     xensim_fault_map_gfn(d, 0x123, EFAULT);
 }
+static void arm_late_pfinfo(uint32_t d)
+{
+    xensim_fault_call_dom(d, __HYPERVISOR_domctl, XEN_DOMCTL_getpageframeinfo3, 1, 0, EINVAL);
+}
+static void arm_late_clean(uint32_t d)
+{
+    xensim_fault_call_dom(d, __HYPERVISOR_domctl, XEN_DOMCTL_shadow_op, 1, 0, ENOMEM);
+}
+static void arm_late_die(uint32_t d)
+{
+    xensim_fault_die(d, __HYPERVISOR_domctl, XEN_DOMCTL_getpageframeinfo3, 1);
+}
 static void arm_die_pfinfo(uint32_t d)
 {
     xensim_fault_die(d, __HYPERVISOR_domctl, XEN_DOMCTL_getpageframeinfo3, 3);
@@ -198,6 +210,15 @@ static const struct row rows[] = {
     {"die-pfinfo", P, 0, SINK_DRAIN, arm_die_pfinfo, CB_NONE, 0, -1, ESRCH, "types", 1, NULL, 0},
     {"die-clean", P, 1, SINK_DRAIN, arm_die_clean, CB_NONE, 0, -1, ESRCH, "logdirty", 1, NULL, 0},
     {"die-hvmctx", R, 1, SINK_DRAIN, arm_die_hvmctx, CB_NONE, 0, -1, ESRCH, "HVM context", 1, NULL, 0},
+    /* the same faults at the 2nd Remus checkpoint, the cache holding mappings */
+    {"remus-late-pfinfo3", R, 1, SINK_DRAIN, arm_late_pfinfo, CB_LATE, 1, -1, EINVAL,
+     "types for pfn batch", 0, NULL, 0},
+    {"remus-late-clean", R, 1, SINK_DRAIN, arm_late_clean, CB_LATE, 1, -1, ENOMEM,
+     "logdirty bitmap", 0, NULL, 0},
+    {"remus-late-hvmctx", R, 1, SINK_DRAIN, arm_hvmctx, CB_LATE, 1, -1, EINVAL, "HVM context", 0,
+     NULL, 0},
+    {"remus-late-die", R, 1, SINK_DRAIN, arm_late_die, CB_LATE, 1, -1, ESRCH, "types", 1, NULL,
+     0},
     /* destroyed outright (files gone) after the first Remus checkpoint, mappings cached */
     {"destroyed-remus", R, 1, SINK_DRAIN, NULL, CB_DESTROY, 1, -1, ESRCH, "domain information",
      1, NULL, 0},
@@ -276,11 +297,18 @@ static int c_postcopy(void *data)
     struct cbx *c = data;
 
     c->postcopies++;
+    if (c->r->fail == CB_LATE && c->postcopies == 1)
+        c->r->arm(c->dom);
     if (c->r->fail == CB_DESTROY) {
         xensim_destroy_domain(c->dom);
         return 1;
     }
     xensim_resume(c->dom);
+    /* the guest runs and dirties some pages: the next checkpoint has batches to send */
+    for (uint64_t g = 0x400; g < 0x420; g++) {
+        uint64_t v[2] = {g, c->postcopies};
+        xensim_guest_write(c->dom, g, 64 * c->postcopies, v, sizeof(v));
+    }
     return failing(c, CB_POSTCOPY, 1);
 }
 
@@ -434,7 +462,7 @@ static void run_row(const struct row *r, harness_save_fn save, struct outcome *o
         d.limit = r->sink == SINK_PIPE_BREAK ? 300 * 1024 : 0;
     }
     H_CHECK(pthread_create(&th, NULL, drain_thread, &d) == 0, "thread");
-    if (r->arm)
+    if (r->arm && r->fail != CB_LATE)
         r->arm(dom);
     rel_live(before);
     rel_log_clear(&lg);
