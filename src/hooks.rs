@@ -9,7 +9,8 @@
 //! active for that save's thread only:
 //! - `XCSAVE_TEST_FAIL_ALLOC=<n>`: the n-th fallible allocation of the save fails (ENOMEM);
 //! - `XCSAVE_TEST_PANIC=<stage>`: panic at `setup`, `batch` (while a batch's pages are
-//!   mapped), `checkpoint` (after a CHECKPOINT record, mappings cached) or `end`;
+//!   mapped), `checkpoint` (after a CHECKPOINT record, mappings cached), `end` or `cleanup`
+//!   (mappings still held, outside the engine's catch);
 //! - `XCSAVE_TEST_LEAK=1`: leak one 4 KiB allocation per save (shows `make check-leaks` can
 //!   fail).
 //!
@@ -39,6 +40,9 @@ pub enum Stage {
     Checkpoint,
     /// Before the END record.
     End,
+    /// In cleanup, after log-dirty is off, before the mappings are released (outside the
+    /// engine's catch: the C surface's boundary).
+    Cleanup,
 }
 
 impl Stage {
@@ -48,6 +52,7 @@ impl Stage {
             "batch" => Some(Stage::Batch),
             "checkpoint" => Some(Stage::Checkpoint),
             "end" => Some(Stage::End),
+            "cleanup" => Some(Stage::Cleanup),
             _ => None,
         }
     }

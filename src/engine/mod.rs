@@ -748,6 +748,8 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         if (self.ops.cleanup)(self).is_err() {
             self.perror("Failed to clean up", Errno::last());
         }
+        // Past the engine's own catch: only the C surface's boundary catches this one.
+        hooks::panic_point(Stage::Cleanup);
         self.pages.teardown();
         self.dirty = None;
         self.deferred = Vec::new();
