@@ -40,6 +40,10 @@ pub trait PageSource<H: Hypervisor> {
     /// times; a plain migration has a few passes left at most.
     fn start_pass(&mut self, _xen: &H, _dom: u32, _full: bool, _checkpointed: bool) {}
 
+    /// The guest runs again after a checkpoint (postcopy returned): a cache may do work here
+    /// that it kept out of the downtime.
+    fn resumed(&mut self, _xen: &H, _dom: u32) {}
+
     /// The `getpageframeinfo3` types of a batch (`types[i]` for `gfns[i]`), before its data
     /// pages are asked for. A cache drops mappings of gfns that no longer hold RAM.
     fn batch_types(&mut self, _gfns: &[u64], _types: &[u64]) {}

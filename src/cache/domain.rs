@@ -60,6 +60,11 @@ pub struct DomainCache<M> {
     pub(super) admission: Admit,
     /// Bucket number -> what the recent passes asked of it (the admission policy's input).
     pub(super) seen: Vec<History>,
+    /// Admitted buckets are mapped after the pass, once the guest runs again (the pass is in
+    /// a checkpoint's downtime); their pages go per batch meanwhile.
+    pub(super) defer: bool,
+    /// Buckets admitted during the pass, to map when the guest runs again.
+    pub(super) deferred: Vec<u64>,
 }
 
 impl<M> DomainCache<M> {
@@ -104,6 +109,8 @@ impl<M> DomainCache<M> {
             pass: 0,
             admission: Admit::DenseOrReused,
             seen: Vec::new(),
+            defer: false,
+            deferred: Vec::new(),
         };
         c.resize(signals.max_gpfn.saturating_add(1));
         c.publish();
@@ -266,7 +273,14 @@ impl<M> DomainCache<M> {
             self.drop_slot(slot);
             admitted = true;
         }
-        if !(admitted || self.admit(b, demand)) || !self.make_room(b) {
+        if !(admitted || self.admit(b, demand)) {
+            return Ok(None);
+        }
+        if self.defer {
+            self.defer_map(b);
+            return Ok(None);
+        }
+        if !self.make_room(b) {
             return Ok(None);
         }
         let slot = match self.map_bucket(mapper, b) {
@@ -292,7 +306,7 @@ impl<M> DomainCache<M> {
     }
 
     /// Unpins the batch's buckets; unmaps the per-batch mapping and buckets found stale.
-    fn end_batch(&mut self) {
+    pub(super) fn end_batch(&mut self) {
         for slot in std::mem::take(&mut self.pinned) {
             if self.slots[slot as usize].as_ref().is_some_and(|b| b.doomed) {
                 self.drop_slot(slot);

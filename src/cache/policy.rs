@@ -28,7 +28,8 @@
 //! (that would re-map both at every checkpoint); the overflow goes per batch. Among buckets
 //! the current pass has not used, the least recently used goes first.
 
-use super::domain::DomainCache;
+use super::domain::{DomainCache, NIL};
+use super::mapper::BucketMapper;
 
 /// A checkpointed stream's batch that asks for at least `bucket_pages / DENSE_DIVISOR` pages
 /// of a bucket maps it.
@@ -136,6 +137,59 @@ impl<M> DomainCache<M> {
         if matches!(self.admission, Admit::Hot | Admit::DenseOrReused) {
             self.seen[b as usize].ask(self.pass, 1);
         }
+    }
+}
+
+impl<M> DomainCache<M> {
+    /// Whether buckets admitted from now on are mapped only when the guest runs again
+    /// ([`DomainCache::map_deferred`]): the passes of a checkpointed stream after its first
+    /// suspend run inside the downtime, which should not pay for whole buckets.
+    pub fn defer_maps(&mut self, defer: bool) {
+        self.defer = defer;
+    }
+
+    /// Notes that bucket `b` is admitted, to map after the pass. At most what the cache can
+    /// hold is remembered.
+    pub(super) fn defer_map(&mut self, b: u64) {
+        let room = self.cfg.cache_capacity_pages() / u64::from(self.cfg.bucket_pages);
+        if self.deferred.last() != Some(&b) && (self.deferred.len() as u64) < room {
+            self.deferred.push(b);
+        }
+    }
+
+    /// Maps the buckets admitted during the last pass (the guest runs: outside the
+    /// downtime), within the budget, evicting only buckets that pass did not use. A mapping
+    /// made now is checked like any other at the next suspend (docs/coherence.md §7).
+    pub fn map_deferred<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X) {
+        let todo = std::mem::take(&mut self.deferred);
+        self.check_teardown();
+        if self.disabled || todo.is_empty() {
+            return;
+        }
+        self.batch += 1;
+        for &b in &todo {
+            if b >= self.index.len() as u64 || self.index[b as usize] != NIL {
+                continue;
+            }
+            if !self.make_room(b) {
+                break;
+            }
+            match self.map_bucket(mapper, b) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
+                    self.give_up_after_enomem();
+                    break;
+                }
+                Err(e) => {
+                    // The next batch that needs these pages maps them, and reports errors.
+                    log::debug!("dom{}: deferred bucket map failed: {e}", self.domid);
+                    break;
+                }
+            }
+        }
+        self.end_batch();
+        self.deferred = todo;
+        self.deferred.clear();
     }
 }
 

@@ -122,6 +122,14 @@ impl<H: Hypervisor> PageSource<H> for CachedPages {
         let cache = self.cache(xen, dom);
         let admit = Admit::for_pass(full, checkpointed, suspended, cache.guest_fits());
         cache.start_pass(admit);
+        // Every later pass of a checkpointed stream runs inside a checkpoint's downtime.
+        cache.defer_maps(checkpointed && suspended);
+    }
+
+    fn resumed(&mut self, xen: &H, dom: u32) {
+        if let Some(c) = self.cache.as_mut() {
+            c.map_deferred(&mut XenMapper { xen, dom });
+        }
     }
 
     fn batch_types(&mut self, gfns: &[u64], types: &[u64]) {

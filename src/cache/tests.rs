@@ -520,3 +520,27 @@ fn full_pass_over_a_guest_that_fits_maps_it_all_once() {
     let s = fx.stats();
     assert_eq!((s.maps, s.vmas, s.evictions), (4, 4, 0));
 }
+
+#[test]
+fn buckets_admitted_in_a_downtime_are_mapped_when_the_guest_runs() {
+    let mut fx = fresh(96, cfg(2));
+    fx.cache.defer_maps(true);
+    for _ in 0..2 {
+        fx.cache.start_pass(Admit::DenseOrReused);
+        fx.batch(&[0, 1, 16, 17, 32, 33]); // three dense buckets, room for two
+    }
+    // Both passes sent everything per batch (stock's one call); nothing mapped whole yet.
+    assert_eq!(fx.calls.borrow().log, vec![vec![0, 1, 16, 17, 32, 33]; 2]);
+    assert_eq!(fx.stats().vmas, 0);
+    fx.cache.map_deferred(&mut fx.mapper); // postcopy: the guest runs
+    let s = fx.stats();
+    assert_eq!((s.maps, s.vmas, s.evictions), (4, 2, 0));
+    fx.cache.start_pass(Admit::DenseOrReused);
+    fx.batch(&[0, 1, 16, 17, 32, 33]);
+    assert_eq!(fx.calls.borrow().log[4], vec![32, 33]); // the overflow, per batch
+    assert_eq!(fx.stats().maps, 5);
+    fx.cache.map_deferred(&mut fx.mapper); // bucket 2 again: no room, nothing evicted
+    assert_eq!((fx.stats().maps, fx.stats().evictions), (5, 0));
+    drop(fx.cache);
+    assert_eq!(fx.calls.borrow().live_pages, 0);
+}

@@ -777,6 +777,8 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         if rc <= 0 {
             return Err(stop(rc));
         }
+        // The guest runs again: work deferred out of the downtime.
+        self.pages.resumed(self.xen, self.dom);
         let rc = match self.stream_type {
             StreamType::Colo => self.cb.wait_checkpoint(),
             _ => self.cb.checkpoint(),
