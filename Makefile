@@ -59,7 +59,7 @@ demo: deps lib xensim
 bench: deps lib xensim
 	$(MAKE) -C c-tests BUILD=$(BUILD) bench
 
-check-leaks: lib xensim
+check-leaks: deps lib xensim
 	$(MAKE) -C c-tests BUILD=$(BUILD) check-leaks
 
 soak: deps lib xensim
