@@ -26,7 +26,7 @@ LIB=$ROOT/build/lib/libxcsave.so.0
 STOCK_ONLY=${XCSAVE_XEN_STOCK_ONLY:-0}
 TRIES=${XCSAVE_XEN_TRIES:-4}
 INIT_TIMEOUT=${XCSAVE_XEN_INIT_TIMEOUT:-120}   # QEMU start to dom0 /init; ~1 boot in 10 hangs early
-RUN_TIMEOUT=${XCSAVE_XEN_RUN_TIMEOUT:-1500}   # hang guard; a run takes 5-13 min
+RUN_TIMEOUT=${XCSAVE_XEN_RUN_TIMEOUT:-1500}   # hang guard; a run takes 7-20 min
 T0=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 log() { echo "check-xen: $*" >&2; }

@@ -87,6 +87,18 @@ diag() {
         tail -n 12 "$f" | tr -d '\r' | sed 's/^/XCSAVE-LOG /'
     done
 }
+# Watch guest $1 during a live operation: every 2 s, the time, xl list's state and CPU time of
+# each of its domains, and its counter, to $2. Shows whether a guest that stalls is paused,
+# blocked or spinning. Stop with unwatch.
+watch_guest() {
+    ( while :; do
+          printf '%s counter=%s %s\n' "$(date +%T)" "$(count "$1")" \
+              "$("$XL" list 2>/dev/null | awk -v p="$1" 'index($1, p) == 1 { printf "%s:%s:%s:%ss ", $1, $2, $5, $6 }')"
+          sleep 2
+      done ) > "$2" 2>&1 &
+    WATCH=$!
+}
+unwatch() { kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null; }
 destroy_all() { # every domain whose name starts with $1
     local d
     for d in $("$XL" list | awk -v p="$1" 'NR > 1 && index($1, p) == 1 { print $1 }'); do
@@ -186,9 +198,13 @@ save_restore() { # guest tag
 migrate() { # guest
     local g=$1 t0 t1 c0 lg="$W/$MODE-migrate.log" tap="$W/$MODE-migrate"
     t0=$(now)
+    watch_guest "$g" "$W/$MODE-migrate.watch"
     if ! XCSAVE_TAP="$tap" xlm migrate -s /xt/fakessh "$g" localhost > "$lg" 2>&1; then
-        result FAIL "$MODE/migrate" "$(dt "$t0" "$(now)")" "xl migrate failed"; dump "$lg"; diag "$g"; return 1
+        unwatch
+        result FAIL "$MODE/migrate" "$(dt "$t0" "$(now)")" "xl migrate failed"; dump "$lg"
+        dump "$W/$MODE-migrate.watch" 40; diag "$g"; return 1
     fi
+    unwatch
     t1=$(now)
     # The sender printed all through the live phase: read only what comes after it is gone.
     c0=$(count "$g")
@@ -235,6 +251,7 @@ remus() { # guest
     XCSAVE_TAP="$tap" "${XLC[@]}" remus -F -n -d -i "$REMUS_INTERVAL" -s /xt/fakessh "$g" localhost \
         > >(stamp > "$lg") 2>&1 &
     pid=$!
+    watch_guest "$g" "$W/$MODE-remus.watch"
     end=$(( $(date +%s) + 300 ))
     while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do
         n=$(grep -c ckpt-end "$tap.events")
@@ -242,9 +259,12 @@ remus() { # guest
         sleep 0.5
     done
     if ! kill -0 "$pid" 2>/dev/null || [ "$n" -lt 2 ]; then
+        unwatch
         result FAIL "$MODE/remus" "$(dt "$t0" "$(now)")" "xl remus died or made only $n checkpoints"
-        dump "$lg"; dump "$tap.events" 5; kill -9 "$pid" 2>/dev/null; destroy_all "$g"; return 1
+        dump "$lg"; dump "$tap.events" 5; dump "$W/$MODE-remus.watch" 50
+        kill -9 "$pid" 2>/dev/null; destroy_all "$g"; return 1
     fi
+    unwatch
     # Failover: the sending side dies, then the primary goes away.
     kill -9 "$pid"
     t1=$(now)
@@ -331,7 +351,7 @@ if [ "${DEBUG:-0}" = 1 ]; then
     for f in "$CONS"/*.log; do
         echo "XCSAVE-DBG ==== $f"; tail -n 30 "$f" | tr -d '\r' | sed 's/^/XCSAVE-DBG /'
     done
-    for f in "$W"/*.log "$W"/*.verify; do
+    for f in "$W"/*.log "$W"/*.verify "$W"/*.watch; do
         [ -f "$f" ] || continue
         echo "XCSAVE-DBG ==== $f ($(wc -l < "$f") lines)"
         head -n 150 "$f" | cut -c1-400 | sed 's/^/XCSAVE-DBG /'
