@@ -9,11 +9,15 @@ cd "$(dirname "$0")/.."
 out=${1:-build/lib}
 ver=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 mkdir -p "$out"
-cp target/release/libxcsave.a "$out/libxcsave.a"
-gcc -shared -o "$out/libxcsave.so.$ver" \
+# Write to temporary names and rename, so a process that is loading the library (a running test
+# or benchmark) never sees a half-written file.
+cp target/release/libxcsave.a "$out/.libxcsave.a.tmp"
+mv -f "$out/.libxcsave.a.tmp" "$out/libxcsave.a"
+gcc -shared -o "$out/.libxcsave.so.$ver.tmp" \
     -Wl,--whole-archive target/release/libxcsave.a -Wl,--no-whole-archive \
     -Wl,--version-script=xcsave.map -Wl,-soname,libxcsave.so.0 \
     -Wl,-z,now -Wl,-z,relro -Wl,--gc-sections \
     -lxenguest -lxenctrl -lxentoollog -ldl -lpthread -lgcc_s -lc -lm
+mv -f "$out/.libxcsave.so.$ver.tmp" "$out/libxcsave.so.$ver"
 ln -sf "libxcsave.so.$ver" "$out/libxcsave.so.0"
 ln -sf libxcsave.so.0 "$out/libxcsave.so"
