@@ -13,7 +13,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml 2>/dev/null | 
 
 export XCSAVE_BUILD := $(BUILD)
 
-.PHONY: all deps lib xensim tests check check-rust check-c check-header demo bench \
+.PHONY: all deps lib xensim tests check check-rust check-c check-header check-install demo bench \
         check-leaks check-xen soak install uninstall clean
 
 all: lib xensim
@@ -41,6 +41,10 @@ check-rust:
 check-header: lib
 	bash scripts/check-header.sh
 
+# make install into a temporary DESTDIR, then build and run a program against the installed copy.
+check-install: lib
+	bash scripts/check-install.sh
+
 # T=name runs one C test (e.g. `make check-c T=test_sim_roundtrip`).
 check-c: tests
 	$(MAKE) -C c-tests BUILD=$(BUILD) check T="$(T)"
@@ -50,6 +54,7 @@ check-c: tests
 check: deps
 	$(MAKE) check-rust
 	$(MAKE) check-header
+	$(MAKE) check-install
 	$(MAKE) check-c
 	$(MAKE) check-leaks
 
