@@ -107,6 +107,12 @@ impl<M> DomainCache<M> {
         self.caching() && self.signals.tot_pages <= cap - cap / 8
     }
 
+    /// True if the cache holds a bucket or may map one in this pass. When it is false the
+    /// batches of the pass are mapped per batch, as stock, and need no coherence check.
+    pub fn may_map(&self) -> bool {
+        self.caching() && (self.cached_pages > 0 || self.admission != Admit::Nothing)
+    }
+
     /// A new pass over the dirty bitmap starts, with admission rule `admit`.
     pub fn start_pass(&mut self, admit: Admit) {
         self.pass = self.pass.saturating_add(1);

@@ -103,9 +103,10 @@ impl<H: Hypervisor> PageSource<H> for CachedPages {
         consume: &mut dyn FnMut(&[PageRef<'_>]) -> Result<(), Errno>,
     ) -> Result<(), BatchError> {
         let mut mapper = XenMapper { xen, dom };
-        if !self.suspended_once && self.cache.is_some() {
+        if !self.suspended_once && self.cache.as_ref().is_some_and(|c| c.may_map()) {
             // The guest runs: check before each batch, so that a mapping is never older
-            // than the batch, as stock's are.
+            // than the batch, as stock's are. (A full pass with nothing cached maps per batch
+            // only, as stock, and makes stock's hypercalls.)
             self.check(xen, dom, false);
         }
         self.cache(xen, dom)

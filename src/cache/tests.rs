@@ -401,6 +401,7 @@ fn fresh(pages: u64, cfg: CacheConfig) -> Fx {
 fn full_pass_maps_each_batch_once_as_stock() {
     let mut fx = fresh(64, cfg(4));
     fx.cache.start_pass(Admit::Nothing);
+    assert!(!fx.cache.may_map()); // no coherence check needed either
     let all: Vec<u64> = (0..48).collect();
     fx.batch(&all);
     fx.batch(&all); // cached nothing: the same again
@@ -513,8 +514,11 @@ fn full_pass_over_a_guest_that_fits_maps_it_all_once() {
     assert!(!fresh(64, cfg(4)).cache.guest_fits()); // no room to spare for holes
     fx.cache
         .start_pass(Admit::for_pass(true, false, false, true));
+    assert!(fx.cache.may_map());
     let all: Vec<u64> = (0..64).collect();
     fx.batch(&all);
+    fx.cache.start_pass(Admit::Nothing);
+    assert!(fx.cache.may_map()); // it holds buckets
     fx.cache.start_pass(Admit::DenseOrReused);
     fx.batch(&[5, 40]);
     let s = fx.stats();
