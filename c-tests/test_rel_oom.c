@@ -5,7 +5,9 @@
  *          plain save, a live Remus save and a live COLO save, n = 1, 2, ... until the save
  *          succeeds: every failing n must give -1/ENOMEM, a logged reason, log-dirty off
  *          (Xen and QEMU), no privcmd mapping left and the caller's fds open; a correct round
- *          trip follows.
+ *          trip follows. The two allocations of the mapping cache's bucket index are the
+ *          exception: the save succeeds with caching off ("no memory for the bucket index"),
+ *          and the sweep goes on past them.
  *  rlimit: a real allocation failure, no hook: a COLO secondary sends a 128 MiB (valid)
  *          dirty-pfn list while the saver's process has RLIMIT_AS 64 MiB above its size.
  *          The save must return -1/ENOMEM (in a child process; SIGABRT = abort = failure).
@@ -22,7 +24,7 @@ static unsigned int sweep_one(xc_stream_type_t st, uint32_t dom)
 {
     struct rel_log lg;
     xc_interface *xch;
-    unsigned int n;
+    unsigned int n, degraded = 0;
     char what[64], v[16];
 
     rel_log_init(&lg);
@@ -36,6 +38,10 @@ static unsigned int sweep_one(xc_stream_type_t st, uint32_t dom)
         rel_log_clear(&lg);
         rel_save_run(&s, xcsave_domain_save, xch);
         unsetenv("XCSAVE_TEST_FAIL_ALLOC");
+        if (s.rc == 0 && rel_log_has(&lg, "no memory for the bucket index")) {
+            degraded++; /* the cache's index: caching off, the save goes on; keep sweeping */
+            continue;
+        }
         if (s.rc == 0 && st == XC_STREAM_PLAIN)
             break;
         if (s.rc == 0 && st != XC_STREAM_PLAIN && s.k + s.waits >= 2)
@@ -44,8 +50,10 @@ static unsigned int sweep_one(xc_stream_type_t st, uint32_t dom)
         H_CHECK(rel_log_has(&lg, "Save failed (12"), "%s: no reason logged", what);
     }
     H_CHECK(n > 1 && n < 1000, "stream %d: %u allocations", (int)st, n);
-    printf("stream %d: allocations 1..%u each failed cleanly with ENOMEM; %u succeeded\n", (int)st,
-           n - 1, n);
+    /* The cache's bucket index and its history: two allocations. */
+    H_CHECK(degraded == 2, "stream %d: the bucket index failed %u times", (int)st, degraded);
+    printf("stream %d: allocations 1..%u each failed cleanly (ENOMEM, or %u turning caching "
+           "off); %u succeeded\n", (int)st, n - 1, degraded, n);
     xc_interface_close(xch);
     xensim_destroy_domain(dom);
     return n - 1;

@@ -19,7 +19,8 @@ impl<M> DomainCache<M> {
             Verdict::Flush(why) => {
                 log::debug!("dom{}: mapping cache flushed: {why} changed", self.domid);
                 self.flush(true);
-                if grew {
+                // A disabled cache has no index to grow (`p2m_size` stays 0).
+                if grew && !self.disabled {
                     self.resize(signals.max_gpfn.saturating_add(1));
                 }
             }

@@ -112,7 +112,10 @@ impl<M> DomainCache<M> {
             defer: false,
             deferred: Vec::new(),
         };
-        c.resize(signals.max_gpfn.saturating_add(1));
+        if !disabled {
+            // Caching off needs no index: nothing is looked up (`p2m_size` stays 0).
+            c.resize(signals.max_gpfn.saturating_add(1));
+        }
         c.publish();
         c
     }

@@ -9,6 +9,7 @@ use super::config::PAGE_SIZE;
 use super::domain::{DomainCache, NIL};
 use super::mapper::BucketMapper;
 use super::policy::History;
+use crate::hooks;
 
 impl<M> DomainCache<M> {
     /// Evicts buckets the current pass has not used, least recently used first, until bucket
@@ -140,16 +141,35 @@ impl<M> DomainCache<M> {
         s.mapped_bytes -= pages * PAGE_SIZE;
     }
 
-    /// Sizes the bucket index for `p2m_size` pfns. Only called with nothing mapped.
+    /// Sizes the bucket index and history for `p2m_size` pfns. Only called with nothing
+    /// mapped. Both are allocated fallibly (`hooks.rs`, one counted allocation each): if
+    /// either fails, caching is off for the rest of the save and `p2m_size` is 0, so no
+    /// lookup indexes the empty index or history (the save goes on, mapped per batch).
     pub(super) fn resize(&mut self, p2m_size: u64) {
-        self.p2m_size = p2m_size;
-        let n = p2m_size.div_ceil(1 << self.shift) as usize;
-        self.index.clear();
-        self.index.resize(n, NIL);
-        self.index.shrink_to_fit();
-        // The history of the buckets that stay is still true.
-        self.seen.resize(n, History::default());
-        self.seen.shrink_to_fit();
+        // The old index goes first: it is rebuilt whole, and need not coexist with the new.
+        self.index = Vec::new();
+        self.p2m_size = 0;
+        let n = usize::try_from(p2m_size.div_ceil(1 << self.shift)).unwrap_or(usize::MAX);
+        let sized = hooks::try_with_capacity(n).and_then(|mut index| {
+            let mut seen = hooks::try_with_capacity(n)?;
+            // The history of the buckets that stay is still true.
+            seen.extend(self.seen.iter().take(n).copied());
+            seen.resize(n, History::default());
+            index.resize(n, NIL);
+            Ok((index, seen))
+        });
+        match sized {
+            Ok((index, seen)) => {
+                self.index = index;
+                self.seen = seen;
+                self.p2m_size = p2m_size;
+            }
+            Err(_) => {
+                self.seen = Vec::new();
+                self.deferred.clear();
+                self.disable("no memory for the bucket index");
+            }
+        }
     }
 
     pub(super) fn publish(&self) {

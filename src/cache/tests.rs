@@ -548,3 +548,67 @@ fn buckets_admitted_in_a_downtime_are_mapped_when_the_guest_runs() {
     drop(fx.cache);
     assert_eq!(fx.calls.borrow().live_pages, 0);
 }
+
+/// Drives a cache whose bucket index could not be allocated: batches (with a hole and pfns
+/// past the old p2m), passes of every rule, deferred maps and checkpoints (one growing the
+/// p2m) must all go per batch, every page served, nothing left mapped.
+fn run_without_index(fx: &mut Fx) {
+    assert!(!fx.cache.caching());
+    assert_eq!((fx.cache.p2m_size, fx.cache.index.len()), (0, 0));
+    assert!(fx.cache.seen.is_empty());
+    let hits = fx.stats().hits;
+    for admit in [Admit::Everything, Admit::Hot, Admit::DenseOrReused] {
+        fx.cache.start_pass(admit);
+        fx.cache.defer_maps(admit == Admit::Hot);
+        fx.batch(&[0, 1, 2, 5, 16, 17, 40]);
+        assert_eq!(
+            fx.calls.borrow().log.last(),
+            Some(&vec![0, 1, 2, 16, 17, 40])
+        );
+        fx.cache.map_deferred(&mut fx.mapper);
+        fx.observe();
+    }
+    fx.guest.borrow_mut().populate(90); // max_gpfn grows at the next checkpoint
+    fx.observe();
+    fx.batch(&[1, 89, 90]);
+    assert_eq!(fx.calls.borrow().log.last(), Some(&vec![1, 90]));
+    assert_eq!(fx.cache.index.len(), 0);
+    let s = fx.stats();
+    assert_eq!((s.disabled, s.vmas, s.hits), (1, 0, hits));
+    assert_eq!(s.maps, s.unmaps);
+    assert_eq!(fx.calls.borrow().live_pages, 0);
+}
+
+#[test]
+fn no_memory_for_the_index_turns_caching_off_not_the_save() {
+    // Allocation 1 is the index, 2 the history: either failing has the same outcome.
+    for n in ["1", "2"] {
+        let _armed = crate::hooks::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| n.into()));
+        let g = Guest::new(64);
+        g.borrow_mut().remove(5);
+        let mut fx = Fx::with_guest(g, cfg(4));
+        run_without_index(&mut fx);
+    }
+}
+
+#[test]
+fn no_memory_to_grow_the_index_at_a_checkpoint_turns_caching_off() {
+    let _armed = crate::hooks::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| "3".into()));
+    let g = Guest::new(64);
+    g.borrow_mut().remove(5);
+    let mut fx = Fx::with_guest(g, cfg(4));
+    fx.batch(&[0, 1, 16, 17]);
+    assert_eq!(fx.stats().vmas, 2);
+    fx.guest.borrow_mut().populate(70); // the index must grow: allocation 3 fails
+    assert!(matches!(fx.observe(), Verdict::Flush(_)));
+    run_without_index(&mut fx);
+    assert_eq!(fx.stats().maps, fx.stats().unmaps);
+}
+
+#[test]
+fn caching_off_allocates_no_index() {
+    let mut c = cfg(4);
+    c.enabled = false;
+    let fx = Fx::new(64, c);
+    assert_eq!((fx.cache.p2m_size, fx.cache.index.capacity()), (0, 0));
+}
