@@ -14,7 +14,7 @@ use std::os::raw::{c_int, c_uint};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use xenctrl_sys::xc_interface;
 
-mod cache;
+pub(crate) mod cache;
 
 /// Xen's `xc_stream_type_t` (0 plain, 1 Remus, 2 COLO).
 pub type XcStreamType = c_uint;

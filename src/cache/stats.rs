@@ -6,40 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Counters of one domain's most recent (or running) save.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Data pages served from a bucket that was already mapped.
-    pub hits: u64,
-    /// Data pages that needed a map call (bucket miss, or a per-batch mapping).
-    pub misses: u64,
-    /// Map calls (each one VMA).
-    pub maps: u64,
-    /// Unmap calls.
-    pub unmaps: u64,
-    /// Buckets unmapped to stay within the budget.
-    pub evictions: u64,
-    /// Buckets unmapped because they might be stale (coherence signals, teardown).
-    pub invalidations: u64,
-    /// Buckets unmapped because they reached the maximum age.
-    pub expirations: u64,
-    /// Bytes of guest memory mapped, summed over all map calls.
-    pub bytes_mapped: u64,
-    /// Bytes of page data handed to the engine for sending.
-    pub bytes_sent: u64,
-    /// Guest memory mapped now, in bytes.
-    pub mapped_bytes: u64,
-    /// Highest `mapped_bytes` seen.
-    pub peak_mapped_bytes: u64,
-    /// VMAs held now.
-    pub vmas: u64,
-    /// Highest `vmas` seen.
-    pub peak_vmas: u64,
-    /// Suspended checkpoints observed.
-    pub checkpoints: u64,
-    /// 1 when caching is off for this domain (configuration or PoD), else 0.
-    pub disabled: u64,
-}
+/// Counters of one domain's most recent (or running) save: the C surface's struct, so that
+/// they are defined once (cbindgen reads only `src/capi`).
+pub use crate::capi::cache::XcsaveCacheStats as CacheStats;
 
 /// Process-wide state shared by every domain cache: published counters and teardown requests.
 pub struct Registry {

@@ -9,7 +9,7 @@ use std::panic::catch_unwind;
 /// Counters of one domain's mapping cache, for its most recent (or running) save in this
 /// process. Filled by `xcsave_cache_stats`. Byte counts are of guest memory.
 #[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct XcsaveCacheStats {
     /// Data pages served from a bucket that was already mapped.
     pub hits: u64,
@@ -91,24 +91,7 @@ pub unsafe extern "C" fn xcsave_cache_stats(domid: u32, out: *mut XcsaveCacheSta
         set_errno(libc::ENOENT);
         return -1;
     };
-    let c = XcsaveCacheStats {
-        hits: s.hits,
-        misses: s.misses,
-        maps: s.maps,
-        unmaps: s.unmaps,
-        evictions: s.evictions,
-        invalidations: s.invalidations,
-        expirations: s.expirations,
-        bytes_mapped: s.bytes_mapped,
-        bytes_sent: s.bytes_sent,
-        mapped_bytes: s.mapped_bytes,
-        peak_mapped_bytes: s.peak_mapped_bytes,
-        vmas: s.vmas,
-        peak_vmas: s.peak_vmas,
-        checkpoints: s.checkpoints,
-        disabled: s.disabled,
-    };
     // SAFETY: out is non-NULL and, by the caller's contract, valid for one write.
-    unsafe { out.write(c) };
+    unsafe { out.write(s) };
     0
 }
