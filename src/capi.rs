@@ -166,30 +166,6 @@ fn delegate(
     }
 }
 
-/// One debug line with the domain's mapping-cache counters at the end of each save, through
-/// the caller's logger: how a toolstack log shows that xcsave (and its cache) ran.
-fn log_cache_stats(dom: u32) {
-    if let Some(s) = crate::cache::stats(dom) {
-        log::debug!(
-            "xcsave: d{dom} mapping cache stats: hits {} misses {} maps {} unmaps {} \
-             evictions {} invalidations {} checkpoints {} peak mapped {} KiB{}",
-            s.hits,
-            s.misses,
-            s.maps,
-            s.unmaps,
-            s.evictions,
-            s.invalidations,
-            s.checkpoints,
-            s.peak_mapped_bytes / 1024,
-            if s.disabled != 0 {
-                " (caching off)"
-            } else {
-                ""
-            }
-        );
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn save_entry(
     xch: *mut xc_interface,
@@ -247,7 +223,6 @@ fn save_entry(
         };
         engine::domain_save(&xen, io, &args)
     }));
-    log_cache_stats(dom);
     match result {
         Ok(Outcome::Done { rc, errno }) => {
             if rc != 0 {
