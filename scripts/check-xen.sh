@@ -16,17 +16,36 @@
 #   XCSAVE_XEN_PV=0          skip the PV guest
 #   XCSAVE_XEN_DEBUG=1       copy dom0's xl logs and verify-stream-v2 output to the serial log
 #   XCSAVE_DEBIAN_MIRROR     Debian mirror for debootstrap
+#   XCSAVE_XEN_LIB           the libxcsave.so.0 to preload (default build/lib/libxcsave.so.0)
+#   XCSAVE_XEN_SOAK=N        instead of the scenarios, an A/B soak: N rounds of one live xl
+#                            migrate per mode, tallied per mode (ok/reboot/stall...; scripts/xen/soak.sh)
+#   XCSAVE_XEN_SOAK_MODES    the soak's modes (default: stock xcsave xcsave-nocache xcsave-nofit
+#                            xcsave-disabled; also xcsave-remus, stock-remus, ...)
+#   XCSAVE_XEN_SOAK_MINUTES  start no soak round after this many minutes (default: no limit)
+#   XCSAVE_XEN_SOAK_REMUS_CKPTS  checkpoints before failover in the *-remus soak modes (5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CACHE=${XCSAVE_XEN_CACHE:-$ROOT/build/xen-cache}
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
-LIB=$ROOT/build/lib/libxcsave.so.0
+LIB=${XCSAVE_XEN_LIB:-$ROOT/build/lib/libxcsave.so.0}
 STOCK_ONLY=${XCSAVE_XEN_STOCK_ONLY:-0}
+SOAK=${XCSAVE_XEN_SOAK:-0}
+SOAK_MODES=${XCSAVE_XEN_SOAK_MODES:-stock xcsave xcsave-nocache xcsave-nofit xcsave-disabled}
+[ "$STOCK_ONLY" = 1 ] && SOAK_MODES=${XCSAVE_XEN_SOAK_MODES:-stock}
+SOAK_MINUTES=${XCSAVE_XEN_SOAK_MINUTES:-0}
 TRIES=${XCSAVE_XEN_TRIES:-4}
 INIT_TIMEOUT=${XCSAVE_XEN_INIT_TIMEOUT:-120}   # QEMU start to dom0 /init; ~1 boot in 10 hangs early
 RUN_TIMEOUT=${XCSAVE_XEN_RUN_TIMEOUT:-1500}   # hang guard; a run takes 7-20 min
+if [ "$SOAK" -gt 0 ] && [ -z "${XCSAVE_XEN_RUN_TIMEOUT:-}" ]; then
+    # A soak operation takes 20-120 s (a reboot costs libxl's 60 s suspend timeout, plus a new guest).
+    if [ "$SOAK_MINUTES" -gt 0 ]; then
+        RUN_TIMEOUT=$(( 60 * SOAK_MINUTES + 900 ))
+    else
+        RUN_TIMEOUT=$(( 600 + 200 * SOAK * $(echo $SOAK_MODES | wc -w) ))
+    fi
+fi
 T0=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 log() { echo "check-xen: $*" >&2; }
@@ -39,12 +58,18 @@ if [ "$STOCK_ONLY" = 1 ]; then
     log "XCSAVE_XEN_STOCK_ONLY=1: stock scenarios only, no preload"
 else
     MODES="stock xcsave"
-    if [ ! -e "$LIB" ]; then
+    if [ ! -e "$LIB" ] && [ -n "${XCSAVE_XEN_LIB:-}" ]; then
+        die "XCSAVE_XEN_LIB=$LIB does not exist"
+    elif [ ! -e "$LIB" ]; then
         log "$LIB missing: running make lib"
         make -C "$ROOT" lib >&2 || die "the library does not build (make lib failed): nothing to test"
     fi
     [ -e "$LIB" ] || die "$LIB still missing after make lib"
 fi
+
+LIB_ID=none
+[ "$STOCK_ONLY" = 1 ] || LIB_ID="$(readlink -f "$LIB") (sha256 $(sha256sum < "$LIB" | cut -c1-12))"
+log "library: $LIB_ID"
 
 # 2. Cached images (debootstrap dom0, kernel, hypervisor, domU).
 bash "$ROOT/scripts/xen/build-images.sh" "$CACHE" || die "building the images failed"
@@ -56,6 +81,7 @@ R="$CACHE/run"
 rm -rf "$R"; mkdir -p "$R/xt"
 install -m 0755 "$ROOT/scripts/xen/dom0-init" "$R/init"
 install -m 0755 "$ROOT/scripts/xen/scenarios.sh" "$ROOT/scripts/xen/fakessh" "$R/xt/"
+install -m 0644 "$ROOT/scripts/xen/soak.sh" "$R/xt/"
 install -m 0755 "$ROOT/scripts/xen/stream-tap" "$ROOT/scripts/xen/verify-checkpointed" "$R/xt/"
 install -m 0644 "$ROOT/scripts/xen/guest.cfg" "$R/xt/"
 D="$CACHE/domu"                     # the domU's initramfs: static busybox + domu-init
@@ -71,6 +97,10 @@ DIRTY_MB=${XCSAVE_XEN_DIRTY_MB:-4}
 REMUS_INTERVAL=${XCSAVE_XEN_REMUS_INTERVAL:-200}
 PV=${XCSAVE_XEN_PV:-1}
 DEBUG=${XCSAVE_XEN_DEBUG:-0}
+SOAK=$SOAK
+SOAK_MODES="$SOAK_MODES"
+SOAK_MINUTES=$SOAK_MINUTES
+SOAK_REMUS_CKPTS=${XCSAVE_XEN_SOAK_REMUS_CKPTS:-5}
 EOF
 (cd "$R" && find . | cpio -o -H newc --quiet) > "$CACHE/run.cpio"
 cat "$CACHE/dom0.cpio" "$CACHE/run.cpio" > "$CACHE/boot.cpio"
@@ -142,13 +172,21 @@ for try in $(seq "$TRIES"); do
     stop
     break
 done
-[ $ok = 1 ] || die "no complete run (see $CACHE/serial.log)"
+if [ $ok = 0 ]; then
+    # A soak that hangs part-way still has per-operation results worth tallying.
+    if [ "$SOAK" -gt 0 ] && grep -q '^XCSAVE-RESULT .* soak/' "$SER"; then
+        log "FAIL: the soak did not complete; tallying what it did (see $CACHE/serial.log)"
+    else
+        die "no complete run (see $CACHE/serial.log)"
+    fi
+fi
 
 # 5. Summary.
 SUMMARY="$CACHE/results.txt"
 {
-    echo "# check-xen $(date -u +%Y-%m-%dT%H:%M:%SZ) EMULATED (QEMU TCG, 2 vCPUs), boot try $try;" \
-         "host load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end ($(nproc) CPUs)"
+    echo "# check-xen$([ "$SOAK" -gt 0 ] && echo " soak ($SOAK rounds)") $(date -u +%Y-%m-%dT%H:%M:%SZ) EMULATED (QEMU TCG, 2 vCPUs), boot try $try;" \
+         "host load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end ($(nproc) CPUs);" \
+         "library $LIB_ID"
     tr -d '\r' < "$SER" | grep '^XCSAVE-RESULT' | sed 's/^XCSAVE-RESULT //' |
         awk '{ st = $1; name = $2; secs = $3; $1 = $2 = $3 = ""; sub(/^ +/, "");
                printf "%-4s %-28s %7ss  %s\n", st, name, secs, $0 }'
@@ -165,7 +203,19 @@ fig() { # label result-name [sed expression extracting a number from the detail]
     fi
     printf '  %-44s %10s %10s\n' "$1" "${st:--}" "${xc:--}"
 }
-{
+soak_tally() { # per mode, from the per-operation lines "soak/r<N>-<mode> ... <outcome>: ..."
+    echo "# soak tally per mode (EMULATED, QEMU TCG), library: $LIB_ID"
+    awk '$2 ~ /^soak\/r[0-9]+-/ {
+            m = substr($2, index($2, "-") + 1)
+            if (m ~ /-late$/) { sub(/-late$/, "", m); late[m]++; next }
+            o = $4; sub(/:$/, "", o); n[m]++; c[m, o]++; if (!(m in seen)) { seen[m] = 1; order[++k] = m } }
+         END { for (i = 1; i <= k; i++) { m = order[i]
+                 printf "  %-18s ops %2d  ok %2d  reboot %2d  crash %d  stall %2d  fail %d  late %d\n", m, n[m],
+                        c[m, "ok"], c[m, "reboot"], c[m, "crash"], c[m, "stall"], c[m, "fail"], late[m] } }' "$SUMMARY"
+}
+if [ "$SOAK" -gt 0 ]; then
+    soak_tally >> "$SUMMARY"
+else {
     echo "# figures (EMULATED, QEMU TCG)                  stock     xcsave"
     fig "xl save, PVH 128 MiB (s)" pvh-save
     fig "xl restore of that image (s)" pvh-restore
@@ -178,9 +228,10 @@ fig() { # label result-name [sed expression extracting a number from the detail]
     fig "Remus failover to backup counting (s)" remus-failover
     fig "xl save, PV 128 MiB, xcsave hands over (s)" pv-save
 } >> "$SUMMARY"
+fi
 npass=$(grep -c '^PASS' "$SUMMARY" || true)
 nfail=$(grep -c '^FAIL' "$SUMMARY" || true)
 echo
 cat "$SUMMARY"
 echo "check-xen: $npass passed, $nfail failed; images ${T_BUILD}s, dom0 /init ${T_INIT}s, total $(( $(date +%s) - T0 ))s (summary: $SUMMARY)"
-[ "$nfail" = 0 ] && [ "$npass" -gt 0 ]
+[ "$ok" = 1 ] && [ "$nfail" = 0 ] && [ "$npass" -gt 0 ]

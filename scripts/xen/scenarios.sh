@@ -314,38 +314,52 @@ ensure_guest() { # name type
 
 # Stock and xcsave run each operation back to back on the same guest, so that both see the same
 # host load (the host's other work disturbs TCG timings).
-if [[ " $MODES " = *" xcsave "* ]] && [ ! -f "$LIB" ]; then
-    result FAIL xcsave/library 0 "$LIB missing"; MODES=stock
-fi
-for op in save_restore migrate remus; do
-    for m in $MODES; do
-        setmode "$m"
-        info "===== PVH guest: $op, $MODE ====="
-        ensure_guest g1 pvh || continue
-        "$op" g1 pvh
-        LAST="$MODE/$op"
-        # After failover the backup may still carry the receiver's temporary name.
-        "$XL" domid g1 >/dev/null 2>&1 || "$XL" rename g1--incoming g1 2>/dev/null
+scenarios() {
+    if [[ " $MODES " = *" xcsave "* ]] && [ ! -f "$LIB" ]; then
+        result FAIL xcsave/library 0 "$LIB missing"; MODES=stock
+    fi
+    for op in save_restore migrate remus; do
+        for m in $MODES; do
+            setmode "$m"
+            info "===== PVH guest: $op, $MODE ====="
+            ensure_guest g1 pvh || continue
+            "$op" g1 pvh
+            LAST="$MODE/$op"
+            # After failover the backup may still carry the receiver's temporary name.
+            "$XL" domid g1 >/dev/null 2>&1 || "$XL" rename g1--incoming g1 2>/dev/null
+        done
     done
-done
-# The guest must still be alive after the last operation too.
-c=$(count g1)
-if "$XL" domid g1 >/dev/null 2>&1 && wait_count g1 $((c + 1)) 15 >/dev/null; then
-    result PASS "${LAST:-?}-alive" 0 "guest still counting after ${LAST:-?} ($(count g1))"
+    # The guest must still be alive after the last operation too.
+    c=$(count g1)
+    if "$XL" domid g1 >/dev/null 2>&1 && wait_count g1 $((c + 1)) 15 >/dev/null; then
+        result PASS "${LAST:-?}-alive" 0 "guest still counting after ${LAST:-?} ($(count g1))"
+    else
+        result FAIL "${LAST:-?}-alive" 0 "guest stopped counting after ${LAST:-?}"; diag g1
+    fi
+    destroy_all g1
+    LAST=""
+    if [ "$PV" = 1 ]; then
+        for m in $MODES; do
+            setmode "$m"
+            info "===== PV guest, $MODE (xcsave hands PV over to the stock saver) ====="
+            ensure_guest p1 pv || continue
+            save_restore p1 pv
+            LAST="$MODE/pv-save_restore"
+        done
+        destroy_all p1
+    fi
+}
+
+if [ "${SOAK:-0}" -gt 0 ]; then
+    # XCSAVE_XEN_SOAK=N: the A/B soak of live migrations instead of the scenarios above.
+    . /xt/soak.sh
+    if [[ " $SOAK_MODES " = *" xcsave"* ]] && [ ! -f "$LIB" ]; then
+        result FAIL xcsave/library 0 "$LIB missing"
+    else
+        soak "$SOAK"
+    fi
 else
-    result FAIL "${LAST:-?}-alive" 0 "guest stopped counting after ${LAST:-?}"; diag g1
-fi
-destroy_all g1
-LAST=""
-if [ "$PV" = 1 ]; then
-    for m in $MODES; do
-        setmode "$m"
-        info "===== PV guest, $MODE (xcsave hands PV over to the stock saver) ====="
-        ensure_guest p1 pv || continue
-        save_restore p1 pv
-        LAST="$MODE/pv-save_restore"
-    done
-    destroy_all p1
+    scenarios
 fi
 if [ "${DEBUG:-0}" = 1 ]; then
     for f in "$CONS"/*.log; do
