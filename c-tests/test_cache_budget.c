@@ -4,6 +4,9 @@
  * symbols on xensim:
  *  evict:   a budget far below the working set: eviction happens, the counters show it,
  *           mapped memory never exceeds the budget, every checkpoint stays equal;
+ *  default: with no budget set, a 2304 MiB guest gets an eighth of its memory (288 MiB):
+ *           a Remus working set over 272 MiB of buckets is cached above the old fixed
+ *           256 MiB, and mapped memory stays within 288 MiB;
  *  off:     with caching off, the map calls and mapped pages are exactly the stock saver's
  *           (same scenario, xensim's counters), for a non-live save and for Remus;
  *  threads: two Remus saves of two domains run concurrently in one process, both correct,
@@ -78,6 +81,35 @@ static void evict(void)
             (unsigned long long)s.peak_mapped_bytes);
     H_CHECK(s.maps == s.unmaps && s.vmas == 0, "mappings left");
     xcsave_cache_teardown();
+}
+
+static void default_budget(void)
+{
+    const uint64_t mem = 2304 * MiB, budget = mem / 8, region = 272 * MiB;
+    struct harness_opts o;
+    XcsaveCacheStats s;
+
+    xcsave_cache_teardown(); /* no xcsave_cache_init: the default, and no XCSAVE_CACHE_MB */
+    H_CHECK(!getenv("XCSAVE_CACHE_MB"), "XCSAVE_CACHE_MB is set");
+    opts(&o, xcsave_domain_save, 1, XC_STREAM_REMUS, 4);
+    /* Every 7th page of the first 272 MiB at each checkpoint: about 36 pages of each 1 MiB
+     * bucket, dense enough to be cached (docs/performance.md, "Cache policy"). */
+    o.dirty_first = 0;
+    o.dirty_count = region / 4096;
+    o.burst_pages = (unsigned int)(region / 4096 / 7);
+    o.no_compare = 1; /* equality at every checkpoint: the other cases; this one is big */
+    round_trip("default", &o, mem);
+    s = stats_of(1);
+    printf("default: %llu MiB guest: hits %llu maps %llu peak %llu KiB (budget %llu KiB)\n",
+           (unsigned long long)(mem / MiB), (unsigned long long)s.hits,
+           (unsigned long long)s.maps, (unsigned long long)(s.peak_mapped_bytes >> 10),
+           (unsigned long long)(budget >> 10));
+    H_CHECK(!s.disabled && s.hits > 0, "caching off or no hits");
+    H_CHECK(s.peak_mapped_bytes > 256 * MiB, "peak %llu KiB: not above the old 256 MiB",
+            (unsigned long long)(s.peak_mapped_bytes >> 10));
+    H_CHECK(s.peak_mapped_bytes <= budget, "peak %llu KiB over the default budget",
+            (unsigned long long)(s.peak_mapped_bytes >> 10));
+    H_CHECK(s.maps == s.unmaps && s.vmas == 0, "mappings left");
 }
 
 /* Map calls and pages mapped by one round trip (save and restore sides). */
@@ -212,6 +244,8 @@ int main(int argc, char **argv)
 #define CASE(n) (!only || !strcmp(only, n)) && ++ran
     if (CASE("evict"))
         evict();
+    if (CASE("default"))
+        default_budget();
     if (CASE("off"))
         off();
     if (CASE("threads"))

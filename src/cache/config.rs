@@ -9,8 +9,13 @@ pub(crate) const PAGE_SIZE: u64 = 4096;
 /// Largest batch the engine may hand to the cache (stock's `MAX_BATCH_SIZE`). The budget keeps
 /// this many pages in reserve for a batch's pages that do not fit in the cache.
 pub(crate) const MAX_BATCH_PAGES: usize = 1024;
-/// Default budget of mapped guest memory: 256 MiB (see docs/coherence.md for why).
-pub(crate) const DEFAULT_BUDGET_BYTES: u64 = 256 << 20;
+/// Smallest default budget of mapped guest memory: 256 MiB (docs/coherence.md §2).
+pub(crate) const DEFAULT_BUDGET_MIN_BYTES: u64 = 256 << 20;
+/// Largest default budget: 1 GiB, reached by guests of 8 GiB and more (docs/coherence.md §2).
+pub(crate) const DEFAULT_BUDGET_MAX_BYTES: u64 = 1 << 30;
+/// The default budget is the guest's populated memory divided by this, within
+/// [`DEFAULT_BUDGET_MIN_BYTES`, `DEFAULT_BUDGET_MAX_BYTES`].
+pub(crate) const DEFAULT_BUDGET_DIVISOR: u64 = 8;
 /// Default bucket: 256 pages (1 MiB), as QEMU's Xen map cache.
 pub(crate) const DEFAULT_BUCKET_PAGES: u32 = 256;
 /// Default bound on a bucket's age, in suspended checkpoints.
@@ -24,7 +29,12 @@ pub struct CacheConfig {
     /// Cache mappings across batches; `false` reproduces stock's per-batch map/unmap.
     pub enabled: bool,
     /// Bound on mapped guest memory, in bytes (cached buckets plus one batch's reserve).
+    /// Until the guest is known ([`CacheConfig::for_guest`]) a default budget holds the
+    /// smallest default, 256 MiB.
     pub budget_bytes: u64,
+    /// The budget was not set (`XCSAVE_CACHE_MB`, `xcsave_cache_init`): it follows the
+    /// guest's size ([`default_budget_bytes`]) once the cache knows it.
+    pub budget_from_guest: bool,
     /// Pages per bucket: a power of two, one VMA each.
     pub bucket_pages: u32,
     /// A bucket is remapped after this many suspended checkpoints (at least 1).
@@ -35,7 +45,8 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             enabled: true,
-            budget_bytes: DEFAULT_BUDGET_BYTES,
+            budget_bytes: DEFAULT_BUDGET_MIN_BYTES,
+            budget_from_guest: true,
             bucket_pages: DEFAULT_BUCKET_PAGES,
             max_age: DEFAULT_MAX_AGE,
         }
@@ -56,6 +67,7 @@ impl CacheConfig {
         let mut c = CacheConfig { enabled, ..d };
         if budget_bytes != 0 {
             c.budget_bytes = budget_bytes;
+            c.budget_from_guest = false;
         }
         if bucket_bytes != 0 {
             let pages = bucket_bytes / PAGE_SIZE;
@@ -121,6 +133,18 @@ impl CacheConfig {
         (c, warn)
     }
 
+    /// The settings for a guest of `tot_pages` populated pages: a budget that was not set
+    /// becomes [`default_budget_bytes`] of the guest; an explicit one stays.
+    pub fn for_guest(self, tot_pages: u64) -> Self {
+        if !self.budget_from_guest {
+            return self;
+        }
+        CacheConfig {
+            budget_bytes: default_budget_bytes(tot_pages),
+            ..self
+        }
+    }
+
     /// Smallest usable budget: one batch's reserve plus one bucket.
     pub fn min_budget_bytes(&self) -> u64 {
         (MAX_BATCH_PAGES as u64 + self.bucket_pages as u64) * PAGE_SIZE
@@ -130,6 +154,16 @@ impl CacheConfig {
     pub fn cache_capacity_pages(&self) -> u64 {
         (self.budget_bytes / PAGE_SIZE).saturating_sub(MAX_BATCH_PAGES as u64)
     }
+}
+
+/// The default budget for a guest of `tot_pages` populated pages: an eighth of its memory,
+/// at least 256 MiB and at most 1 GiB, in whole MiB (docs/coherence.md §2, docs/decisions.md).
+/// An eighth keeps the guest from ever fitting in the cache "with 1/8 to spare", so a full
+/// pass over a guest above 220 MiB maps per batch as before (docs/performance.md, "Cache
+/// policy").
+pub fn default_budget_bytes(tot_pages: u64) -> u64 {
+    let eighth = tot_pages.saturating_mul(PAGE_SIZE) / DEFAULT_BUDGET_DIVISOR;
+    eighth.clamp(DEFAULT_BUDGET_MIN_BYTES, DEFAULT_BUDGET_MAX_BYTES) & !((1 << 20) - 1)
 }
 
 static OVERRIDE: Mutex<Option<CacheConfig>> = Mutex::new(None);
@@ -185,10 +219,42 @@ mod tests {
             CacheConfig {
                 enabled: false,
                 budget_bytes: 64 << 20,
+                budget_from_guest: false,
                 bucket_pages: 16,
                 max_age: 3
             }
         );
+        // An explicit budget wins over the guest's size, from the environment or the C API.
+        assert_eq!(c.for_guest(1 << 30).budget_bytes, 64 << 20);
+        let (c, w) = CacheConfig::from_args(true, 300 << 20, 0, 0);
+        assert!(w.is_empty());
+        assert_eq!(c.for_guest(1 << 30).budget_bytes, 300 << 20);
+        // Zero through the C API means the default: guest-relative.
+        let (c, _) = CacheConfig::from_args(true, 0, 0, 0);
+        assert!(c.budget_from_guest);
+        assert_eq!(c.for_guest(1 << 20).budget_bytes, 512 << 20); // 4 GiB guest
+    }
+
+    #[test]
+    fn default_budget_follows_the_guest() {
+        const MIB: u64 = 1 << 20;
+        let pages = |mib: u64| mib * MIB / PAGE_SIZE;
+        let budget = |mib: u64| CacheConfig::default().for_guest(pages(mib)).budget_bytes / MIB;
+        assert_eq!(budget(0), 256);
+        assert_eq!(budget(1024), 256);
+        assert_eq!(budget(2048), 256);
+        assert_eq!(budget(2304), 288);
+        assert_eq!(budget(4096), 512); // 4 GiB / 16384 pages: 254 buckets fit
+        assert_eq!(budget(4096 + 3), 512); // whole MiB
+        assert_eq!(budget(8192), 1024);
+        assert_eq!(budget(1 << 20), 1024); // 1 TiB
+        assert_eq!(default_budget_bytes(u64::MAX), DEFAULT_BUDGET_MAX_BYTES);
+        // Every default budget is usable with the largest bucket.
+        let big = CacheConfig {
+            bucket_pages: MAX_BUCKET_PAGES,
+            ..CacheConfig::default()
+        };
+        assert!(default_budget_bytes(0) >= big.min_budget_bytes());
     }
 
     #[test]

@@ -69,13 +69,15 @@ pub struct DomainCache<M> {
 
 impl<M> DomainCache<M> {
     /// A cache for `domid`, with `signals` read before any page is mapped as the baseline of
-    /// the coherence checks. Resets the domain's published counters.
+    /// the coherence checks. A budget left to its default follows the guest's populated pages
+    /// then ([`CacheConfig::for_guest`]). Resets the domain's published counters.
     pub fn new(
         cfg: CacheConfig,
         domid: u32,
         signals: DomainSignals,
         registry: &'static Registry,
     ) -> Self {
+        let cfg = cfg.for_guest(signals.tot_pages);
         let disabled = !cfg.enabled
             || signals.unsafe_to_cache().is_some()
             || cfg.cache_capacity_pages() < u64::from(cfg.bucket_pages);

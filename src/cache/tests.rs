@@ -19,6 +19,7 @@ fn cfg(buckets: u64) -> CacheConfig {
     CacheConfig {
         enabled: true,
         budget_bytes: (MAX_BATCH_PAGES as u64 + buckets * u64::from(BUCKET)) * PAGE_SIZE,
+        budget_from_guest: false,
         bucket_pages: BUCKET,
         max_age: 1000,
     }
@@ -505,6 +506,27 @@ fn buckets_of_earlier_passes_are_evicted_least_recent_first() {
     fx.cache.start_pass(Admit::DenseOrReused);
     fx.batch(&[16, 17, 32, 48]);
     assert_eq!(fx.stats().maps, 4);
+}
+
+#[test]
+fn default_budget_follows_the_guest_but_never_makes_a_big_guest_fit() {
+    const MIB: u64 = 1 << 20;
+    let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+    for mib in [16, 128, 220, 221, 256, 1024, 2048, 2304, 4096, 8192, 65536] {
+        let tot_pages = mib * MIB / PAGE_SIZE;
+        let signals = DomainSignals {
+            tot_pages,
+            max_pages: tot_pages,
+            max_gpfn: tot_pages - 1,
+            ..Default::default()
+        };
+        let cache = DomainCache::<Mapping>::new(CacheConfig::default(), 1, signals, registry);
+        let want = (mib / 8).clamp(256, 1024) * MIB;
+        assert_eq!(cache.cfg.budget_bytes, want, "{mib} MiB guest");
+        // Only guests that fit in 256 MiB less the batch reserve, with 1/8 to spare, are
+        // mapped whole by their full pass: the same guests as with the fixed 256 MiB budget.
+        assert_eq!(cache.guest_fits(), mib <= 220, "{mib} MiB guest");
+    }
 }
 
 #[test]

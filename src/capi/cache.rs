@@ -45,10 +45,11 @@ pub struct XcsaveCacheStats {
 
 /// Configure the mapping cache of every later `xc_domain_save` in this process; this wins
 /// over the `XCSAVE_CACHE*` environment until `xcsave_cache_teardown`. Zero selects the
-/// default for each number: `budget_bytes` 256 MiB (bound on mapped guest memory, at least
-/// 4 MiB plus one bucket), `bucket_bytes` 1 MiB (a power-of-two number of 4 KiB pages, at
-/// most 32 MiB), `max_age` 64 checkpoints. `enable` 0 reproduces the stock per-batch
-/// map/unmap pattern. Returns 0, or -1 with errno EINVAL (and nothing changed) for an
+/// default for each number: `budget_bytes` an eighth of the saved guest's memory, at least
+/// 256 MiB and at most 1 GiB (bound on mapped guest memory; an explicit value must be at
+/// least 4 MiB plus one bucket), `bucket_bytes` 1 MiB (a power-of-two number of 4 KiB
+/// pages, at most 32 MiB), `max_age` 64 checkpoints. `enable` 0 reproduces the stock
+/// per-batch map/unmap pattern. Returns 0, or -1 with errno EINVAL (and nothing changed) for an
 /// invalid value.
 #[no_mangle]
 pub extern "C" fn xcsave_cache_init(
