@@ -32,7 +32,29 @@ pub fn words_for(nbits: u64) -> usize {
     nbits.div_ceil(64) as usize
 }
 
+/// The index of the first non-zero word of `words` at or after `from`.
+pub fn next_nonzero(words: &[u64], from: usize) -> Option<usize> {
+    words
+        .get(from..)?
+        .iter()
+        .position(|&w| w != 0)
+        .map(|o| from + o)
+}
+
+/// Word `i` of a bitmap of `nbits` bits with the bits at or past `nbits` cleared.
+pub fn below(word: u64, i: usize, nbits: u64) -> u64 {
+    let base = i as u64 * 64;
+    if base + 64 <= nbits {
+        word
+    } else if base >= nbits {
+        0
+    } else {
+        word & ((1u64 << (nbits - base)) - 1)
+    }
+}
+
 /// The set bits below `nbits`, in increasing order.
+#[cfg(test)]
 pub fn iter_set(words: &[u64], nbits: u64) -> impl Iterator<Item = u64> + '_ {
     words
         .iter()
@@ -60,6 +82,20 @@ mod tests {
             assert_eq!(got, (0..n).collect::<Vec<_>>(), "n = {n}");
             assert_eq!(w[words_for(n)], 0, "no bit past n = {n}");
         }
+    }
+
+    #[test]
+    fn nonzero_words_and_tails() {
+        let w = [0u64, 0, 5, 0, 1 << 63];
+        assert_eq!(next_nonzero(&w, 0), Some(2));
+        assert_eq!(next_nonzero(&w, 2), Some(2));
+        assert_eq!(next_nonzero(&w, 3), Some(4));
+        assert_eq!(next_nonzero(&w, 5), None);
+        assert_eq!(next_nonzero(&w, 9), None);
+        assert_eq!(below(!0, 0, 64), !0);
+        assert_eq!(below(!0, 1, 64), 0);
+        assert_eq!(below(!0, 1, 70), 0x3f);
+        assert_eq!(below(!0, 0, 3), 7);
     }
 
     #[test]
