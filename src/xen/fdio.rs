@@ -14,70 +14,84 @@ pub const IOV_MAX: usize = 1024;
 /// short writes.
 pub struct FdSink {
     fd: c_int,
+    /// The iovecs of the write in progress, kept between writes so that a batch allocates
+    /// nothing (they point into the caller's parts only during `write_parts`).
+    iov: Vec<libc::iovec>,
 }
 
 impl FdSink {
     /// Borrow `fd`; it is never closed.
     pub fn new(fd: c_int) -> FdSink {
-        FdSink { fd }
+        FdSink {
+            fd,
+            iov: Vec::new(),
+        }
     }
 }
 
-/// iovecs for `parts`, at most IOV_MAX of them, each covering a run of parts that are
+/// Fill `iov` with iovecs for the non-empty `parts`, each covering a run of parts that are
 /// adjacent in memory (consecutive pages of one cached mapping become one iovec).
-fn merged_iovecs(parts: &[&[u8]]) -> Vec<libc::iovec> {
-    let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len().min(IOV_MAX));
-    for p in parts {
+fn merge_iovecs(parts: &[&[u8]], iov: &mut Vec<libc::iovec>) {
+    iov.clear();
+    for p in parts.iter().filter(|p| !p.is_empty()) {
         if let Some(last) = iov.last_mut() {
             if last.iov_base as usize + last.iov_len == p.as_ptr() as usize {
                 last.iov_len += p.len();
                 continue;
             }
         }
-        if iov.len() == IOV_MAX {
-            break;
-        }
         iov.push(libc::iovec {
             iov_base: p.as_ptr() as *mut libc::c_void,
             iov_len: p.len(),
         });
     }
-    iov
 }
 
 impl Sink for FdSink {
     fn write_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
-        // Skip empty parts: a writev of only empty vectors returns 0, like EOF.
-        let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-        let mut idx = 0;
-        while idx < parts.len() {
-            let iov = merged_iovecs(&parts[idx..]);
-            // SAFETY: every iovec points into a live borrowed slice; writev only reads them.
-            let n = unsafe { libc::writev(self.fd, iov.as_ptr(), iov.len() as c_int) };
-            if n < 0 {
-                let e = Errno::last();
-                if e.0 == libc::EINTR {
-                    continue;
-                }
-                return Err(e);
+        let mut iov = std::mem::take(&mut self.iov);
+        merge_iovecs(parts, &mut iov);
+        let r = writev_all(self.fd, &mut iov);
+        // No pointer into `parts` outlives this call.
+        iov.clear();
+        self.iov = iov;
+        r
+    }
+}
+
+/// writev all of `iov` (no empty entries), IOV_MAX at a time, retrying EINTR and short
+/// writes; `iov` is consumed in place.
+fn writev_all(fd: c_int, iov: &mut [libc::iovec]) -> Result<()> {
+    let mut idx = 0;
+    while idx < iov.len() {
+        let cnt = (iov.len() - idx).min(IOV_MAX);
+        // SAFETY: every iovec points into a live borrowed slice of the caller (or a suffix
+        // of one); writev only reads them.
+        let n = unsafe { libc::writev(fd, iov[idx..].as_ptr(), cnt as c_int) };
+        if n < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
             }
-            if n == 0 {
-                return Err(Errno(libc::EIO));
-            }
-            let mut left = n as usize;
-            while left > 0 {
-                let len = parts[idx].len();
-                if left >= len {
-                    left -= len;
-                    idx += 1;
-                } else {
-                    parts[idx] = &parts[idx][left..];
-                    left = 0;
-                }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(Errno(libc::EIO));
+        }
+        let mut left = n as usize;
+        while left > 0 {
+            let v = &mut iov[idx];
+            if left >= v.iov_len {
+                left -= v.iov_len;
+                idx += 1;
+            } else {
+                v.iov_base = (v.iov_base as usize + left) as *mut libc::c_void;
+                v.iov_len -= left;
+                left = 0;
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Reads from a borrowed fd (the COLO back channel).
@@ -146,7 +160,8 @@ mod tests {
         let mut parts: Vec<&[u8]> = buf[..1000].chunks(1).collect();
         parts.push(&buf[2000..]);
         parts.extend(buf[1000..2000].chunks(100));
-        let iov = merged_iovecs(&parts);
+        let mut iov = Vec::new();
+        merge_iovecs(&parts, &mut iov);
         assert_eq!(iov.len(), 3);
         assert_eq!(
             (iov[0].iov_len, iov[1].iov_len, iov[2].iov_len),
