@@ -198,7 +198,22 @@ impl LogTarget {
 pub struct XenCtrl {
     xch: *mut sys::xc_interface,
     prefix: RefCell<Option<CString>>,
+    /// The hypercall buffer of `getpageframeinfo3` and `gethvmcontext`, kept for the whole
+    /// save. libxenctrl's wrappers bounce through a fresh buffer per call, and libxencall
+    /// caches single pages only: a batch's 1024 types (8 KiB) or an HVM context (about
+    /// 5 KiB) cost an mmap and a munmap of the hypercall device at every call.
+    scratch: RefCell<Option<ScratchBuf>>,
 }
+
+/// A hypercall buffer of `npages` pages.
+struct ScratchBuf {
+    hbuf: Box<sys::xc_hypercall_buffer_t>,
+    npages: c_int,
+}
+
+/// How often a domctl whose buffer faulted is retried, as libxenctrl's
+/// `do_domctl_retry_efault` (`DOMCTL_RETRIES`).
+const DOMCTL_RETRIES: u32 = 16;
 
 impl XenCtrl {
     /// Wrap a caller's handle.
@@ -209,6 +224,56 @@ impl XenCtrl {
         XenCtrl {
             xch,
             prefix: RefCell::new(None),
+            scratch: RefCell::new(None),
+        }
+    }
+
+    /// Run `f` with the scratch hypercall buffer, at least `bytes` long (grown, never shrunk).
+    fn with_scratch<T>(&self, bytes: usize, f: impl FnOnce(*mut u8) -> Result<T>) -> Result<T> {
+        let mut slot = self.scratch.borrow_mut();
+        let need = bytes.div_ceil(4096).max(1);
+        if slot.as_ref().is_some_and(|b| (b.npages as usize) < need) {
+            self.free_scratch(slot.take());
+        }
+        if slot.is_none() {
+            let npages = c_int::try_from(need).map_err(|_| Errno(libc::E2BIG))?;
+            let mut hbuf: Box<sys::xc_hypercall_buffer_t> = Box::default();
+            // SAFETY: hbuf is a zeroed hypercall-buffer descriptor that lives (boxed) as long
+            // as the allocation; the library fills hbuf.hbuf.
+            let p = unsafe { sys::xc__hypercall_buffer_alloc_pages(self.xch, &mut *hbuf, npages) };
+            if p.is_null() {
+                return Err(Errno::last());
+            }
+            *slot = Some(ScratchBuf { hbuf, npages });
+        }
+        let buf = slot.as_ref().expect("allocated above");
+        f(buf.hbuf.hbuf as *mut u8)
+    }
+
+    fn free_scratch(&self, buf: Option<ScratchBuf>) {
+        if let Some(mut b) = buf {
+            // SAFETY: allocated by xc__hypercall_buffer_alloc_pages on this handle with this
+            // page count (with_scratch), and freed once (it was taken out of its slot).
+            unsafe { sys::xc__hypercall_buffer_free_pages(self.xch, &mut *b.hbuf, b.npages) }
+        }
+    }
+
+    /// `xc_domctl`, retried while it fails with EFAULT (as libxenctrl's own wrappers of
+    /// calls that carry a buffer).
+    fn domctl(&self, d: &mut sys::xen_domctl) -> Result<c_int> {
+        let mut retries = DOMCTL_RETRIES;
+        loop {
+            // SAFETY: xch is live (XenCtrl::new contract); d is a complete domctl whose
+            // guest handles point into the scratch hypercall buffer.
+            let rc = unsafe { sys::xc_domctl(self.xch, d) };
+            if rc >= 0 {
+                return Ok(rc);
+            }
+            let e = Errno::last();
+            if e.0 != libc::EFAULT || retries == 0 {
+                return Err(e);
+            }
+            retries -= 1;
         }
     }
 
@@ -222,6 +287,8 @@ impl Drop for XenCtrl {
     fn drop(&mut self) {
         // Never leave libxenctrl pointing at our freed prefix string.
         self.set_progress_prefix(None);
+        let buf = self.scratch.borrow_mut().take();
+        self.free_scratch(buf);
     }
 }
 
@@ -364,13 +431,28 @@ impl Hypervisor for XenCtrl {
     }
 
     fn pfn_types(&self, dom: u32, arr: &mut [u64]) -> Result<()> {
-        let n = c_uint::try_from(arr.len()).map_err(|_| Errno(libc::E2BIG))?;
-        // SAFETY: arr has n writable xen_pfn_t (u64 on x86_64) entries.
-        let rc = unsafe { xc_get_pfn_type_batch(self.xch, dom, n, arr.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(Errno::last());
-        }
-        Ok(())
+        // xc_get_pfn_type_batch's domctl, with the array in the kept hypercall buffer.
+        let dom = sys::domid_t::try_from(dom).map_err(|_| Errno(libc::EINVAL))?;
+        let bytes = std::mem::size_of_val(arr);
+        self.with_scratch(bytes, |buf| {
+            // SAFETY: buf holds at least `bytes` bytes (with_scratch) and does not overlap arr.
+            unsafe { std::ptr::copy_nonoverlapping(arr.as_ptr() as *const u8, buf, bytes) };
+            let mut d = sys::xen_domctl {
+                cmd: sys::XEN_DOMCTL_getpageframeinfo3,
+                domain: dom,
+                ..Default::default()
+            };
+            d.u.getpageframeinfo3 = sys::xen_domctl_getpageframeinfo3 {
+                num: arr.len() as u64,
+                array: sys::__guest_handle_xen_pfn_t {
+                    p: buf as *mut sys::xen_pfn_t,
+                },
+            };
+            self.domctl(&mut d)?;
+            // SAFETY: as above; Xen overwrote the entries in place.
+            unsafe { std::ptr::copy_nonoverlapping(buf, arr.as_mut_ptr() as *mut u8, bytes) };
+            Ok(())
+        })
     }
 
     fn p2m_signals(&self, dom: u32) -> Result<crate::cache::DomainSignals> {
@@ -408,11 +490,27 @@ impl Hypervisor for XenCtrl {
     }
 
     fn hvm_context(&self, dom: u32, buf: &mut [u8]) -> Result<usize> {
+        // xc_domain_hvm_getcontext's domctl, into the kept hypercall buffer.
         let len = u32::try_from(buf.len()).map_err(|_| Errno(libc::E2BIG))?;
-        // SAFETY: buf has len writable bytes.
-        let n =
-            check(unsafe { sys::xc_domain_hvm_getcontext(self.xch, dom, buf.as_mut_ptr(), len) })?;
-        Ok(n as usize)
+        let dom = sys::domid_t::try_from(dom).map_err(|_| Errno(libc::EINVAL))?;
+        self.with_scratch(buf.len(), |hb| {
+            let mut d = sys::xen_domctl {
+                cmd: sys::XEN_DOMCTL_gethvmcontext,
+                domain: dom,
+                ..Default::default()
+            };
+            d.u.hvmcontext = sys::xen_domctl_hvmcontext {
+                size: len,
+                buffer: sys::__guest_handle_uint8 { p: hb },
+            };
+            self.domctl(&mut d)?;
+            // SAFETY: reading a union member that this domctl's answer wrote.
+            let used = (unsafe { d.u.hvmcontext.size } as usize).min(buf.len());
+            // SAFETY: hb holds at least buf.len() bytes (with_scratch), of which Xen wrote
+            // `used`; it does not overlap buf.
+            unsafe { std::ptr::copy_nonoverlapping(hb, buf.as_mut_ptr(), used) };
+            Ok(used)
+        })
     }
 
     fn hvm_param(&self, dom: u32, index: u32) -> Result<u64> {
