@@ -86,6 +86,8 @@ diag() {
         info "---- end of $f"
         tail -n 12 "$f" | tr -d '\r' | sed 's/^/XCSAVE-LOG /'
     done
+    info "---- end of Xen's log (xl dmesg)"
+    "$XL" dmesg 2>/dev/null | tail -n 30 | sed 's/^/XCSAVE-LOG /'
 }
 # Watch guest $1 during a live operation: every 2 s, the time, xl list's state and CPU time of
 # each of its domains, and its counter, to $2. Shows whether a guest that stalls is paused,
@@ -156,7 +158,7 @@ create_guest() { # name type
     local t0 t1 c
     t0=$(now)
     if ! "$XL" create /xt/guest.cfg "name=\"$1\"" "type=\"$2\"" \
-            "cmdline=\"console=hvc0 loglevel=4 xt_dirty=$DIRTY_MB\"" > "$W/create-$1.log" 2>&1; then
+            "cmdline=\"console=hvc0 loglevel=4 xt_dirty=$DIRTY_MB${GUEST_ARGS:+ $GUEST_ARGS}\"" > "$W/create-$1.log" 2>&1; then
         result FAIL "$MODE/create-$2" "$(dt "$t0" "$(now)")" "xl create failed"
         dump "$W/create-$1.log"; return 1
     fi
@@ -350,6 +352,9 @@ scenarios() {
     fi
 }
 
+# Xen logs a guest's triple fault ("Triple fault - invoking HVM shutdown action", then the
+# vCPU's registers) at guest log level info, which it does not print by default. diag shows it.
+"$XL" set-parameters guest_loglvl=info 2>/dev/null || info "xl set-parameters guest_loglvl=info failed"
 if [ "${SOAK:-0}" -gt 0 ]; then
     # XCSAVE_XEN_SOAK=N: the A/B soak of live migrations instead of the scenarios above.
     . /xt/soak.sh

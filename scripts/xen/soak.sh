@@ -24,6 +24,9 @@
 #   xcsave-remus / stock-remus  `xl remus` with SOAK_REMUS_CKPTS checkpoints, then failover
 : "${SOAK_MODES:=stock xcsave xcsave-nocache xcsave-nofit xcsave-disabled}"
 : "${SOAK_MINUTES:=0}" "${SOAK_REMUS_CKPTS:=5}"
+# No KASLR in the soak's guests, so that the RIP of a triple fault in Xen's log (shown with the
+# failure) can be looked up in the kernel's System.map.
+GUEST_ARGS=nokaslr
 
 soak_setmode() {
     MODE=$1
@@ -114,6 +117,7 @@ soak_timeline() { # watch log
     awk '{ sub(/counter=/, "", $2) } $2 != prev || /s[rc]-/ { print "watch " $0; prev = $2 }' "$1" | tail -n 12
     grep -iE 'saving d|sent [0-9]+ dirty|iteration|suspend|has not been|error|stats|Migration|precopy|Domain now' "$2" |
         grep -v 'xencall:buffer' | cut -c1-220 | tail -n 25
+    "$XL" dmesg 2>/dev/null | grep -v 'xenstore\|^$' | tail -n 40 | sed 's/^/xen /'
 }
 
 # Is the guest still counting? If not, charge it to the previous operation ("late").
@@ -160,6 +164,7 @@ soak() { # rounds
             fi
             info "===== soak round $r/$rounds: migrate, $MODE (load $(cut -d' ' -f1 /proc/loadavg) in dom0) ====="
             tag="r$r-$MODE"
+            "$XL" dmesg -c > /dev/null 2>&1   # from here on, Xen's log is this operation's
             if [ "${MODE%-remus}" != "$MODE" ]; then
                 soak_remus g1 "$r"
             else
