@@ -60,6 +60,24 @@ soak_watch() { # guest start-usec file
       done ) > "$3" 2>&1 &
     WATCH=$!
 }
+# Which saver ran, from the xl log: stock, xcsave handing over, or xcsave with its cache
+# counters. The operation FAILs if that is not what its mode asks for.
+soak_saver() { # xl log -> sets SAVER
+    local st
+    st=$(grep -o 'mapping cache stats: .*' "$1" | tail -1 |
+        sed 's/mapping cache stats: hits \([0-9]*\) misses \([0-9]*\) maps \([0-9]*\) .* peak mapped \([0-9]*\) KiB\(.*\)/hits \1 maps \3 peak \4 KiB\5/')
+    if grep -q 'XCSAVE_DISABLE is set: handing over' "$1"; then SAVER="xcsave-disabled (stock saver)"
+    elif [ -n "$st" ]; then SAVER="xcsave: $st"
+    elif grep -q 'xcsave' "$1"; then SAVER="xcsave (no stats line)"
+    else SAVER=stock
+    fi
+    case "${MODE%-remus}:$SAVER" in
+        stock:stock|xcsave-disabled:xcsave-disabled*|xcsave-nocache:*"(caching off)"|xcsave:xcsave:*|xcsave-nofit:xcsave:*) ;;
+        *) return 1 ;;
+    esac
+    case "${MODE%-remus}:$SAVER" in xcsave:*"(caching off)"|xcsave-nofit:*"(caching off)") return 1 ;; esac
+}
+
 # State letters of every domain named $1*: "r-----" etc., one per line.
 states() { "$XL" list 2>/dev/null | awk -v p="$1" 'NR > 1 && index($1, p) == 1 { print $5 }'; }
 
@@ -84,6 +102,8 @@ soak_migrate() { # guest round
     snap "$g"
     if [ "$rc" = 0 ] && resumed "$g" "$c1" 30 && "$XL" domid "$g" >/dev/null 2>&1; then
         OUTCOME=ok; DETAIL="$RES; $(soak_when "$wl" "$lg" | sed 's/.*, suspend/suspend/')"
+        soak_saver "$lg" || OUTCOME=fail
+        DETAIL+="; $SAVER"
     else
         kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null
         [ "$rc" = 0 ] || RES="xl migrate rc=$rc; counter $c0 at the start, $c1 at the end"
@@ -221,6 +241,8 @@ soak_remus() { # guest round
         snap "$g"
         if resumed "$g" "$c0" 40; then
             OUTCOME=ok; DETAIL="$n checkpoints, failover: $RES"
+            soak_saver "$lg" || OUTCOME=fail
+            DETAIL+="; $SAVER"
             kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null
             rm -f "$tap.stream"
             return
