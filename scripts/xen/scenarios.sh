@@ -74,6 +74,26 @@ resumed() { # name value-at-switch timeout
     fi
     RES="counter $2 at the switch, resumed at $low, on to $c1"
 }
+# Xen's log, with the kernel symbol of each RIP that it dumps (a triple fault dumps the vCPU's
+# state). dom0 is a PV guest running the same kernel as the domU, at the same (non-randomised)
+# addresses: a domU booted with nokaslr can be looked up in dom0's /proc/kallsyms.
+xen_log() { # lines
+    local l a
+    "$XL" dmesg 2>/dev/null | grep -v '^$' | tail -n "$1" | while IFS= read -r l; do
+        echo "$l"
+        a=$(echo "$l" | sed -n 's/.*RIP: *[0-9a-f]*:\[<\([0-9a-f]*\)>\].*/\1/p')
+        [ -n "$a" ] && echo "    RIP $a is $(ripsym "$a")"
+    done
+}
+ripsym() { # hex address -> symbol+offset from dom0's kallsyms
+    # 64-bit addresses do not fit awk's doubles: compare them as 16-digit strings.
+    awk -v a="$(printf '%016s' "$1" | tr 'A-F ' 'a-f0')" '
+        function hex(s,  i, n) { n = 0
+            for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+            return n }
+        $2 ~ /^[tTwW]$/ && length($1) == 16 && $1 <= a && $1 >= best { best = $1; name = $3 }
+        END { if (name == "") print "?"; else printf "%s+0x%x\n", name, hex(substr(a, 9)) - hex(substr(best, 9)) }' /proc/kallsyms
+}
 # What a guest that stopped counting is doing: xl list twice (is its CPU time moving?), the end
 # of its console.
 diag() {
@@ -87,7 +107,7 @@ diag() {
         tail -n 12 "$f" | tr -d '\r' | sed 's/^/XCSAVE-LOG /'
     done
     info "---- end of Xen's log (xl dmesg)"
-    "$XL" dmesg 2>/dev/null | tail -n 30 | sed 's/^/XCSAVE-LOG /'
+    xen_log 30 | sed 's/^/XCSAVE-LOG /'
 }
 # Watch guest $1 during a live operation: every 2 s, the time, xl list's state and CPU time of
 # each of its domains, and its counter, to $2. Shows whether a guest that stalls is paused,

@@ -137,7 +137,7 @@ soak_timeline() { # watch log
     awk '{ sub(/counter=/, "", $2) } $2 != prev || /s[rc]-/ { print "watch " $0; prev = $2 }' "$1" | tail -n 12
     grep -iE 'saving d|sent [0-9]+ dirty|iteration|suspend|has not been|error|stats|Migration|precopy|Domain now' "$2" |
         grep -v 'xencall:buffer' | cut -c1-220 | tail -n 25
-    "$XL" dmesg 2>/dev/null | grep -v 'xenstore\|^$' | tail -n 40 | sed 's/^/xen /'
+    xen_log 40 | sed 's/^/xen /'
 }
 
 # Is the guest still counting? If not, charge it to the previous operation ("late").
@@ -162,7 +162,7 @@ soak() { # rounds
     for m in "${modes[@]}"; do
         soak_setmode "$m" || { result FAIL "soak/$m" 0 "unknown soak mode $m"; return 1; }
     done
-    info "soak: $rounds round(s) of live xl migrate, modes: ${modes[*]} (order rotates each round)"
+    info "soak: $rounds round(s), one live operation per mode, modes: ${modes[*]} (order rotates each round)"
     for r in $(seq "$rounds"); do
         if [ "$t_end" -gt 0 ] && [ "$(date +%s)" -ge "$t_end" ]; then
             info "soak: the ${SOAK_MINUTES}-minute budget is spent; stopping before round $r"; break
@@ -182,7 +182,7 @@ soak() { # rounds
                     stop=1; break
                 fi
             fi
-            info "===== soak round $r/$rounds: migrate, $MODE (load $(cut -d' ' -f1 /proc/loadavg) in dom0) ====="
+            info "===== soak round $r/$rounds: $([ "${MODE%-remus}" = "$MODE" ] && echo migrate || echo remus), $MODE (load $(cut -d' ' -f1 /proc/loadavg) in dom0) ====="
             tag="r$r-$MODE"
             "$XL" dmesg -c > /dev/null 2>&1   # from here on, Xen's log is this operation's
             if [ "${MODE%-remus}" != "$MODE" ]; then
