@@ -49,8 +49,23 @@ soak_setmode() {
 # Microseconds since the epoch, and seconds (2 decimals) since $1 (also in microseconds).
 usec() { local t=${EPOCHREALTIME/[.,]/}; echo $((10#$t)); }
 rel() { local d=$(( $(usec) - $1 )); printf '%d.%02d' $((d / 1000000)) $((d % 1000000 / 10000)); }
-# Prefix each line with the seconds since $1 (usec).
-stamp_rel() { while IFS= read -r l; do printf '%7s %s\n' "$(rel "$1")" "$l"; done; }
+# Prefix each line with the seconds since $1 (usec). No fork per line: xl -vvv is verbose, and a
+# slow stamper lags behind (its times would be late, and its file incomplete when read).
+stamp_rel() {
+    local l t
+    while IFS= read -r l; do
+        t=${EPOCHREALTIME/[.,]/}; t=$((10#$t - $1))
+        printf '%4d.%02d %s\n' $((t / 1000000)) $((t % 1000000 / 10000)) "$l"
+    done
+}
+# Wait until file $1 stops growing (the stamper has caught up), at most 30 s.
+settle() {
+    local a b i
+    for i in $(seq 30); do
+        a=$(stat -c %s "$1"); sleep 1; b=$(stat -c %s "$1")
+        [ "$a" = "$b" ] && return 0
+    done
+}
 # Every second: seconds since $2 (usec), counter, and each g1* domain's id, state and CPU time.
 soak_watch() { # guest start-usec file
     ( while :; do
@@ -78,6 +93,11 @@ soak_saver() { # xl log -> sets SAVER
     case "${MODE%-remus}:$SAVER" in xcsave:*"(caching off)"|xcsave-nofit:*"(caching off)") return 1 ;; esac
 }
 
+dump_saver() { # xl log of an operation whose saver was not its mode's
+    info "---- soak $MODE: saver \"$SAVER\" is not this mode's; xcsave's lines in $1 ($(wc -l < "$1") lines):"
+    grep -i 'xcsave\|mapping cache' "$1" | grep -vi 'libxcsave\.so' | tail -n 12 | cut -c1-250 | sed 's/^/XCSAVE-LOG /'
+}
+
 # State letters of every domain named $1*: "r-----" etc., one per line.
 states() { "$XL" list 2>/dev/null | awk -v p="$1" 'NR > 1 && index($1, p) == 1 { print $5 }'; }
 
@@ -97,12 +117,12 @@ soak_migrate() { # guest round
     fi
     wait "$pid"; rc=${rc:-$?}
     SECS=$(rel "$t0")
-    sleep 1   # let stamp_rel write the last lines
+    settle "$lg"
     c1=$(count "$g")
     snap "$g"
     if [ "$rc" = 0 ] && resumed "$g" "$c1" 30 && "$XL" domid "$g" >/dev/null 2>&1; then
         OUTCOME=ok; DETAIL="$RES; $(soak_when "$wl" "$lg" | sed 's/.*, suspend/suspend/')"
-        soak_saver "$lg" || OUTCOME=fail
+        soak_saver "$lg" || { OUTCOME=fail; dump_saver "$lg"; }
         DETAIL+="; $SAVER"
     else
         kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null
@@ -134,7 +154,9 @@ soak_when() { # watch log
 # The lines that place a failure in time: the watch log around the stop, and the xl log's
 # phase lines (xcsave's passes, stock's iterations, the suspend, errors).
 soak_timeline() { # watch log
-    awk '{ sub(/counter=/, "", $2) } $2 != prev || /s[rc]-/ { print "watch " $0; prev = $2 }' "$1" | tail -n 12
+    # Lines where the counter or a domain's state changed (CPU time left out of the comparison).
+    awk '{ sub(/counter=/, "", $2); k = $2; for (i = 3; i <= NF; i++) { s = $i; sub(/:[0-9.]*s$/, "", s); k = k " " s } }
+         k != prev { print "watch " $0; prev = k }' "$1" | tail -n 12
     grep -iE 'saving d|sent [0-9]+ dirty|iteration|suspend|has not been|error|stats|Migration|precopy|Domain now' "$2" |
         grep -v 'xencall:buffer' | cut -c1-220 | tail -n 25
     xen_log 40 | sed 's/^/xen /'
@@ -235,13 +257,13 @@ soak_remus() { # guest round
     done
     SECS=$(rel "$t0")
     if kill -0 "$pid" 2>/dev/null && [ "$n" -ge 1 ]; then
-        kill -9 "$pid"; wait "$pid" 2>/dev/null
+        kill -9 "$pid"; wait "$pid" 2>/dev/null; settle "$lg"
         "$XL" destroy "$dom"
         c0=$(count "$g")
         snap "$g"
         if resumed "$g" "$c0" 40; then
             OUTCOME=ok; DETAIL="$n checkpoints, failover: $RES"
-            soak_saver "$lg" || OUTCOME=fail
+            soak_saver "$lg" || { OUTCOME=fail; dump_saver "$lg"; }
             DETAIL+="; $SAVER"
             kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null
             rm -f "$tap.stream"
