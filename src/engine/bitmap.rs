@@ -34,11 +34,22 @@ pub fn words_for(nbits: u64) -> usize {
 
 /// The index of the first non-zero word of `words` at or after `from`.
 pub fn next_nonzero(words: &[u64], from: usize) -> Option<usize> {
-    words
-        .get(from..)?
+    let rest = words.get(from..)?;
+    // Eight words (512 pfns) at a time, OR-reduced without a branch per word: a checkpoint's
+    // bitmap is mostly zero words (16K of them for a 4 GiB p2m).
+    let mut chunks = rest.chunks_exact(8);
+    let mut base = from;
+    for c in &mut chunks {
+        if c.iter().fold(0, |a, &w| a | w) != 0 {
+            return c.iter().position(|&w| w != 0).map(|o| base + o);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
         .iter()
         .position(|&w| w != 0)
-        .map(|o| from + o)
+        .map(|o| base + o)
 }
 
 /// Word `i` of a bitmap of `nbits` bits with the bits at or past `nbits` cleared.
@@ -92,6 +103,21 @@ mod tests {
         assert_eq!(next_nonzero(&w, 3), Some(4));
         assert_eq!(next_nonzero(&w, 5), None);
         assert_eq!(next_nonzero(&w, 9), None);
+        // Across the eight-word chunks and in the remainder.
+        let mut long = vec![0u64; 27];
+        assert_eq!(next_nonzero(&long, 0), None);
+        for i in [0usize, 7, 8, 15, 16, 23, 24, 26] {
+            long[i] = 1 << (i % 64);
+            for from in 0..=i {
+                assert_eq!(
+                    next_nonzero(&long, from),
+                    Some(i),
+                    "bit in word {i} from {from}"
+                );
+            }
+            assert_eq!(next_nonzero(&long, i + 1), None);
+            long[i] = 0;
+        }
         assert_eq!(below(!0, 0, 64), !0);
         assert_eq!(below(!0, 1, 64), 0);
         assert_eq!(below(!0, 1, 70), 0x3f);
