@@ -211,9 +211,10 @@ struct ScratchBuf {
     npages: c_int,
 }
 
-/// How often a domctl whose buffer faulted is retried, as libxenctrl's
-/// `do_domctl_retry_efault` (`DOMCTL_RETRIES`).
-const DOMCTL_RETRIES: u32 = 16;
+/// How often `getpageframeinfo3` is retried after EFAULT, as `xc_get_pfn_type_batch` does
+/// (Xen's "tools/libxc: retry hypercall in case of EFAULT": up to 2 times, for user-memory
+/// hypercall buffers the kernel may be migrating).
+const PFINFO_EFAULT_RETRIES: u32 = 2;
 
 impl XenCtrl {
     /// Wrap a caller's handle.
@@ -258,10 +259,8 @@ impl XenCtrl {
         }
     }
 
-    /// `xc_domctl`, retried while it fails with EFAULT (as libxenctrl's own wrappers of
-    /// calls that carry a buffer).
-    fn domctl(&self, d: &mut sys::xen_domctl) -> Result<c_int> {
-        let mut retries = DOMCTL_RETRIES;
+    /// `xc_domctl`, retried up to `retries` times while it fails with EFAULT.
+    fn domctl(&self, d: &mut sys::xen_domctl, mut retries: u32) -> Result<c_int> {
         loop {
             // SAFETY: xch is live (XenCtrl::new contract); d is a complete domctl whose
             // guest handles point into the scratch hypercall buffer.
@@ -448,7 +447,7 @@ impl Hypervisor for XenCtrl {
                     p: buf as *mut sys::xen_pfn_t,
                 },
             };
-            self.domctl(&mut d)?;
+            self.domctl(&mut d, PFINFO_EFAULT_RETRIES)?;
             // SAFETY: as above; Xen overwrote the entries in place.
             unsafe { std::ptr::copy_nonoverlapping(buf, arr.as_mut_ptr() as *mut u8, bytes) };
             Ok(())
@@ -503,7 +502,8 @@ impl Hypervisor for XenCtrl {
                 size: len,
                 buffer: sys::__guest_handle_uint8 { p: hb },
             };
-            self.domctl(&mut d)?;
+            // No retry, as xc_domain_hvm_getcontext.
+            self.domctl(&mut d, 0)?;
             // SAFETY: reading a union member that this domctl's answer wrote.
             let used = (unsafe { d.u.hvmcontext.size } as usize).min(buf.len());
             // SAFETY: hb holds at least buf.len() bytes (with_scratch), of which Xen wrote
