@@ -160,6 +160,12 @@ soak_timeline() { # watch log
     grep -iE 'saving d|sent [0-9]+ dirty|iteration|suspend|has not been|error|stats|Migration|precopy|Domain now' "$2" |
         grep -v 'xencall:buffer' | cut -c1-220 | tail -n 25
     xen_log 40 | sed 's/^/xen /'
+    soak_tsc | sed 's/^/xen /'
+}
+# Xen's TSC statistics (debug key s): whether the guests' RDTSC is emulated (vtsc count).
+soak_tsc() {
+    "$XL" debug-keys s 2>/dev/null && sleep 1
+    "$XL" dmesg 2>/dev/null | grep -iE 'tsc|mode=' | tail -n 6
 }
 
 # Is the guest still counting? If not, charge it to the previous operation ("late").
@@ -227,6 +233,7 @@ soak() { # rounds
         SOAK_C[$prev.late]=$(( ${SOAK_C[$prev.late]:-0} + 1 ))
         result FAIL "soak/$prevtag-late" 0 "guest stopped counting after an ok $prevtag"
     fi
+    info "soak: Xen's TSC statistics: $(soak_tsc | tr '\n' '|')"
     for m in "${modes[@]}"; do
         local t; t=$(soak_tally "$m")
         if [[ "$t" = "ops 0 "* ]] || [[ "$t" != *" reboot 0 crash 0 stall 0 fail 0 late 0" ]]; then
