@@ -121,7 +121,8 @@ def main():
     md.append("```\n" + machine + "\n```\n")
     md.append(
         "Sides: **stock** = Debian libxenguest 4.17 `xc_domain_save`; **xcsave** = this "
-        "library (default cache: 256 MiB budget, 1 MiB buckets); **limit** = the same record "
+        "library (default cache: a budget of 1/8 of the guest within 256 MiB-1 GiB, "
+        "1 MiB buckets); **limit** = the same record "
         "framing and bytes as xcsave's stream, written with `writev` from ordinary memory. "
         "All three write into a pipe (64 KiB, the Linux default) drained by a separate process "
         "that only parses the record framing. MB = 10^6 bytes. Cost = xensim's modelled "
