@@ -1,14 +1,15 @@
 # SPDX-License-Identifier: GPL-3.0-only
 # check-xen's A/B soak (XCSAVE_XEN_SOAK=N), sourced by scenarios.sh in place of its scenario
-# list. N rounds; in each round every mode of SOAK_MODES does one live `xl migrate` to localhost
-# of the same PVH guest, in an order that rotates from round to round, so that every mode sees
-# the same (degrading) machine. After each operation the guest is classed as
-#   ok      xl migrate succeeded and the counter went on from where it was;
+# list. N rounds; in each round every mode of SOAK_MODES does one live operation (`xl migrate`
+# to localhost, or `xl remus` and failover for the *-remus modes) on the same PVH guest, in an
+# order that rotates from round to round, so that every mode sees the same (degrading) machine.
+# After each operation the guest is classed as
+#   ok      xl succeeded and the counter went on from where it was;
 #   reboot  the guest shut down with reason reboot (a triple fault; on_reboot = "preserve"
 #           keeps it, `xl list` shows ---sr-) or began counting again from 1;
 #   crash   it shut down with reason crash;
 #   stall   it is there but stopped counting;
-#   fail    xl migrate failed, but the guest still counts;
+#   fail    xl failed but the guest still counts, or the wrong saver ran (see soak_saver);
 #   late    (counted against the previous operation) the guest passed the resume check but had
 #           stopped counting by the start of the next operation.
 # Each operation prints an XCSAVE-RESULT line (PASS only for ok), and the end a tally line per
@@ -25,7 +26,7 @@
 : "${SOAK_MODES:=stock xcsave xcsave-nocache xcsave-nofit xcsave-disabled}"
 : "${SOAK_MINUTES:=0}" "${SOAK_REMUS_CKPTS:=5}"
 # No KASLR in the soak's guests, so that the RIP of a triple fault in Xen's log (shown with the
-# failure) can be looked up in the kernel's System.map.
+# failure) can be looked up in dom0's /proc/kallsyms (the same kernel; see xen_log).
 GUEST_ARGS=nokaslr
 
 soak_setmode() {
