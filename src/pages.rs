@@ -34,15 +34,23 @@ pub trait PageSource<H: Hypervisor> {
     ) -> Result<(), BatchError>;
 
     /// A pass over the dirty bitmap starts: a live iteration, a checkpoint, or a non-live
-    /// save. `full` says the pass sends every page (live iteration 0, a non-live save): a
-    /// cache takes such a pass as no evidence of reuse. `checkpointed` says the stream goes
-    /// on with checkpoints (Remus, COLO), so that pages sent now are likely sent again many
-    /// times; a plain migration has a few passes left at most.
+    /// save. `full` says the pass sends every page (live iteration 0, a non-live save): no
+    /// evidence of reuse, except that a plain live migration's later iterations resend pages
+    /// the guest dirtied meanwhile. `checkpointed` says the stream goes on with checkpoints
+    /// (Remus, COLO), so that pages sent now are likely sent again many times; a plain
+    /// migration has a few passes left at most.
     fn start_pass(&mut self, _xen: &H, _dom: u32, _full: bool, _checkpointed: bool) {}
 
     /// The guest runs again after a checkpoint (postcopy returned): a cache may do work here
     /// that it kept out of the downtime.
     fn resumed(&mut self, _xen: &H, _dom: u32) {}
+
+    /// A plain (not checkpointed) live save has ended its precopy: the guest is about to be
+    /// suspended for the last pass. Called after the precopy policy chose stop-and-copy and
+    /// before the suspend callback, while the guest still runs; never for Remus or COLO. A
+    /// cache releases here what the last pass will not use, so that the downtime does not
+    /// pay for unmapping it.
+    fn before_suspend(&mut self, _xen: &H, _dom: u32) {}
 
     /// The `getpageframeinfo3` types of a batch (`types[i]` for `gfns[i]`), before its data
     /// pages are asked for. A cache drops mappings of gfns that no longer hold RAM.

@@ -6,11 +6,16 @@
 //! from the per-batch mapping costs `k`, as with the stock saver. A bucket pays only if its
 //! pages are asked for again, often enough, before it goes (evicted, or remapped at
 //! `max_age`). So each pass has an [`Admit`] rule, chosen from what follows it:
-//! - a **full pass** (live iteration 0, a non-live save, a save's first pass) admits nothing:
+//! - a **full pass** (a non-live save, a checkpointed stream's first pass) admits nothing:
 //!   touching every page once is no evidence of reuse. Except when the whole guest fits in
 //!   the cache with room to spare ([`DomainCache::guest_fits`]): then it maps every bucket,
 //!   which costs the pages stock maps anyway, leaves nothing to map later, and covers every
 //!   populated pfn (docs/coherence.md §8);
+//! - the full pass of a **plain live** migration (iteration 0, the guest running) maps every
+//!   bucket while there is room without evicting, then the rest per batch: the later
+//!   iterations send pages the guest dirtied meanwhile, and hit the buckets retained. The
+//!   engine calls [`PageSource::before_suspend`](crate::pages::PageSource::before_suspend)
+//!   before it suspends the guest, and the cache unmaps them all then, outside the downtime;
 //! - a pass of a **checkpointed** stream (Remus, COLO: its precopy, its checkpoints) admits a
 //!   bucket when the batch asks for at least 1/[`DENSE_DIVISOR`] of its pages (dense), or
 //!   when the previous pass asked for its pages too and the two passes asked for enough of
@@ -76,7 +81,8 @@ impl History {
 pub enum Admit {
     /// None (a full pass, the last pass of a plain migration).
     Nothing,
-    /// Every bucket there is room for, without evicting (a full pass over a guest that fits).
+    /// Every bucket there is room for, without evicting (a full pass over a guest that fits,
+    /// a plain live migration's full pass). Once the cache is full, a miss goes per batch.
     Everything,
     /// Reused and hot (a plain migration's precopy).
     Hot,
@@ -86,11 +92,13 @@ pub enum Admit {
 
 impl Admit {
     /// The rule of a pass: `full` if it sends every page, `checkpointed` for Remus and COLO,
-    /// `suspended` once the guest has been suspended (a plain stream's last pass), `fits` if
-    /// the whole guest fits in the cache.
+    /// `suspended` once the guest has been suspended (a non-live save, a plain stream's last
+    /// pass), `fits` if the whole guest fits in the cache.
     pub fn for_pass(full: bool, checkpointed: bool, suspended: bool, fits: bool) -> Admit {
         match (full, checkpointed, suspended) {
             (true, _, _) if fits => Admit::Everything,
+            // A plain live migration's first pass: its later iterations hit what it retains.
+            (true, false, false) => Admit::Everything,
             (true, _, _) => Admit::Nothing,
             (false, true, _) => Admit::DenseOrReused,
             (false, false, false) => Admit::Hot,
@@ -123,8 +131,12 @@ impl<M> DomainCache<M> {
     /// `demand` of its pages (the page at hand is one of them, and is counted).
     pub(super) fn admit(&mut self, b: u64, demand: u64) -> bool {
         let rule = self.admission;
-        if rule != Admit::Hot && rule != Admit::DenseOrReused {
-            return rule == Admit::Everything;
+        if rule == Admit::Everything {
+            // Room without evicting: O(1), so a full cache costs a miss nothing more.
+            return self.has_room(b);
+        }
+        if rule == Admit::Nothing {
+            return false;
         }
         let h = &mut self.seen[b as usize];
         h.ask(self.pass, 1);
@@ -136,6 +148,15 @@ impl<M> DomainCache<M> {
         let age = u64::from(self.cfg.max_age.max(1));
         demand * DENSE_DIVISOR >= pages
             || (prev > 0 && (prev + demand) * age >= PAYBACK_MARGIN * pages)
+    }
+
+    /// Unmaps every bucket: the guest is about to be suspended for a plain migration's last
+    /// pass, which caches nothing and sends a few pages per batch, as stock. Unmapping now
+    /// keeps that work out of the downtime. Called between batches (nothing pinned).
+    pub fn release_before_suspend(&mut self) {
+        self.drop_unpinned();
+        self.deferred.clear();
+        self.publish();
     }
 
     /// Records that this pass asked for a page of cached bucket `b`.
@@ -221,6 +242,14 @@ mod tests {
     fn rules_by_pass() {
         assert_eq!(Admit::for_pass(true, true, true, false), Admit::Nothing);
         assert_eq!(Admit::for_pass(true, false, false, true), Admit::Everything);
+        // Plain live migration's full pass retains; a non-live save's and a checkpointed
+        // stream's full passes do not.
+        assert_eq!(
+            Admit::for_pass(true, false, false, false),
+            Admit::Everything
+        );
+        assert_eq!(Admit::for_pass(true, false, true, false), Admit::Nothing);
+        assert_eq!(Admit::for_pass(true, true, false, false), Admit::Nothing);
         assert_eq!(
             Admit::for_pass(false, true, false, true),
             Admit::DenseOrReused

@@ -139,6 +139,13 @@ impl<H: Hypervisor> PageSource<H> for CachedPages {
         }
     }
 
+    fn before_suspend(&mut self, _xen: &H, _dom: u32) {
+        // The last pass maps nothing whole (`Admit::Nothing`): every bucket goes now.
+        if let Some(c) = self.cache.as_mut() {
+            c.release_before_suspend();
+        }
+    }
+
     fn batch_types(&mut self, gfns: &[u64], types: &[u64]) {
         if let Some(c) = self.cache.as_mut() {
             c.note_types(gfns, types);

@@ -634,3 +634,57 @@ fn caching_off_allocates_no_index() {
     let fx = Fx::new(64, c);
     assert_eq!((fx.cache.p2m_size, fx.cache.index.capacity()), (0, 0));
 }
+
+#[test]
+fn plain_live_first_pass_retains_what_fits_and_releases_it_before_the_suspend() {
+    // 8 buckets of 16 pages against room for 4: the guest does not fit.
+    let mut fx = fresh(128, cfg(4));
+    assert!(!fx.cache.guest_fits());
+    let admit = Admit::for_pass(true, false, false, false);
+    assert_eq!(admit, Admit::Everything);
+    fx.cache.start_pass(admit);
+    let all: Vec<u64> = (0..128).collect();
+    fx.batch(&all);
+    // Buckets 0-3 mapped whole, then the cache is full: the rest in one per-batch map,
+    // nothing evicted.
+    let s = fx.stats();
+    assert_eq!((s.maps, s.vmas, s.evictions), (5, 4, 0));
+    assert_eq!(fx.calls.borrow().log[4], (64..128).collect::<Vec<_>>());
+    assert_eq!(s.hits, 60);
+    // A later precopy iteration hits the retained buckets; a sparse page beyond them still
+    // goes per batch (not reused).
+    fx.cache
+        .start_pass(Admit::for_pass(false, false, false, false));
+    fx.batch(&[3, 20, 63, 70]);
+    let s = fx.stats();
+    assert_eq!((s.hits, s.maps, s.vmas), (63, 6, 4));
+    assert_eq!(fx.calls.borrow().log[5], vec![70]);
+    // Stop-and-copy chosen: everything goes while the guest runs, and the suspended last
+    // pass maps per batch, as stock.
+    fx.cache.release_before_suspend();
+    let s = fx.stats();
+    assert_eq!((s.vmas, s.mapped_bytes, s.maps, s.unmaps), (0, 0, 6, 6));
+    assert_eq!(fx.calls.borrow().live_pages, 0);
+    fx.cache
+        .start_pass(Admit::for_pass(false, false, true, false));
+    assert!(!fx.cache.may_map());
+    fx.batch(&[3, 70]);
+    assert_eq!(fx.calls.borrow().log[6], vec![3, 70]);
+    assert_eq!(fx.stats().vmas, 0);
+}
+
+#[test]
+fn full_cache_refuses_a_miss_without_looking_for_a_victim() {
+    let mut fx = fresh(128, cfg(4));
+    fx.cache.start_pass(Admit::Everything);
+    fx.batch(&(0..64).collect::<Vec<_>>());
+    assert_eq!(fx.stats().vmas, 4);
+    // Unused buckets of an earlier pass could be evicted, but `Everything` takes only room
+    // that is free: the cached buckets stay, the miss goes per batch.
+    fx.cache.start_pass(Admit::Everything);
+    assert!(!fx.cache.has_room(5));
+    fx.batch(&[80, 81]);
+    let s = fx.stats();
+    assert_eq!((s.vmas, s.evictions), (4, 0));
+    assert_eq!(fx.calls.borrow().log.last(), Some(&vec![80, 81]));
+}

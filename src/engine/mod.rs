@@ -721,6 +721,11 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
     fn send_domain_memory_live(&mut self) -> Res {
         self.enable_logdirty()?;
         self.send_memory_live()?;
+        if self.stream_type == StreamType::Plain {
+            // Stop-and-copy was chosen: the page source may release mappings while the guest
+            // still runs, outside the downtime.
+            self.pages.before_suspend(self.xen, self.dom);
+        }
         self.suspend_and_send_dirty()?;
         if self.debug && self.stream_type == StreamType::Plain {
             self.verify_frames()?;
