@@ -103,8 +103,25 @@ dump_saver() { # xl log of an operation whose saver was not its mode's
 states() { "$XL" list 2>/dev/null | awk -v p="$1" 'NR > 1 && index($1, p) == 1 { print $5 }'; }
 
 # One live migration in the current mode; sets OUTCOME and DETAIL.
+# What became of guest $1 after an operation that did not end well (its xl log $2): reboot
+# (kept as "sr" by on_reboot=preserve, or a restarted counter, or libxl's "reason 1"), crash,
+# fail (it still counts; only if $3 = 1) or stall. Sets OUTCOME, and STATES (xl list's states).
+soak_outcome() {
+    STATES=$(states "$1" | tr '\n' ' ')
+    if [[ "$STATES" = *s[r]* ]] || [[ "$RES" = *restarted* ]] ||
+        grep -q 'has not been suspended: shutdown 1, reason 1' "$2"; then
+        OUTCOME=reboot
+    elif [[ "$STATES" = *sc* ]]; then
+        OUTCOME=crash
+    elif [ "$3" = 1 ] && wait_count "$1" "$(count "$1")" 10 >/dev/null; then
+        OUTCOME=fail
+    else
+        OUTCOME=stall
+    fi
+}
+
 soak_migrate() { # guest round
-    local g=$1 r=$2 t0 c0 c1 rc pid end lg wl st tag="r$2-$MODE"
+    local g=$1 r=$2 t0 c0 c1 rc pid end lg wl tag="r$2-$MODE"
     lg="$W/soak-$tag.log"; wl="$W/soak-$tag.watch"
     c0=$(count "$g")
     t0=$(usec)
@@ -128,17 +145,8 @@ soak_migrate() { # guest round
     else
         kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null
         [ "$rc" = 0 ] || RES="xl migrate rc=$rc; counter $c0 at the start, $c1 at the end"
-        st=$(states "$g" | tr '\n' ' ')
-        if [[ "$st" = *s[r]* ]] || [[ "$RES" = *restarted* ]] || grep -q 'has not been suspended: shutdown 1, reason 1' "$lg"; then
-            OUTCOME=reboot
-        elif [[ "$st" = *sc* ]]; then
-            OUTCOME=crash
-        elif wait_count "$g" "$(count "$g")" 10 >/dev/null; then
-            OUTCOME=fail
-        else
-            OUTCOME=stall
-        fi
-        DETAIL="$RES; states: $st; $(soak_when "$wl" "$lg")"
+        soak_outcome "$g" "$lg" 1
+        DETAIL="$RES; states: $STATES; $(soak_when "$wl" "$lg")"
         info "---- soak $tag: $OUTCOME; timeline (s since the start of xl migrate)"
         soak_timeline "$wl" "$lg" | sed 's/^/XCSAVE-LOG /'
     fi
@@ -248,7 +256,7 @@ soak() { # rounds
 
 # A short Remus (SOAK_REMUS_CKPTS checkpoints) and failover; sets OUTCOME, DETAIL, SECS.
 soak_remus() { # guest round
-    local g=$1 t0 pid dom lg tap="$W/soak-r$2-$MODE" n=0 end c0 wl st
+    local g=$1 t0 pid dom lg tap="$W/soak-r$2-$MODE" n=0 end c0 wl
     lg="$tap.log"; wl="$tap.watch"
     dom=$("$XL" domid "$g")
     t0=$(usec)
@@ -282,15 +290,8 @@ soak_remus() { # guest round
         RES="xl remus died or made only $n checkpoints"
     fi
     kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null
-    st=$(states "$g" | tr '\n' ' ')
-    if [[ "$st" = *s[r]* ]] || [[ "$RES" = *restarted* ]] || grep -q 'has not been suspended: shutdown 1, reason 1' "$lg"; then
-        OUTCOME=reboot
-    elif [[ "$st" = *sc* ]]; then
-        OUTCOME=crash
-    else
-        OUTCOME=stall
-    fi
-    DETAIL="$RES; states: $st; $(soak_when "$wl" "$lg")"
+    soak_outcome "$g" "$lg" 0
+    DETAIL="$RES; states: $STATES; $(soak_when "$wl" "$lg")"
     info "---- soak r$2-$MODE: $OUTCOME; timeline (s since the start of xl remus)"
     soak_timeline "$wl" "$lg" | sed 's/^/XCSAVE-LOG /'
     rm -f "$tap.stream"
