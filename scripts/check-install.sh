@@ -36,7 +36,13 @@ flags=$(PKG_CONFIG_SYSROOT_DIR= PKG_CONFIG_PATH="$lib/pkgconfig" pkg-config --cf
         sed "s|/opt/xcsave|$dest/opt/xcsave|g")
 gcc -Wall -Wextra -Werror -D__XEN_TOOLS__ -o "$dest/use" "$dest/use.c" $flags \
     -Wl,-rpath,"$lib" -lxenguest -lxenctrl
-ldd "$dest/use" | grep -q "$lib/libxcsave.so.0" ||
-    { echo "check-install: FAIL: the program does not load the installed libxcsave.so.0" >&2; exit 1; }
+# ldd's whole output first: `ldd | grep -q` under pipefail fails when grep exits early and
+# ldd gets SIGPIPE (seen once in a clean-clone CI run on a loaded machine).
+ldd "$dest/use" >"$dest/ldd.txt"
+grep -q "$lib/libxcsave.so.0" "$dest/ldd.txt" || {
+    echo "check-install: FAIL: the program does not load the installed libxcsave.so.0" >&2
+    sed 's/^/  ldd: /' "$dest/ldd.txt" >&2
+    exit 1
+}
 "$dest/use" >/dev/null
 echo "check-install: DESTDIR/PREFIX layout, SONAME, pkg-config and linking OK"
