@@ -3,6 +3,10 @@
  * libxcsave.so exports exactly xc_domain_save@@VERS_4.17.0 and its own xcsave_* API under
  * XCSAVE_1.0, nothing else, has the SONAME libxcsave.so.0, and the versioned symbols resolve
  * with dlvsym as a toolstack linked against libxenguest would resolve them.
+ *
+ * It is also inert where LD_PRELOAD puts it but nothing calls it (xl, dash, timeout): its only
+ * load-time code is the C runtime's frame_dummy and Rust std's argv capture (no allocation,
+ * no thread, no output), and a preloaded shell prints nothing extra and runs one thread.
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -10,6 +14,75 @@
 
 #include "harness.h"
 #include "xcsave.h"
+
+/* The .init_array entries of `lib` must be frame_dummy and std's ARGV_INIT_ARRAY only. */
+static void check_constructors(const char *lib)
+{
+    unsigned long long addr[16];
+    unsigned int n = 0, i, named = 0;
+    char cmd[1024], line[512];
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd), "readelf -W -x .init_array '%s'", lib);
+    p = popen(cmd, "r");
+    H_CHECK(p != NULL, "popen readelf");
+    while (fgets(line, sizeof(line), p)) {
+        unsigned int w[4];
+        unsigned long long at;
+        int k, got;
+
+        /* "  0x000660a8 70f00300 00000000 f0b40000 00000000 p......." */
+        got = sscanf(line, " 0x%llx %8x %8x %8x %8x", &at, &w[0], &w[1], &w[2], &w[3]);
+        for (k = 0; got >= 2 && k + 1 < got - 1; k += 2) {
+            /* little-endian 32-bit words, as printed byte by byte */
+            unsigned long long lo = __builtin_bswap32(w[k]), hi = __builtin_bswap32(w[k + 1]);
+
+            H_CHECK(n < 16, "too many .init_array entries");
+            addr[n++] = lo | hi << 32;
+        }
+    }
+    pclose(p);
+    H_CHECK(n > 0, "no .init_array found in %s", lib);
+    snprintf(cmd, sizeof(cmd), "nm '%s'", lib);
+    p = popen(cmd, "r");
+    H_CHECK(p != NULL, "popen nm");
+    while (fgets(line, sizeof(line), p)) {
+        unsigned long long a;
+        char sym[400];
+
+        if (sscanf(line, "%llx %*c %399s", &a, sym) != 2)
+            continue;
+        for (i = 0; i < n; i++)
+            if (a == addr[i]) {
+                H_CHECK(!strcmp(sym, "frame_dummy") || strstr(sym, "ARGV_INIT_ARRAY"),
+                        "load-time constructor in %s: %s", lib, sym);
+                named++;
+            }
+    }
+    pclose(p);
+    H_CHECK(named == n, "%u of %u .init_array entries have no symbol", n - named, n);
+    printf("load-time code: %u .init_array entries, frame_dummy and std's argv capture\n", n);
+}
+
+/* A preloaded shell (with debug logging asked for) prints only its own output, one thread. */
+static void check_preload_is_silent(const char *lib)
+{
+    const char *want = "inert\nThreads:\t1\n";
+    char cmd[1024], out[256];
+    size_t len;
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd),
+             "LD_PRELOAD='%s' XCSAVE_LOG=debug /bin/sh -c "
+             "'echo inert; grep ^Threads: /proc/self/status' 2>&1",
+             lib);
+    p = popen(cmd, "r");
+    H_CHECK(p != NULL, "popen preloaded sh");
+    len = fread(out, 1, sizeof(out) - 1, p);
+    out[len] = 0;
+    H_CHECK(pclose(p) == 0, "preloaded sh failed: %s", out);
+    H_CHECK(!strcmp(out, want), "preloaded sh printed '%s', want '%s'", out, want);
+}
 
 int main(void)
 {
@@ -63,5 +136,8 @@ int main(void)
     H_CHECK(dlsym(h, "rust_begin_unwind") == NULL && dlsym(h, "rust_eh_personality") == NULL,
             "Rust internals leak");
     dlclose(h);
+
+    check_constructors(lib);
+    check_preload_is_silent(lib);
     return 0;
 }
