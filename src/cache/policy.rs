@@ -154,9 +154,8 @@ impl<M> DomainCache<M> {
     /// pass, which caches nothing and sends a few pages per batch, as stock. Unmapping now
     /// keeps that work out of the downtime. Called between batches (nothing pinned).
     pub fn release_before_suspend(&mut self) {
-        self.drop_unpinned();
         self.deferred.clear();
-        self.publish();
+        self.finish();
     }
 
     /// Records that this pass asked for a page of cached bucket `b`.

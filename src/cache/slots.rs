@@ -26,19 +26,6 @@ impl<M> DomainCache<M> {
         self.cached_pages + self.bucket_len(b) <= cap
     }
 
-    /// Unmaps every bucket no batch has pinned (none between batches), in O(buckets).
-    pub(super) fn drop_unpinned(&mut self) {
-        let batch = self.batch;
-        for slot in 0..self.slots.len() as u32 {
-            if self.slots[slot as usize]
-                .as_ref()
-                .is_some_and(|bk| bk.pinned_batch != batch)
-            {
-                self.drop_slot(slot);
-            }
-        }
-    }
-
     /// Evicts unpinned buckets, least recently used first, until at most `pages` stay cached.
     pub(super) fn evict_to(&mut self, pages: u64) -> bool {
         self.evict_while(pages, None)
