@@ -16,14 +16,19 @@ impl<M> DomainCache<M> {
     /// `b` fits (scan resistance: see `policy.rs`).
     pub(super) fn make_room(&mut self, b: u64) -> bool {
         let need = self.bucket_len(b);
-        let cap = self.cfg.cache_capacity_pages().min(self.enomem_cap);
+        let cap = self.capacity();
         need <= cap && self.evict_while(cap - need, Some(self.pass))
     }
 
     /// True if bucket `b` fits in the cache without evicting anything.
     pub(super) fn has_room(&self, b: u64) -> bool {
-        let cap = self.cfg.cache_capacity_pages().min(self.enomem_cap);
-        self.cached_pages + self.bucket_len(b) <= cap
+        self.cached_pages + self.bucket_len(b) <= self.capacity()
+    }
+
+    /// Pages the cached buckets may hold: the budget less the batch reserve, or less after a
+    /// refused map (ENOMEM).
+    fn capacity(&self) -> u64 {
+        self.cfg.cache_capacity_pages().min(self.enomem_cap)
     }
 
     /// Evicts unpinned buckets, least recently used first, until at most `pages` stay cached.
