@@ -13,33 +13,47 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml 2>/dev/null | 
 
 export XCSAVE_BUILD := $(BUILD)
 
-.PHONY: all deps lib xensim tests check check-rust check-c check-header check-install demo bench \
-        check-leaks check-xen soak install uninstall clean
+.PHONY: all deps lib lib-test xensim tests check check-rust check-c check-header check-install \
+        check-shipped demo bench check-leaks check-xen soak install uninstall clean
 
 all: lib xensim
 
 deps:
 	@bash scripts/install-deps.sh
 
-# The Rust crate, then the shared object with our version script and SONAME.
+# The Rust crate, then the shared object with our version script and SONAME: the shipped
+# library (`make install` installs it; bench, demo and check-xen measure it).
 lib:
 	$(CARGO) build --release
 	@mkdir -p $(BUILD)/lib
 	bash scripts/link-so.sh $(BUILD)/lib
 
+# The C suite's library: the same code plus XCSAVE_TEST_* fault injection (cargo feature
+# fault-injection), built in its own target dir so that it never replaces the shipped one.
+TEST_TARGET := $(CURDIR)/target/fault-injection
+lib-test:
+	$(CARGO) build --release --features fault-injection --target-dir $(TEST_TARGET)
+	@mkdir -p $(BUILD)/lib-test
+	bash scripts/link-so.sh $(BUILD)/lib-test $(TEST_TARGET)/release/libxcsave.a
+
 xensim:
 	$(MAKE) -C c-tests/xensim BUILD=$(BUILD)
 
-tests: lib xensim
+tests: lib lib-test xensim
 	$(MAKE) -C c-tests BUILD=$(BUILD) all
 
 check-rust:
+	bash scripts/check-layers.sh
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release
 
 check-header: lib
 	bash scripts/check-header.sh
+
+# The shipped library carries no fault injection (and the test library does: the check can fail).
+check-shipped: lib lib-test
+	bash scripts/check-shipped.sh $(BUILD)/lib/libxcsave.so.0 $(BUILD)/lib-test/libxcsave.so.0
 
 # make install into a temporary DESTDIR, then build and run a program against the installed copy.
 check-install: lib
@@ -54,6 +68,7 @@ check-c: tests
 check: deps
 	$(MAKE) check-rust
 	$(MAKE) check-header
+	$(MAKE) check-shipped
 	$(MAKE) check-install
 	$(MAKE) check-c
 	$(MAKE) check-leaks
@@ -64,7 +79,7 @@ demo: deps lib xensim
 bench: deps lib xensim
 	$(MAKE) -C c-tests BUILD=$(BUILD) bench
 
-check-leaks: deps lib xensim
+check-leaks: deps lib lib-test xensim
 	$(MAKE) -C c-tests BUILD=$(BUILD) check-leaks
 
 soak: deps lib xensim

@@ -14,7 +14,7 @@ export XENSIM_STRICT=${XENSIM_STRICT:-1}
 export XCSAVE_VERIFY_STREAM=${XCSAVE_VERIFY_STREAM:-$BUILD/deps/xen-utils/usr/lib/xen-4.17/bin/verify-stream-v2}
 export XCSAVE_XEN_PYTHONPATH=${XCSAVE_XEN_PYTHONPATH:-$BUILD/deps/xen-utils/usr/lib/xen-4.17/lib/python}
 export XCSAVE_SAVE_HELPER=${XCSAVE_SAVE_HELPER:-$BUILD/deps/xen-utils/usr/lib/xen-4.17/bin/libxl-save-helper}
-export XCSAVE_LIB=${XCSAVE_LIB:-$BUILD/lib/libxcsave.so.0}
+export XCSAVE_LIB=${XCSAVE_LIB:-$BUILD/lib-test/libxcsave.so.0}
 export XENSIM_LIB=${XENSIM_LIB:-$BUILD/xensim/libxensim.so}
 
 if [ $# -eq 0 ] || [ -z "${1:-}" ]; then

@@ -102,24 +102,27 @@ int xcsave_domain_save(xc_interface *xch,
  * over the `XCSAVE_CACHE*` environment until `xcsave_cache_teardown`. Zero selects the
  * default for each number: `budget_bytes` an eighth of the saved guest's memory, at least
  * 256 MiB and at most 1 GiB (bound on mapped guest memory; an explicit value must be at
- * least 4 MiB plus one bucket), `bucket_bytes` 1 MiB (a power-of-two number of 4 KiB
- * pages, at most 32 MiB), `max_age` 64 checkpoints. `enable` 0 reproduces the stock
- * per-batch map/unmap pattern. Returns 0, or -1 with errno EINVAL (and nothing changed) for an
- * invalid value.
+ * least 4 MiB plus one bucket, and at most half of `vm.max_map_count` buckets; a save caps
+ * it at 1.25 times the guest), `bucket_bytes` 1 MiB (a power-of-two number of 4 KiB pages,
+ * 64 KiB to 32 MiB), `max_age` 64 checkpoints (at most 4096). `enable` 0 reproduces the
+ * stock per-batch map/unmap pattern. The values go through the same validation as the
+ * environment's; where the environment would be clamped or replaced by a default, this
+ * returns -1 with errno EINVAL and changes nothing. EIO for an internal error.
  */
 int xcsave_cache_init(uint64_t budget_bytes, uint64_t bucket_bytes, int enable, uint32_t max_age);
 
 /**
  * Release every cached foreign mapping of this process: a save that is running drops its
  * cache at its next batch or checkpoint; saves that have returned hold none. Also forgets
- * the `xcsave_cache_init` settings. Counters stay readable. Returns 0.
+ * the `xcsave_cache_init` settings. Counters stay readable. Returns 0 (-1 with errno EIO for
+ * an internal error).
  */
 int xcsave_cache_teardown(void);
 
 /**
  * Copy the mapping-cache counters of `domid`'s most recent (or running) save in this process
- * into `*out`. Returns 0, or -1 with errno EINVAL (`out` is NULL) or ENOENT (no save of
- * `domid` yet).
+ * into `*out`. Returns 0, or -1 with errno EINVAL (`out` is NULL), ENOENT (no save of
+ * `domid` yet) or EIO (an internal error).
  *
  * # Safety
  * `out` must be NULL or point to writable memory for one `XcsaveCacheStats`.

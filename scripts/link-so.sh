@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-only
+# Usage: link-so.sh [out-dir [staticlib]] (default build/lib and target/release/libxcsave.a).
 # Link build/lib/libxcsave.so.<version> from the Rust staticlib with our linker version script
 # (xcsave.map), so that exactly xc_domain_save@@VERS_4.17.0 and the xcsave_* API are exported.
 # rustc's cdylib passes a version script of its own, which GNU ld refuses to combine with a second
@@ -7,14 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-build/lib}
+archive=${2:-target/release/libxcsave.a}
 ver=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 mkdir -p "$out"
 # Write to temporary names and rename, so a process that is loading the library (a running test
 # or benchmark) never sees a half-written file.
-cp target/release/libxcsave.a "$out/.libxcsave.a.tmp"
+cp "$archive" "$out/.libxcsave.a.tmp"
 mv -f "$out/.libxcsave.a.tmp" "$out/libxcsave.a"
 gcc -shared -o "$out/.libxcsave.so.$ver.tmp" \
-    -Wl,--whole-archive target/release/libxcsave.a -Wl,--no-whole-archive \
+    -Wl,--whole-archive "$archive" -Wl,--no-whole-archive \
     -Wl,--version-script=xcsave.map -Wl,-soname,libxcsave.so.0 \
     -Wl,-z,now -Wl,-z,relro -Wl,--gc-sections \
     -lxenguest -lxenctrl -lxentoollog -ldl -lpthread -lgcc_s -lc -lm

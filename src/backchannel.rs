@@ -5,8 +5,8 @@
 //! before anything is allocated, the body is read incrementally (a lying header cannot make
 //! us reserve memory it does not send), and every pfn is checked against the p2m size.
 
-use crate::hooks;
-use crate::stream::{padding, rec, rec_type_name, REC_LENGTH_MAX};
+use crate::fallible;
+use crate::stream::{padding, rec, TooLong, REC_LENGTH_MAX};
 use std::io::{ErrorKind, Read};
 
 /// Why a back-channel record was rejected.
@@ -56,13 +56,11 @@ impl BackChannelError {
             BackChannelError::Truncated { wanted, got } => {
                 format!("Back channel record truncated: wanted {wanted} bytes, got {got}")
             }
-            BackChannelError::TooLong(l) => format!(
-                "Record (0x{:08x}, {}) length {:#x} exceeds max ({:#x})",
-                rec::CHECKPOINT_DIRTY_PFN_LIST,
-                rec_type_name(rec::CHECKPOINT_DIRTY_PFN_LIST),
-                l,
-                REC_LENGTH_MAX
-            ),
+            BackChannelError::TooLong(l) => TooLong {
+                rtype: rec::CHECKPOINT_DIRTY_PFN_LIST,
+                length: *l as usize,
+            }
+            .to_string(),
             BackChannelError::WrongType(t) => {
                 format!("Expect dirty bitmap record, but received {t}")
             }
@@ -125,7 +123,7 @@ pub fn read_record<R: Read + ?Sized>(r: &mut R) -> Result<RawRecord, BackChannel
                 // Grow fallibly: a valid length may still be more than this process has.
                 if body.capacity() - body.len() < want {
                     let more = (total - body.len()).min(body.len().max(want));
-                    hooks::try_reserve(&mut body, more)
+                    fallible::try_reserve(&mut body, more)
                         .map_err(|_| BackChannelError::NoMemory(body.len() + more))?;
                 }
                 body.extend_from_slice(&chunk[..want])
@@ -156,8 +154,8 @@ pub fn parse_dirty_pfn_list(
         return Err(BackChannelError::BadLength(record.body.len() as u32));
     }
     let n = record.body.len() / 8;
-    let mut pfns: Vec<u64> =
-        hooks::try_with_capacity(n).map_err(|_| BackChannelError::NoMemory(record.body.len()))?;
+    let mut pfns: Vec<u64> = fallible::try_with_capacity(n)
+        .map_err(|_| BackChannelError::NoMemory(record.body.len()))?;
     for c in record.body.chunks_exact(8) {
         let pfn = u64::from_le_bytes(c.try_into().expect("8 bytes"));
         if pfn >= p2m_size {
@@ -281,7 +279,7 @@ mod tests {
     fn allocation_failure_is_enomem() {
         let bytes = list(&[1, 2, 3]);
         for n in ["1", "2"] {
-            let _g = hooks::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| n.into()));
+            let _g = crate::faults::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| n.into()));
             let e = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap_err();
             assert!(matches!(e, BackChannelError::NoMemory(_)), "{n}: {e:?}");
             assert_eq!(e.errno(), libc::ENOMEM);

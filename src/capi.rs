@@ -1,44 +1,24 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //! The C surface: exported functions, the panic boundary and pointer checks. No logic.
+//! Every export runs its whole body (settings, delegation, teardown included) inside
+//! [`boundary::ffi_boundary`].
 
+pub use crate::abi::c::{PrecopyStats, SaveCallbacks, XcStreamType};
+use crate::abi::xen::{Level, SYMBOL_VERSION};
 use crate::cache::CachedPages;
-use crate::config::Config;
-use crate::engine::{self, Callback, Callbacks, Outcome, PrecopyStats, SaveArgs};
-use crate::error::Errno;
-use crate::hooks;
+use crate::engine::{self, Callback, Callbacks, Outcome, SaveArgs};
+use crate::faults;
+use crate::hv::{DomainControl, Report};
 use crate::logging;
+use crate::settings::Settings;
 use crate::xen::fdio::{FdReader, FdSink};
-use crate::xen::{Hypervisor, Level, XenCtrl};
+use crate::xen::XenCtrl;
 use std::ffi::c_void;
 use std::os::raw::{c_int, c_uint};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use xenctrl_sys::xc_interface;
 
+mod boundary;
 pub(crate) mod cache;
-
-/// Xen's `xc_stream_type_t` (0 plain, 1 Remus, 2 COLO).
-pub type XcStreamType = c_uint;
-
-/// Xen's `struct save_callbacks` (`xenguest.h`, 4.17).
-#[repr(C)]
-pub struct SaveCallbacks {
-    /// Suspend the guest; non-zero is success.
-    pub suspend: Option<unsafe extern "C" fn(data: *mut c_void) -> c_int>,
-    /// Live precopy policy (NULL: stock's default).
-    pub precopy_policy:
-        Option<unsafe extern "C" fn(stats: PrecopyStats, data: *mut c_void) -> c_int>,
-    /// Resume the guest after a checkpoint.
-    pub postcopy: Option<unsafe extern "C" fn(data: *mut c_void) -> c_int>,
-    /// Checkpoint done.
-    pub checkpoint: Option<unsafe extern "C" fn(data: *mut c_void) -> c_int>,
-    /// COLO: wait for the next checkpoint.
-    pub wait_checkpoint: Option<unsafe extern "C" fn(data: *mut c_void) -> c_int>,
-    /// Switch QEMU's log-dirty mode.
-    pub switch_qemu_logdirty:
-        Option<unsafe extern "C" fn(domid: u32, enable: c_uint, data: *mut c_void) -> c_int>,
-    /// Passed to every callback.
-    pub data: *mut c_void,
-}
 
 /// The caller's callbacks behind the engine's safe trait.
 struct CCallbacks<'a> {
@@ -118,7 +98,7 @@ fn stock_save() -> Option<SaveFn> {
         libc::dlvsym(
             libc::RTLD_NEXT,
             c"xc_domain_save".as_ptr(),
-            c"VERS_4.17.0".as_ptr(),
+            SYMBOL_VERSION.as_ptr(),
         )
     };
     let ours = [
@@ -132,11 +112,9 @@ fn stock_save() -> Option<SaveFn> {
     Some(unsafe { std::mem::transmute::<*mut c_void, SaveFn>(p) })
 }
 
-/// Hand the call to the stock saver, or fail with EOPNOTSUPP if it cannot be reached.
-#[allow(clippy::too_many_arguments)]
-fn delegate(
-    xen: &XenCtrl,
-    reason: &str,
+/// The arguments of one `xc_domain_save` call, as the caller passed them.
+#[derive(Clone, Copy)]
+struct SaveCall {
     xch: *mut xc_interface,
     io_fd: c_int,
     dom: u32,
@@ -144,112 +122,110 @@ fn delegate(
     callbacks: *mut SaveCallbacks,
     stream_type: XcStreamType,
     recv_fd: c_int,
-) -> c_int {
-    match stock_save() {
-        Some(f) => {
-            xen.log(
-                Level::Info,
-                &format!("xcsave: {reason}: handing over to the stock xc_domain_save"),
-            );
-            // SAFETY: the caller's own arguments, passed on unchanged to the function they
-            // were meant for.
-            unsafe { f(xch, io_fd, dom, flags, callbacks, stream_type, recv_fd) }
+}
+
+impl SaveCall {
+    /// Hand the call to the stock saver, or fail with EOPNOTSUPP if it cannot be reached.
+    fn delegate(&self, xen: &XenCtrl, reason: &str) -> c_int {
+        match stock_save() {
+            Some(f) => {
+                xen.log(
+                    Level::Info,
+                    &format!("xcsave: {reason}: handing over to the stock xc_domain_save"),
+                );
+                let c = self;
+                // SAFETY: the caller's own arguments, passed on unchanged to the function they
+                // were meant for.
+                unsafe {
+                    f(
+                        c.xch,
+                        c.io_fd,
+                        c.dom,
+                        c.flags,
+                        c.callbacks,
+                        c.stream_type,
+                        c.recv_fd,
+                    )
+                }
+            }
+            None => {
+                xen.report_error(&format!(
+                    "xcsave: {reason}, and the stock xc_domain_save is not reachable \
+                     (preload xcsave ahead of libxenguest to reach it)"
+                ));
+                set_errno(libc::EOPNOTSUPP);
+                -1
+            }
         }
-        None => {
-            xen.report_error(&format!(
-                "xcsave: {reason}, and the stock xc_domain_save is not reachable \
-                 (preload xcsave ahead of libxenguest to reach it)"
-            ));
-            set_errno(libc::EOPNOTSUPP);
-            -1
+    }
+
+    /// The save, inside the panic boundary: settings, delegation, the engine and teardown.
+    fn run(&self) -> c_int {
+        // SAFETY: xch is the caller's live handle (checked non-NULL) for this call.
+        let xen = unsafe { XenCtrl::new(self.xch) };
+        let (settings, warnings) = Settings::for_save();
+        for w in warnings {
+            xen.log(Level::Warn, &format!("xcsave: {w}"));
         }
+        let _scope = logging::scope(xen.log_target(), settings.log_level);
+        if settings.disable {
+            return self.delegate(&xen, "XCSAVE_DISABLE is set");
+        }
+        // SAFETY: a non-NULL callbacks pointer is the caller's live struct for this call.
+        let Some(cb_ref) = (unsafe { self.callbacks.as_ref() }) else {
+            xen.report_error("xcsave: xc_domain_save called without callbacks");
+            set_errno(libc::EINVAL);
+            return -1;
+        };
+        let outcome = {
+            let _faults = faults::arm_from_env();
+            let mut sink = FdSink::new(self.io_fd);
+            let mut recv = FdReader::new(self.recv_fd);
+            let mut pages = CachedPages::new(settings.cache);
+            let mut cb = CCallbacks { cb: cb_ref };
+            let io = engine::Io {
+                sink: &mut sink,
+                recv: &mut recv,
+                pages: &mut pages,
+                cb: &mut cb,
+            };
+            let args = SaveArgs {
+                dom: self.dom,
+                flags: self.flags,
+                stream_type: self.stream_type,
+                io_fd: self.io_fd,
+            };
+            engine::domain_save(&xen, io, &args)
+            // The page source is dropped here, on a panic too: every mapping released.
+        };
+        match outcome {
+            Outcome::Done { rc, errno } => {
+                if rc != 0 {
+                    set_errno(errno.0);
+                }
+                rc
+            }
+            Outcome::Unsupported(reason) => self.delegate(&xen, &reason),
+        }
+    }
+
+    /// After a panic escaped [`SaveCall::run`] (everything it held is dropped, so every
+    /// mapping is released): report it through the caller's logger and leave log-dirty off.
+    fn after_panic(&self, what: &str) {
+        // SAFETY: xch is the caller's live handle for this call (checked non-NULL); this is
+        // a fresh wrapper, the one `run` made was dropped by unwinding.
+        let xen = unsafe { XenCtrl::new(self.xch) };
+        xen.report_error(&format!("xcsave: internal error, save aborted: {what}"));
+        let _ = xen.shadow_off(self.dom);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn save_entry(
-    xch: *mut xc_interface,
-    io_fd: c_int,
-    dom: u32,
-    flags: u32,
-    callbacks: *mut SaveCallbacks,
-    stream_type: XcStreamType,
-    recv_fd: c_int,
-) -> c_int {
-    if xch.is_null() {
+fn save_entry(call: SaveCall) -> c_int {
+    if call.xch.is_null() {
         set_errno(libc::EINVAL);
         return -1;
     }
-    let config = Config::from_env();
-    // SAFETY: xch is the caller's live handle for the duration of this call.
-    let xen = unsafe { XenCtrl::new(xch) };
-    let _scope = logging::scope(xen.log_target(), config.log_level);
-    if config.disable {
-        return delegate(
-            &xen,
-            "XCSAVE_DISABLE is set",
-            xch,
-            io_fd,
-            dom,
-            flags,
-            callbacks,
-            stream_type,
-            recv_fd,
-        );
-    }
-    // SAFETY: a non-NULL callbacks pointer is the caller's live struct for this call.
-    let Some(cb_ref) = (unsafe { callbacks.as_ref() }) else {
-        xen.report_error("xcsave: xc_domain_save called without callbacks");
-        set_errno(libc::EINVAL);
-        return -1;
-    };
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        let _hooks = hooks::arm_from_env();
-        let mut sink = FdSink::new(io_fd);
-        let mut recv = FdReader::new(recv_fd);
-        let mut pages = CachedPages::from_settings();
-        let mut cb = CCallbacks { cb: cb_ref };
-        let io = engine::Io {
-            sink: &mut sink,
-            recv: &mut recv,
-            pages: &mut pages,
-            cb: &mut cb,
-        };
-        let args = SaveArgs {
-            dom,
-            flags,
-            stream_type,
-            io_fd,
-        };
-        engine::domain_save(&xen, io, &args)
-    }));
-    match result {
-        Ok(Outcome::Done { rc, errno }) => {
-            if rc != 0 {
-                set_errno(errno.0);
-            }
-            rc
-        }
-        Ok(Outcome::Unsupported(reason)) => delegate(
-            &xen,
-            &reason,
-            xch,
-            io_fd,
-            dom,
-            flags,
-            callbacks,
-            stream_type,
-            recv_fd,
-        ),
-        Err(panic) => {
-            let what = hooks::panic_message(&*panic);
-            xen.report_error(&format!("xcsave: internal error, save aborted: {what}"));
-            // Best effort: mappings were released by unwinding; leave log-dirty off.
-            let _ = xen.shadow_off(dom);
-            set_errno(Errno(libc::EIO).0);
-            -1
-        }
-    }
+    boundary::ffi_boundary(-1, || call.run(), |what| call.after_panic(what))
 }
 
 /// Drop-in replacement for libxenguest's `xc_domain_save` (exported as
@@ -268,7 +244,15 @@ pub unsafe extern "C" fn xc_domain_save(
     stream_type: XcStreamType,
     recv_fd: c_int,
 ) -> c_int {
-    save_entry(xch, io_fd, dom, flags, callbacks, stream_type, recv_fd)
+    save_entry(SaveCall {
+        xch,
+        io_fd,
+        dom,
+        flags,
+        callbacks,
+        stream_type,
+        recv_fd,
+    })
 }
 
 /// Save a domain with xcsave; the same contract as `xc_domain_save` in `<xenguest.h>`.
@@ -288,23 +272,13 @@ pub unsafe extern "C" fn xcsave_domain_save(
     stream_type: XcStreamType,
     recv_fd: c_int,
 ) -> c_int {
-    save_entry(xch, io_fd, dom, flags, callbacks, stream_type, recv_fd)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::mem::{offset_of, size_of};
-
-    #[test]
-    fn layouts_match_xenguest_h() {
-        // The same figures are asserted against <xenguest.h> in c-tests/header_compat.c.
-        assert_eq!(size_of::<SaveCallbacks>(), 56);
-        assert_eq!(offset_of!(SaveCallbacks, precopy_policy), 8);
-        assert_eq!(offset_of!(SaveCallbacks, switch_qemu_logdirty), 40);
-        assert_eq!(offset_of!(SaveCallbacks, data), 48);
-        assert_eq!(size_of::<PrecopyStats>(), 24);
-        assert_eq!(offset_of!(PrecopyStats, total_written), 8);
-        assert_eq!(offset_of!(PrecopyStats, dirty_count), 16);
-    }
+    save_entry(SaveCall {
+        xch,
+        io_fd,
+        dom,
+        flags,
+        callbacks,
+        stream_type,
+        recv_fd,
+    })
 }

@@ -47,3 +47,11 @@ impl fmt::Display for Errno {
 
 /// Result type of xcsave's internals.
 pub type Result<T> = std::result::Result<T, Errno>;
+
+/// The message of a caught panic's payload.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

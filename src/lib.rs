@@ -13,24 +13,33 @@
 //! - [`config`]: `XCSAVE_*` settings;
 //! - [`hooks`]: fallible allocation and the `XCSAVE_TEST_*` fault hooks.
 
-// Only `capi` is scanned for the C header: cbindgen ignores the other rooms.
+// Only `capi` and `abi::c` are scanned for the C header: cbindgen ignores the other rooms.
+pub mod abi;
 /// cbindgen:ignore
 pub mod backchannel;
+/// cbindgen:ignore
 mod cache;
 pub mod capi;
-/// cbindgen:ignore
-pub mod config;
 /// cbindgen:ignore
 pub mod engine;
 /// cbindgen:ignore
 pub mod error;
 /// cbindgen:ignore
-pub mod hooks;
+pub mod fallible;
+/// cbindgen:ignore
+pub mod faults;
+/// cbindgen:ignore
+pub mod hv;
 /// cbindgen:ignore
 pub mod logging;
 /// cbindgen:ignore
 pub mod pages;
 /// cbindgen:ignore
+pub mod settings;
+/// cbindgen:ignore
 pub mod stream;
+/// cbindgen:ignore
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 /// cbindgen:ignore
 pub mod xen;

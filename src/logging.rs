@@ -4,7 +4,8 @@
 //! The logger is per call (each `xc_interface` has its own), so a save installs its handle
 //! for the current thread with [`scope`]; lines logged outside a save are dropped.
 
-use crate::xen::{Level, LogTarget};
+use crate::abi::xen::Level;
+use crate::xen::LogTarget;
 use std::cell::Cell;
 
 thread_local! {

@@ -7,7 +7,7 @@
 //! the same trait: it is told about every suspended checkpoint and about the end of the save.
 
 use crate::error::Errno;
-use crate::xen::{DomInfo, Hypervisor};
+use crate::hv::{DomInfo, GuestMemory, PageMapping};
 
 /// One page of a batch: its contents, or the map error (a negative errno) Xen gave for it.
 pub type PageRef<'a> = Result<&'a [u8], i32>;
@@ -22,7 +22,7 @@ pub enum BatchError {
 }
 
 /// A source of mapped guest pages.
-pub trait PageSource<H: Hypervisor> {
+pub trait PageSource<H: GuestMemory> {
     /// Map `gfns` of `dom` for reading and call `consume` with one [`PageRef`] per gfn, in
     /// order. The pages stay mapped until `consume` returns.
     fn with_batch(
@@ -68,7 +68,7 @@ pub trait PageSource<H: Hypervisor> {
 #[derive(Debug, Default)]
 pub struct PerBatch;
 
-impl<H: Hypervisor> PageSource<H> for PerBatch {
+impl<H: GuestMemory> PageSource<H> for PerBatch {
     fn with_batch(
         &mut self,
         xen: &H,

@@ -3,7 +3,10 @@
 //!
 //! Everything is little-endian, as the image header announces. Records are an 8-byte header
 //! (type, length) followed by `length` bytes of body and zero padding to an 8-byte boundary.
-//! The spec is `docs/specs/libxc-migration-stream.pandoc` in Xen's tree.
+//! The spec is `docs/specs/libxc-migration-stream.pandoc` in Xen's tree. Page size, batch
+//! size and page types are Xen facts, in `abi::xen`.
+
+use crate::abi::xen::{PAGE_SHIFT, PAGE_SIZE};
 
 /// Image header marker.
 pub const IHDR_MARKER: u64 = 0xffff_ffff_ffff_ffff;
@@ -15,16 +18,10 @@ pub const IHDR_VERSION: u32 = 3;
 pub const DHDR_TYPE_X86_PV: u32 = 1;
 /// Domain type of the x86 HVM stream (HVM and PVH guests).
 pub const DHDR_TYPE_X86_HVM: u32 = 2;
-/// Page shift of x86.
-pub const PAGE_SHIFT: u32 = 12;
-/// Page size of x86.
-pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// Records are padded to `1 << REC_ALIGN_ORDER` bytes.
 pub const REC_ALIGN_ORDER: u32 = 3;
 /// Largest record body the stock tools accept (128 MiB).
 pub const REC_LENGTH_MAX: u32 = 128 << 20;
-/// Pages per PAGE_DATA record, as stock's MAX_BATCH_SIZE.
-pub const MAX_BATCH_SIZE: usize = 1024;
 
 /// Record types used by the x86 HVM saver (and the COLO back channel).
 pub mod rec {
@@ -50,41 +47,6 @@ pub mod rec {
     pub const X86_CPUID_POLICY: u32 = 0x11;
     /// Serialised MSR entries.
     pub const X86_MSR_POLICY: u32 = 0x12;
-}
-
-/// Page type values (XEN_DOMCTL_PFINFO_*) relevant to an x86 saver.
-pub mod pfinfo {
-    /// Ordinary RAM.
-    pub const NOTAB: u32 = 0x0 << 28;
-    /// Page-table type mask (PV).
-    pub const LTABTYPE_MASK: u32 = 0x7 << 28;
-    /// Pinned page table flag (PV).
-    pub const LPINTAB: u32 = 0x1 << 31;
-    /// Invalid page (hole).
-    pub const XTAB: u32 = 0xf << 28;
-    /// Allocate-only page (legacy synthetic type).
-    pub const XALLOC: u32 = 0xe << 28;
-    /// Broken page.
-    pub const BROKEN: u32 = 0xd << 28;
-}
-
-/// Whether `t` is a page type the stream format knows.
-pub fn is_known_page_type(t: u32) -> bool {
-    use pfinfo::*;
-    match t {
-        XTAB | XALLOC | BROKEN => true,
-        _ => {
-            let level = (t & LTABTYPE_MASK) >> 28;
-            let rest = t & !(LTABTYPE_MASK | LPINTAB);
-            rest == 0 && level <= 4 && !(level == 0 && t & LPINTAB != 0)
-        }
-    }
-}
-
-/// Whether a page of type `t` carries data in PAGE_DATA.
-pub fn page_type_has_stream_data(t: u32) -> bool {
-    use pfinfo::*;
-    !matches!(t, XTAB | XALLOC | BROKEN) && is_known_page_type(t)
 }
 
 /// Bytes of padding after a body of `len` bytes.
@@ -131,6 +93,20 @@ pub struct TooLong {
     pub rtype: u32,
     /// The padded length that was asked for.
     pub length: usize,
+}
+
+impl std::fmt::Display for TooLong {
+    /// Stock's message for a record over [`REC_LENGTH_MAX`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Record (0x{:08x}, {}) length {:#x} exceeds max ({:#x})",
+            self.rtype,
+            rec_type_name(self.rtype),
+            self.length,
+            REC_LENGTH_MAX
+        )
+    }
 }
 
 /// The header and the padding that frame a record body of `len` bytes.
@@ -246,6 +222,7 @@ impl Sink for Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::xen::{pfinfo, MAX_BATCH_SIZE};
 
     fn u32_at(b: &[u8], o: usize) -> u32 {
         u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
@@ -356,17 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn page_types() {
-        assert!(page_type_has_stream_data(pfinfo::NOTAB));
-        assert!(page_type_has_stream_data(1 << 28));
-        assert!(page_type_has_stream_data((4 << 28) | pfinfo::LPINTAB));
-        for t in [pfinfo::XTAB, pfinfo::XALLOC, pfinfo::BROKEN] {
-            assert!(is_known_page_type(t));
-            assert!(!page_type_has_stream_data(t));
-        }
-        assert!(!is_known_page_type(5 << 28));
-        assert!(!is_known_page_type(pfinfo::LPINTAB));
-        assert!(!is_known_page_type(1));
+    fn padding_to_8() {
         assert_eq!(padding(0), 0);
         assert_eq!(padding(1), 7);
         assert_eq!(padding(8), 0);

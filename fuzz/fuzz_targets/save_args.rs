@@ -7,16 +7,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::cell::Cell;
 use std::io::Read;
-use xcsave::engine::{self, Callback, Callbacks, Io, Outcome, PrecopyStats, SaveArgs};
+use xcsave::abi::c::PrecopyStats;
+use xcsave::engine::{self, Callback, Callbacks, Io, Outcome, SaveArgs};
 use xcsave::error::{Errno, Result};
+use xcsave::hv::DomInfo;
 use xcsave::pages::{BatchError, PageRef, PageSource};
 use xcsave::stream::Sink;
-use xcsave::xen::{
-    CpuPolicy, DirtyBitmap, DomInfo, ForeignMapping, Hypervisor, Level, LogDirtyOp, ShadowStats,
-    TscInfo,
-};
+use xcsave::testkit::{Call, FakeXen};
 
 /// Bytes the fuzzer gave, read as a script.
 struct Script<'a> {
@@ -38,146 +36,6 @@ impl Script<'_> {
     }
 }
 
-struct Bitmap(Vec<u64>);
-
-impl DirtyBitmap for Bitmap {
-    fn words(&self) -> &[u64] {
-        &self.0
-    }
-    fn words_mut(&mut self) -> &mut [u64] {
-        &mut self.0
-    }
-}
-
-struct Fake {
-    p2m: u64,
-    hvm: bool,
-    /// Bit i set: hypercall kind i fails (EPERM).
-    fail: u32,
-    /// A dirty pattern for CLEANs.
-    dirty: u64,
-    suspended: Cell<bool>,
-    logdirty: Cell<bool>,
-    errors: Cell<u32>,
-}
-
-impl Fake {
-    fn check(&self, bit: u32) -> Result<()> {
-        if self.fail & (1 << bit) != 0 {
-            Err(Errno(libc::EPERM))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl Hypervisor for Fake {
-    type Bitmap = Bitmap;
-    fn domain_info(&self, dom: u32) -> Result<Option<DomInfo>> {
-        self.check(0)?;
-        if dom > 100 {
-            return Ok(None);
-        }
-        Ok(Some(DomInfo {
-            domid: dom,
-            hvm: self.hvm,
-            shutdown: self.suspended.get(),
-            shutdown_reason: if self.suspended.get() { 2 } else { 0 },
-            nr_pages: self.p2m,
-            max_memkb: self.p2m * 4,
-        }))
-    }
-    fn xen_version(&self) -> Result<u32> {
-        self.check(1)?;
-        Ok((4 << 16) | 17)
-    }
-    fn nr_gpfns(&self, _: u32) -> Result<u64> {
-        self.check(2)?;
-        Ok(self.p2m)
-    }
-    fn shadow_off(&self, _: u32) -> Result<()> {
-        self.logdirty.set(false);
-        Ok(())
-    }
-    fn enable_logdirty(&self, _: u32) -> Result<()> {
-        self.check(3)?;
-        self.logdirty.set(true);
-        Ok(())
-    }
-    fn alloc_bitmap(&self, bits: u64) -> Result<Bitmap> {
-        self.check(4)?;
-        Ok(Bitmap(vec![0; bits.div_ceil(64) as usize]))
-    }
-    fn logdirty(
-        &self,
-        _: u32,
-        _: LogDirtyOp,
-        bm: &mut Bitmap,
-        pages: u64,
-        _: bool,
-    ) -> Result<ShadowStats> {
-        self.check(5)?;
-        if !self.logdirty.get() {
-            return Err(Errno(libc::EINVAL));
-        }
-        assert_eq!(pages, self.p2m);
-        let mut n = 0;
-        for (i, w) in bm.0.iter_mut().enumerate() {
-            *w = if i == 0 { self.dirty } else { 0 };
-            n += w.count_ones();
-        }
-        if self.p2m < 64 && !bm.0.is_empty() {
-            bm.0[0] &= (1u64 << self.p2m) - 1;
-            n = bm.0[0].count_ones();
-        }
-        Ok(ShadowStats {
-            fault_count: 0,
-            dirty_count: n,
-        })
-    }
-    fn pfn_types(&self, _: u32, arr: &mut [u64]) -> Result<()> {
-        self.check(6)?;
-        for a in arr.iter_mut() {
-            *a = if *a % 7 == 3 { 0xf << 28 } else { 0 };
-        }
-        Ok(())
-    }
-    fn map_foreign(&self, _: u32, _: &[u64], _: &mut [i32]) -> Result<ForeignMapping> {
-        Err(Errno(libc::ENOSYS))
-    }
-    fn hvm_context_size(&self, _: u32) -> Result<usize> {
-        self.check(7)?;
-        Ok(64)
-    }
-    fn hvm_context(&self, _: u32, buf: &mut [u8]) -> Result<usize> {
-        self.check(8)?;
-        Ok(buf.len().min(48))
-    }
-    fn hvm_param(&self, _: u32, i: u32) -> Result<u64> {
-        self.check(9)?;
-        Ok(i as u64 & 3)
-    }
-    fn tsc_info(&self, _: u32) -> Result<TscInfo> {
-        self.check(10)?;
-        Ok(TscInfo::default())
-    }
-    fn cpu_policy(&self, _: u32) -> std::result::Result<CpuPolicy, (Errno, String)> {
-        self.check(11).map_err(|e| (e, "policy".into()))?;
-        Ok(CpuPolicy {
-            cpuid: vec![0; 24],
-            msrs: vec![],
-        })
-    }
-    fn log(&self, _: Level, _: &str) {}
-    fn report_error(&self, msg: &str) {
-        assert!(!msg.is_empty());
-        self.errors.set(self.errors.get() + 1);
-    }
-    fn progress_single(&self, _: &str) {}
-    fn set_progress_prefix(&self, _: Option<&str>) {}
-    fn progress_step(&self, _: u64, _: u64) {}
-}
-
 /// Pages from a zero page; some gfns fail to map, some calls fail as a whole.
 struct Pages {
     fail_gfn: u64,
@@ -187,10 +45,10 @@ struct Pages {
 
 static ZERO: [u8; 4096] = [0; 4096];
 
-impl PageSource<Fake> for Pages {
+impl PageSource<FakeXen> for Pages {
     fn with_batch(
         &mut self,
-        _: &Fake,
+        _: &FakeXen,
         _: u32,
         gfns: &[u64],
         consume: &mut dyn FnMut(&[PageRef<'_>]) -> std::result::Result<(), Errno>,
@@ -213,7 +71,7 @@ impl PageSource<Fake> for Pages {
         self.outstanding -= 1;
         r
     }
-    fn suspended(&mut self, _: &Fake, _: u32, _: &DomInfo, _: u64) {}
+    fn suspended(&mut self, _: &FakeXen, _: u32, _: &DomInfo, _: u64) {}
     fn teardown(&mut self) {}
 }
 
@@ -221,7 +79,7 @@ impl PageSource<Fake> for Pages {
 struct Cbs<'a, 'b> {
     present: u8,
     script: Script<'a>,
-    xen: &'b Fake,
+    xen: &'b FakeXen,
     calls: u32,
 }
 
@@ -304,19 +162,16 @@ impl Sink for Counter {
 fuzz_target!(|data: &[u8]| {
     let mut s = Script { data };
     let p2m = (s.byte() as u64) * 4 + s.byte() as u64 % 4; // 0 .. 1023 pages
-    let fake = Fake {
-        p2m,
-        hvm: s.byte() < 240,
-        fail: if s.byte() < 200 {
-            0
-        } else {
-            1 << (s.byte() % 12)
-        },
-        dirty: u64::from_le_bytes([s.byte(), s.byte(), 0, 0, 0, 0, 0, s.byte()]),
-        suspended: Cell::new(false),
-        logdirty: Cell::new(false),
-        errors: Cell::new(0),
+    let mut fake = FakeXen::new(p2m);
+    fake.hvm = s.byte() < 240;
+    fake.fail = if s.byte() < 200 {
+        0
+    } else {
+        1 << (u32::from(s.byte()) % Call::COUNT)
     };
+    let dirty = u64::from_le_bytes([s.byte(), s.byte(), 0, 0, 0, 0, 0, s.byte()]);
+    fake.dirty_after = (0..64).filter(|b| dirty & (1 << b) != 0).collect();
+    fake.types = |pfn| if pfn % 7 == 3 { 0xf << 28 } else { 0 };
     let args = SaveArgs {
         dom: s.byte() as u32 % 128,
         flags: match s.byte() {
@@ -332,6 +187,8 @@ fuzz_target!(|data: &[u8]| {
         },
         io_fd: 3,
     };
+    // Domains 0..=100 exist (each is the one asked for); above, none does.
+    fake.domid = args.dom.min(100);
     let present = s.byte() | if s.byte() < 200 { 0x1f } else { 0 };
     let mut sink = Counter {
         writes: 0,
@@ -367,11 +224,12 @@ fuzz_target!(|data: &[u8]| {
         Outcome::Done { rc, errno } => {
             if rc == -1 {
                 assert!(errno.0 > 0, "failure without errno");
-                assert!(fake.errors.get() > 0, "failure without a logged reason");
+                assert!(fake.errors() > 0, "failure without a logged reason");
             }
         }
         Outcome::Unsupported(reason) => assert!(!fake.hvm && !reason.is_empty()),
     }
-    assert!(!fake.logdirty.get(), "log-dirty left on");
+    assert!(!fake.logdirty_on.get(), "log-dirty left on");
+    assert_eq!(fake.live_mappings(), 0, "a mapping was not released");
     assert_eq!(pages.outstanding, 0, "a batch was not returned");
 });

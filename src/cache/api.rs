@@ -4,20 +4,10 @@
 use super::config::{clear_override, set_override, CacheConfig};
 use super::stats::{CacheStats, REGISTRY};
 
-/// Sets the cache configuration of every later save in this process (0 = default for each
-/// number). Nothing changes if a value is invalid; the error says which.
-pub fn init(
-    enabled: bool,
-    budget_bytes: u64,
-    bucket_bytes: u64,
-    max_age: u32,
-) -> Result<(), String> {
-    let (cfg, warnings) = CacheConfig::from_args(enabled, budget_bytes, bucket_bytes, max_age);
-    if let Some(w) = warnings.into_iter().next() {
-        return Err(w);
-    }
+/// Sets the cache configuration of every later save in this process (validated by
+/// `settings::cache_from_args`).
+pub fn init(cfg: CacheConfig) {
     set_override(cfg);
-    Ok(())
 }
 
 /// Unmaps every cached mapping: a running save drops its cache at its next batch or

@@ -2,19 +2,6 @@
 //! One cached bucket: an aligned run of guest frames in one VMA, and which of its pages the
 //! map call could not map.
 
-const PFINFO_SHIFT: u32 = 28;
-const PFINFO_BROKEN: u64 = 0xd;
-const PFINFO_XALLOC: u64 = 0xe;
-const PFINFO_XTAB: u64 = 0xf;
-
-/// True if a page of type `t` carries data in the stream (stock's `page_type_has_stream_data`).
-pub fn type_has_data(t: u64) -> bool {
-    !matches!(
-        (t >> PFINFO_SHIFT) & 0xf,
-        PFINFO_XTAB | PFINFO_XALLOC | PFINFO_BROKEN
-    )
-}
-
 /// A mapped bucket: its VMA, and which pages the map call could not map (with their errno).
 /// Its heap cost is a few words plus 8 bytes per failed page.
 pub(crate) struct Bucket<M> {
@@ -75,19 +62,5 @@ impl<M> Bucket<M> {
         self.errors
             .binary_search_by_key(&j, |&(p, _)| p)
             .map_or(0, |k| self.errors[k].1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn types() {
-        assert!(type_has_data(0));
-        assert!(type_has_data(1 << 28));
-        assert!(!type_has_data(0xf << 28));
-        assert!(!type_has_data(0xe << 28));
-        assert!(!type_has_data(0xd << 28));
     }
 }

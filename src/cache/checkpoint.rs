@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //! Coherence at checkpoints (signals, age), teardown requests, and the end of a cache's life.
 
-use super::coherence::{DomainSignals, Verdict};
+use super::coherence::Verdict;
 use super::domain::DomainCache;
+use crate::hv::DomainSignals;
 
 impl<M> DomainCache<M> {
     /// Compares `signals` with the last observation and drops whatever may be stale

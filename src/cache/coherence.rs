@@ -1,26 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //! The cheap per-checkpoint signals (docs/coherence.md) and how a change in them is judged.
 
-/// Domain-wide counters read at setup and at every suspended checkpoint
-/// (`getdomaininfo`, `XENMEM_maximum_gpfn`, `XENMEM_get_pod_target`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DomainSignals {
-    /// Pages allocated to the domain. On Xen, a frame pinned by one of our mappings stays
-    /// counted after the guest releases it, so a release and re-populate shows as growth.
-    pub tot_pages: u64,
-    /// The domain's allocation limit.
-    pub max_pages: u64,
-    /// Pages shared through mem_sharing (their frames can change under the p2m).
-    pub shr_pages: u64,
-    /// Pages paged out by mem_paging.
-    pub paged_pages: u64,
-    /// Highest populated guest frame number.
-    pub max_gpfn: u64,
-    /// Outstanding populate-on-demand entries.
-    pub pod_entries: u64,
-    /// Pages in the populate-on-demand cache.
-    pub pod_cache_pages: u64,
-}
+use crate::hv::DomainSignals;
 
 /// What a signal change means for the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

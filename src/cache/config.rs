@@ -1,15 +1,23 @@
 // SPDX-License-Identifier: GPL-3.0-only
-//! Cache settings: defaults, the `XCSAVE_CACHE*` environment, and the override set through
-//! the C API (`xcsave_cache_init`), which wins over the environment until teardown.
+//! Cache settings: defaults, their documented bounds, one validation for every source (the
+//! `XCSAVE_CACHE*` environment and `xcsave_cache_init`, both parsed by `settings`), and the
+//! `xcsave_cache_init` override, which wins over the environment until teardown.
+//!
+//! Bounds (README "Settings"): a bucket is a power-of-two number of pages from 64 KiB to
+//! 32 MiB; the budget is at least one batch's reserve plus one bucket, at most what the
+//! process's VMA limit allows (half of `vm.max_map_count` buckets), and, once the guest is
+//! known, at most 1.25 times its p2m (more could never be mapped); the maximum age is 1 to
+//! 4096 checkpoints. A value out of range is clamped to the nearest bound, with a warning.
 
 use std::sync::Mutex;
 
-/// Guest page size.
-pub(crate) const PAGE_SIZE: u64 = 4096;
-/// Largest batch the engine may hand to the cache (stock's `MAX_BATCH_SIZE`). The budget keeps
-/// this many pages in reserve for a batch's pages that do not fit in the cache.
-pub(crate) const MAX_BATCH_PAGES: usize = 1024;
-/// Smallest default budget of mapped guest memory: 256 MiB (docs/coherence.md §2).
+use crate::abi::xen::{MAX_BATCH_SIZE, PAGE_SIZE};
+
+/// Guest page size, as the byte counts here use it.
+pub(crate) const PAGE_BYTES: u64 = PAGE_SIZE as u64;
+/// The budget keeps one batch's pages in reserve for the pages that do not fit in the cache.
+const RESERVE_PAGES: u64 = MAX_BATCH_SIZE as u64;
+/// Smallest default budget: 256 MiB (docs/coherence.md §2).
 pub(crate) const DEFAULT_BUDGET_MIN_BYTES: u64 = 256 << 20;
 /// Largest default budget: 1 GiB, reached by guests of 8 GiB and more (docs/coherence.md §2).
 pub(crate) const DEFAULT_BUDGET_MAX_BYTES: u64 = 1 << 30;
@@ -18,10 +26,18 @@ pub(crate) const DEFAULT_BUDGET_MAX_BYTES: u64 = 1 << 30;
 pub(crate) const DEFAULT_BUDGET_DIVISOR: u64 = 8;
 /// Default bucket: 256 pages (1 MiB), as QEMU's Xen map cache.
 pub(crate) const DEFAULT_BUCKET_PAGES: u32 = 256;
-/// Default bound on a bucket's age, in suspended checkpoints.
-pub(crate) const DEFAULT_MAX_AGE: u32 = 64;
+/// Smallest bucket accepted: 16 pages (64 KiB). Smaller buckets cost a VMA per few pages
+/// (4 KiB buckets: ~64.5k VMAs for 256 MiB, beyond `vm.max_map_count`'s default 65,530).
+pub(crate) const MIN_BUCKET_PAGES: u32 = 16;
 /// Largest bucket accepted: 8192 pages (32 MiB).
 pub(crate) const MAX_BUCKET_PAGES: u32 = 8192;
+/// Default bound on a bucket's age, in suspended checkpoints.
+pub(crate) const DEFAULT_MAX_AGE: u32 = 64;
+/// Largest maximum age: 4096 checkpoints (under an hour at COLO's fastest rates). Without a
+/// bound a stale mapping the signals miss would live for the whole stream.
+pub(crate) const MAX_MAX_AGE: u32 = 4096;
+/// `vm.max_map_count`'s default, used when /proc cannot be read.
+pub const DEFAULT_MAX_MAP_COUNT: u64 = 65_530;
 
 /// Effective cache settings for one save.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,106 +69,136 @@ impl Default for CacheConfig {
     }
 }
 
+/// What a setting needs to be checked against: the process's VMA limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// `vm.max_map_count`.
+    pub max_map_count: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_map_count: DEFAULT_MAX_MAP_COUNT,
+        }
+    }
+}
+
 impl CacheConfig {
-    /// Builds a configuration from C-API arguments, 0 meaning "default" for each number.
-    /// Invalid values are replaced by defaults; the returned strings say which.
-    pub fn from_args(
+    /// Validates settings given as numbers, 0 meaning "default" for each. An invalid value
+    /// (a bucket that is not a power-of-two number of pages) gives the default, a value out
+    /// of range the nearest bound; each with a warning in the returned list.
+    pub fn validated(
         enabled: bool,
         budget_bytes: u64,
         bucket_bytes: u64,
-        max_age: u32,
+        max_age: u64,
+        limits: Limits,
     ) -> (Self, Vec<String>) {
         let mut warn = Vec::new();
         let d = CacheConfig::default();
         let mut c = CacheConfig { enabled, ..d };
-        if budget_bytes != 0 {
-            c.budget_bytes = budget_bytes;
-            c.budget_from_guest = false;
-        }
         if bucket_bytes != 0 {
-            let pages = bucket_bytes / PAGE_SIZE;
-            if !bucket_bytes.is_multiple_of(PAGE_SIZE)
-                || !pages.is_power_of_two()
-                || pages > MAX_BUCKET_PAGES as u64
-            {
+            let pages = bucket_bytes / PAGE_BYTES;
+            if !bucket_bytes.is_multiple_of(PAGE_BYTES) || !pages.is_power_of_two() {
                 warn.push(format!(
-                    "cache bucket of {bucket_bytes} bytes is not a power-of-two number of pages \
-                     up to {MAX_BUCKET_PAGES}; using {} pages",
-                    d.bucket_pages
+                    "cache bucket of {bucket_bytes} bytes is not a power-of-two number of \
+                     pages; using {} KiB",
+                    u64::from(d.bucket_pages) * PAGE_BYTES / 1024
                 ));
             } else {
-                c.bucket_pages = pages as u32;
+                let lo = u64::from(MIN_BUCKET_PAGES);
+                let hi = u64::from(MAX_BUCKET_PAGES);
+                let clamped = pages.clamp(lo, hi);
+                if clamped != pages {
+                    warn.push(format!(
+                        "cache bucket of {} KiB is outside {}..={} KiB; using {} KiB",
+                        bucket_bytes / 1024,
+                        lo * PAGE_BYTES / 1024,
+                        hi * PAGE_BYTES / 1024,
+                        clamped * PAGE_BYTES / 1024
+                    ));
+                }
+                c.bucket_pages = clamped as u32;
             }
         }
         if max_age != 0 {
-            c.max_age = max_age;
+            let clamped = max_age.min(u64::from(MAX_MAX_AGE));
+            if clamped != max_age {
+                warn.push(format!(
+                    "cache max age {max_age} is above {MAX_MAX_AGE} checkpoints; using {clamped}"
+                ));
+            }
+            c.max_age = clamped as u32;
         }
-        let min = c.min_budget_bytes();
-        if c.budget_bytes < min {
-            warn.push(format!(
-                "cache budget {} bytes is below the minimum {min} (one batch plus one bucket); \
-                 using the minimum",
-                c.budget_bytes
-            ));
-            c.budget_bytes = min;
+        if budget_bytes != 0 {
+            c.budget_from_guest = false;
+            let (lo, hi) = (c.min_budget_bytes(), c.max_budget_bytes(limits));
+            c.budget_bytes = budget_bytes.clamp(lo, hi);
+            if c.budget_bytes != budget_bytes {
+                let why = if budget_bytes < lo {
+                    "below the minimum (one batch plus one bucket)"
+                } else {
+                    "above what vm.max_map_count allows (half of it in buckets)"
+                };
+                warn.push(format!(
+                    "cache budget {budget_bytes} bytes is {why}; using {}",
+                    c.budget_bytes
+                ));
+            }
         }
         (c, warn)
     }
 
-    /// Reads `XCSAVE_CACHE` (`on`/`off`), `XCSAVE_CACHE_MB`, `XCSAVE_CACHE_BUCKET_KB` and
-    /// `XCSAVE_CACHE_MAX_AGE` through `get`. Unparsable values fall back to defaults.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> (Self, Vec<String>) {
-        let mut warn = Vec::new();
-        let mut num = |name: &str| -> u64 {
-            match get(name) {
-                None => 0,
-                Some(v) => v.trim().parse::<u64>().unwrap_or_else(|_| {
-                    warn.push(format!("ignoring {name}={v:?}: not a number"));
-                    0
-                }),
-            }
-        };
-        let mb = num("XCSAVE_CACHE_MB");
-        let kb = num("XCSAVE_CACHE_BUCKET_KB");
-        let age = num("XCSAVE_CACHE_MAX_AGE");
-        let enabled = match get("XCSAVE_CACHE").as_deref().map(str::trim) {
-            None | Some("") | Some("on") | Some("1") => true,
-            Some("off") | Some("0") => false,
-            Some(v) => {
-                warn.push(format!("ignoring XCSAVE_CACHE={v:?}: want on or off"));
-                true
-            }
-        };
-        let (c, w) = CacheConfig::from_args(
-            enabled,
-            mb.saturating_mul(1 << 20),
-            kb.saturating_mul(1 << 10),
-            u32::try_from(age).unwrap_or(u32::MAX),
-        );
-        warn.extend(w);
-        (c, warn)
-    }
-
-    /// The settings for a guest of `tot_pages` populated pages: a budget that was not set
-    /// becomes [`default_budget_bytes`] of the guest; an explicit one stays.
-    pub fn for_guest(self, tot_pages: u64) -> Self {
-        if !self.budget_from_guest {
+    /// The settings for a guest of `tot_pages` populated pages and a p2m of `p2m_pages`
+    /// frames: a budget that was not set becomes [`default_budget_bytes`] of the guest; an
+    /// explicit one is capped at 1.25 times the p2m plus the batch reserve (more could never
+    /// be mapped, and a guest "fits" only by its real size), with a warning.
+    pub fn for_guest(self, tot_pages: u64, p2m_pages: u64) -> Self {
+        if self.budget_from_guest {
+            return CacheConfig {
+                budget_bytes: default_budget_bytes(tot_pages),
+                ..self
+            };
+        }
+        let cap = p2m_pages
+            .saturating_add(p2m_pages / 4)
+            .saturating_add(RESERVE_PAGES + u64::from(self.bucket_pages))
+            .saturating_mul(PAGE_BYTES)
+            .max(self.min_budget_bytes());
+        if self.budget_bytes <= cap {
             return self;
         }
+        log::warn!(
+            "xcsave: cache budget {} bytes is above 1.25 times the guest's {} pages; using {cap}",
+            self.budget_bytes,
+            p2m_pages
+        );
         CacheConfig {
-            budget_bytes: default_budget_bytes(tot_pages),
+            budget_bytes: cap,
             ..self
         }
     }
 
     /// Smallest usable budget: one batch's reserve plus one bucket.
     pub fn min_budget_bytes(&self) -> u64 {
-        (MAX_BATCH_PAGES as u64 + self.bucket_pages as u64) * PAGE_SIZE
+        (RESERVE_PAGES + u64::from(self.bucket_pages)) * PAGE_BYTES
+    }
+
+    /// Largest budget the VMA limit allows: half of `vm.max_map_count` buckets (the rest is
+    /// the process's own, and the per-batch mappings'), plus the batch reserve.
+    pub fn max_budget_bytes(&self, limits: Limits) -> u64 {
+        let buckets = (limits.max_map_count / 2).max(1);
+        buckets
+            .saturating_mul(u64::from(self.bucket_pages))
+            .saturating_add(RESERVE_PAGES)
+            .saturating_mul(PAGE_BYTES)
+            .max(self.min_budget_bytes())
     }
 
     /// Pages the cached buckets may occupy: the budget less one batch's reserve.
     pub fn cache_capacity_pages(&self) -> u64 {
-        (self.budget_bytes / PAGE_SIZE).saturating_sub(MAX_BATCH_PAGES as u64)
+        (self.budget_bytes / PAGE_BYTES).saturating_sub(RESERVE_PAGES)
     }
 }
 
@@ -162,7 +208,7 @@ impl CacheConfig {
 /// pass over a guest above 220 MiB maps per batch as before (docs/performance.md, "Cache
 /// policy").
 pub fn default_budget_bytes(tot_pages: u64) -> u64 {
-    let eighth = tot_pages.saturating_mul(PAGE_SIZE) / DEFAULT_BUDGET_DIVISOR;
+    let eighth = tot_pages.saturating_mul(PAGE_BYTES) / DEFAULT_BUDGET_DIVISOR;
     eighth.clamp(DEFAULT_BUDGET_MIN_BYTES, DEFAULT_BUDGET_MAX_BYTES) & !((1 << 20) - 1)
 }
 
@@ -178,41 +224,22 @@ pub fn clear_override() {
     *OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
-/// The configuration for a save starting now; ignored environment settings are logged.
-pub fn settings_for_save() -> CacheConfig {
-    if let Some(c) = *OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) {
-        return c;
-    }
-    let (c, warnings) = CacheConfig::from_lookup(|k| std::env::var(k).ok());
-    for w in warnings {
-        log::warn!("xcsave: {w}");
-    }
-    c
+/// The configuration `xcsave_cache_init` set, if any.
+pub fn current_override() -> Option<CacheConfig> {
+    *OVERRIDE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> (CacheConfig, Vec<String>) {
-        let owned: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        CacheConfig::from_lookup(move |k| {
-            owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        })
+    fn args(budget: u64, bucket: u64, age: u64) -> (CacheConfig, Vec<String>) {
+        CacheConfig::validated(true, budget, bucket, age, Limits::default())
     }
 
     #[test]
-    fn defaults_and_env() {
-        assert_eq!(env(&[]), (CacheConfig::default(), vec![]));
-        let (c, w) = env(&[
-            ("XCSAVE_CACHE", "off"),
-            ("XCSAVE_CACHE_MB", "64"),
-            ("XCSAVE_CACHE_BUCKET_KB", "64"),
-            ("XCSAVE_CACHE_MAX_AGE", "3"),
-        ]);
+    fn explicit_values_and_defaults() {
+        let (c, w) = CacheConfig::validated(false, 64 << 20, 64 << 10, 3, Limits::default());
         assert!(w.is_empty());
         assert_eq!(
             c,
@@ -224,22 +251,27 @@ mod tests {
                 max_age: 3
             }
         );
-        // An explicit budget wins over the guest's size, from the environment or the C API.
-        assert_eq!(c.for_guest(1 << 30).budget_bytes, 64 << 20);
-        let (c, w) = CacheConfig::from_args(true, 300 << 20, 0, 0);
+        // An explicit budget wins over the guest's size when the guest is large enough.
+        assert_eq!(c.for_guest(1 << 30, 1 << 30).budget_bytes, 64 << 20);
+        let (c, w) = args(300 << 20, 0, 0);
         assert!(w.is_empty());
-        assert_eq!(c.for_guest(1 << 30).budget_bytes, 300 << 20);
-        // Zero through the C API means the default: guest-relative.
-        let (c, _) = CacheConfig::from_args(true, 0, 0, 0);
+        assert_eq!(c.for_guest(1 << 20, 1 << 20).budget_bytes, 300 << 20);
+        // Zero means the default: guest-relative.
+        let (c, _) = args(0, 0, 0);
         assert!(c.budget_from_guest);
-        assert_eq!(c.for_guest(1 << 20).budget_bytes, 512 << 20); // 4 GiB guest
+        assert_eq!(c.for_guest(1 << 20, 1 << 20).budget_bytes, 512 << 20); // 4 GiB guest
     }
 
     #[test]
     fn default_budget_follows_the_guest() {
         const MIB: u64 = 1 << 20;
-        let pages = |mib: u64| mib * MIB / PAGE_SIZE;
-        let budget = |mib: u64| CacheConfig::default().for_guest(pages(mib)).budget_bytes / MIB;
+        let pages = |mib: u64| mib * MIB / PAGE_BYTES;
+        let budget = |mib: u64| {
+            CacheConfig::default()
+                .for_guest(pages(mib), pages(mib))
+                .budget_bytes
+                / MIB
+        };
         assert_eq!(budget(0), 256);
         assert_eq!(budget(1024), 256);
         assert_eq!(budget(2048), 256);
@@ -258,16 +290,32 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_fall_back() {
-        let (c, w) = env(&[
-            ("XCSAVE_CACHE", "maybe"),
-            ("XCSAVE_CACHE_MB", "x"),
-            ("XCSAVE_CACHE_BUCKET_KB", "12"),
-        ]);
-        assert_eq!(c, CacheConfig::default());
-        assert_eq!(w.len(), 3);
-        let (c, w) = env(&[("XCSAVE_CACHE_MB", "1")]);
-        assert_eq!(c.budget_bytes, c.min_budget_bytes());
+    fn invalid_values_give_defaults_and_out_of_range_values_are_clamped() {
+        // Not a power of two: the default bucket.
+        let (c, w) = args(0, 12 << 10, 0);
+        assert_eq!((c.bucket_pages, w.len()), (DEFAULT_BUCKET_PAGES, 1));
+        // 4 KiB and 64 MiB buckets: clamped to 64 KiB and 32 MiB.
+        let (c, w) = args(0, 4 << 10, 0);
+        assert_eq!((c.bucket_pages, w.len()), (MIN_BUCKET_PAGES, 1));
+        let (c, w) = args(0, 64 << 20, 0);
+        assert_eq!((c.bucket_pages, w.len()), (MAX_BUCKET_PAGES, 1));
+        // Budget below the minimum, above the VMA limit.
+        let (c, w) = args(1 << 20, 0, 0);
+        assert_eq!((c.budget_bytes, w.len()), (c.min_budget_bytes(), 1));
+        let (c, w) = args(u64::MAX, 0, 0);
         assert_eq!(w.len(), 1);
+        assert_eq!(c.budget_bytes, c.max_budget_bytes(Limits::default()));
+        assert_eq!(c.budget_bytes, (32_765 * 256 + 1024) * PAGE_BYTES);
+        let small = Limits { max_map_count: 100 };
+        let (c, _) = CacheConfig::validated(true, 1 << 30, 0, 0, small);
+        assert_eq!(c.budget_bytes, (50 * 256 + 1024) * PAGE_BYTES);
+        // Max age above the sane maximum.
+        let (c, w) = args(0, 0, u64::from(u32::MAX) + 5);
+        assert_eq!((c.max_age, w.len()), (MAX_MAX_AGE, 1));
+        // A huge explicit budget is capped by the guest once it is known.
+        let (c, _) = args(4 << 30, 0, 0);
+        let g = c.for_guest(1000, 4096);
+        assert_eq!(g.budget_bytes, (4096 + 1024 + 1024 + 256) * PAGE_BYTES);
+        assert!(!g.budget_from_guest);
     }
 }

@@ -4,13 +4,14 @@
 
 use std::io;
 
-use super::bucket::{type_has_data, Bucket};
-use super::coherence::DomainSignals;
-use super::config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
+use super::bucket::Bucket;
+use super::config::{CacheConfig, PAGE_BYTES};
 use super::lru::Lru;
-use super::mapper::{BucketMapper, PageMapping};
+use super::mapper::BucketMapper;
 use super::policy::{Admit, History};
 use super::stats::{CacheStats, Registry};
+use crate::abi::xen::{page_type_has_data, MAX_BATCH_SIZE};
+use crate::hv::{DomainSignals, PageMapping};
 
 pub(super) const NIL: u32 = u32::MAX;
 
@@ -77,7 +78,7 @@ impl<M> DomainCache<M> {
         signals: DomainSignals,
         registry: &'static Registry,
     ) -> Self {
-        let cfg = cfg.for_guest(signals.tot_pages);
+        let cfg = cfg.for_guest(signals.tot_pages, signals.max_gpfn.saturating_add(1));
         let disabled = !cfg.enabled
             || signals.unsafe_to_cache().is_some()
             || cfg.cache_capacity_pages() < u64::from(cfg.bucket_pages);
@@ -127,7 +128,7 @@ impl<M> DomainCache<M> {
     /// page) no longer has that frame: its bucket is dropped.
     pub fn note_types(&mut self, pfns: &[u64], types: &[u64]) {
         for (&pfn, &t) in pfns.iter().zip(types) {
-            if type_has_data(t) || pfn >= self.p2m_size {
+            if page_type_has_data(t) || pfn >= self.p2m_size {
                 continue;
             }
             let slot = self.index[(pfn >> self.shift) as usize];
@@ -152,7 +153,7 @@ impl<M> DomainCache<M> {
         X: BucketMapper<Mapping = M>,
         M: PageMapping,
     {
-        if pfns.len() > MAX_BATCH_PAGES {
+        if pfns.len() > MAX_BATCH_SIZE {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "batch too big"));
         }
         self.check_teardown();
@@ -164,7 +165,7 @@ impl<M> DomainCache<M> {
                 .iter()
                 .filter(|l| !matches!(l, Loc::Failed(_)))
                 .count();
-            self.stats.bytes_sent += sent as u64 * PAGE_SIZE;
+            self.stats.bytes_sent += sent as u64 * PAGE_BYTES;
             let pages: Vec<Page<'_>> = self.locs.iter().map(|&l| self.page_of(l)).collect();
             consume(&pages)
         });

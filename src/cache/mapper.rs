@@ -3,14 +3,8 @@
 //! foreign-mapping VMA. Dropping the mapping unmaps it. Implemented over privcmd by the Xen
 //! layer and by a mock in the unit tests, so that nothing here needs Xen.
 
+use crate::hv::PageMapping;
 use std::io;
-
-/// A live foreign mapping of guest frames in one VMA; dropping it unmaps the VMA.
-pub trait PageMapping {
-    /// Page `idx` (0-based, in the order the frames were requested). Only called for pages
-    /// whose per-page map error was 0.
-    fn page(&self, idx: usize) -> &[u8];
-}
 
 /// Maps guest frames of one domain.
 pub trait BucketMapper {

@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::io;
 use std::rc::{Rc, Weak};
 
-use super::coherence::DomainSignals;
-use super::mapper::{BucketMapper, PageMapping};
+use super::mapper::BucketMapper;
+use crate::hv::{DomainSignals, PageMapping};
 
 /// One machine frame; its heap address stands for its content.
 pub(crate) struct Frame {

@@ -30,5 +30,5 @@ mod mock;
 mod tests;
 
 pub use api::{init, stats, teardown};
-pub use coherence::DomainSignals;
+pub use config::{current_override, CacheConfig, Limits, DEFAULT_MAX_MAP_COUNT};
 pub use source::CachedPages;

@@ -5,11 +5,11 @@
 use std::io;
 
 use super::bucket::Bucket;
-use super::config::PAGE_SIZE;
+use super::config::PAGE_BYTES;
 use super::domain::{DomainCache, NIL};
 use super::mapper::BucketMapper;
 use super::policy::History;
-use crate::hooks;
+use crate::fallible;
 
 impl<M> DomainCache<M> {
     /// Evicts buckets the current pass has not used, least recently used first, until bucket
@@ -139,8 +139,8 @@ impl<M> DomainCache<M> {
         let s = &mut self.stats;
         s.maps += 1;
         s.vmas += 1;
-        s.bytes_mapped += pages * PAGE_SIZE;
-        s.mapped_bytes += pages * PAGE_SIZE;
+        s.bytes_mapped += pages * PAGE_BYTES;
+        s.mapped_bytes += pages * PAGE_BYTES;
         s.peak_vmas = s.peak_vmas.max(s.vmas);
         s.peak_mapped_bytes = s.peak_mapped_bytes.max(s.mapped_bytes);
     }
@@ -149,11 +149,11 @@ impl<M> DomainCache<M> {
         let s = &mut self.stats;
         s.unmaps += 1;
         s.vmas -= 1;
-        s.mapped_bytes -= pages * PAGE_SIZE;
+        s.mapped_bytes -= pages * PAGE_BYTES;
     }
 
     /// Sizes the bucket index and history for `p2m_size` pfns. Only called with nothing
-    /// mapped. Both are allocated fallibly (`hooks.rs`, one counted allocation each): if
+    /// mapped. Both are allocated fallibly (`fallible.rs`, one counted allocation each): if
     /// either fails, caching is off for the rest of the save and `p2m_size` is 0, so no
     /// lookup indexes the empty index or history (the save goes on, mapped per batch).
     pub(super) fn resize(&mut self, p2m_size: u64) {
@@ -161,8 +161,8 @@ impl<M> DomainCache<M> {
         self.index = Vec::new();
         self.p2m_size = 0;
         let n = usize::try_from(p2m_size.div_ceil(1 << self.shift)).unwrap_or(usize::MAX);
-        let sized = hooks::try_with_capacity(n).and_then(|mut index| {
-            let mut seen = hooks::try_with_capacity(n)?;
+        let sized = fallible::try_with_capacity(n).and_then(|mut index| {
+            let mut seen = fallible::try_with_capacity(n)?;
             // The history of the buckets that stay is still true.
             seen.extend(self.seen.iter().take(n).copied());
             seen.resize(n, History::default());

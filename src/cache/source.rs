@@ -5,31 +5,25 @@
 
 use std::io;
 
-use super::config::{settings_for_save, CacheConfig};
+use super::config::CacheConfig;
 use super::domain::DomainCache;
-use super::mapper::{BucketMapper, PageMapping};
+use super::mapper::BucketMapper;
 use super::policy::Admit;
 use super::stats::REGISTRY;
 use crate::error::Errno;
+use crate::hv::{DomInfo, GuestMemory};
 use crate::pages::{BatchError, PageRef, PageSource};
-use crate::xen::{DomInfo, ForeignMapping, Hypervisor};
 
-impl PageMapping for ForeignMapping {
-    fn page(&self, idx: usize) -> &[u8] {
-        ForeignMapping::page(self, idx)
-    }
-}
-
-/// Maps through one domain of a [`Hypervisor`].
+/// Maps through one domain of a [`GuestMemory`].
 struct XenMapper<'a, H> {
     xen: &'a H,
     dom: u32,
 }
 
-impl<H: Hypervisor> BucketMapper for XenMapper<'_, H> {
-    type Mapping = ForeignMapping;
+impl<H: GuestMemory> BucketMapper for XenMapper<'_, H> {
+    type Mapping = H::Mapping;
 
-    fn map(&mut self, pfns: &[u64], errs: &mut [i32]) -> io::Result<ForeignMapping> {
+    fn map(&mut self, pfns: &[u64], errs: &mut [i32]) -> io::Result<H::Mapping> {
         self.xen
             .map_foreign(self.dom, pfns, errs)
             .map_err(|e| io::Error::from_raw_os_error(e.0))
@@ -38,26 +32,26 @@ impl<H: Hypervisor> BucketMapper for XenMapper<'_, H> {
 
 /// The page source of one save: the persistent mapping cache, or (with `XCSAVE_CACHE=off`)
 /// the same per-batch pattern as the stock saver, with counters either way.
-pub struct CachedPages {
+pub struct CachedPages<M> {
     cfg: CacheConfig,
-    cache: Option<DomainCache<ForeignMapping>>,
+    cache: Option<DomainCache<M>>,
     /// A suspend has been seen: from then on every batch is sent with the guest suspended,
     /// right after a check (the engine sends nothing live after the first checkpoint).
     suspended_once: bool,
 }
 
-impl CachedPages {
-    /// A source configured by `xcsave_cache_init`, else by the `XCSAVE_CACHE*` environment.
-    pub fn from_settings() -> Self {
+impl<M> CachedPages<M> {
+    /// A source with the save's cache settings (`settings::Settings::cache`).
+    pub fn new(cfg: CacheConfig) -> Self {
         CachedPages {
-            cfg: settings_for_save(),
+            cfg,
             cache: None,
             suspended_once: false,
         }
     }
 
     /// The domain's cache, created on first use with the coherence baseline read now.
-    fn cache<H: Hypervisor>(&mut self, xen: &H, dom: u32) -> &mut DomainCache<ForeignMapping> {
+    fn cache<H: GuestMemory<Mapping = M>>(&mut self, xen: &H, dom: u32) -> &mut DomainCache<M> {
         let cfg = self.cfg;
         self.cache.get_or_insert_with(|| {
             if !cfg.enabled {
@@ -79,7 +73,7 @@ impl CachedPages {
     }
 
     /// Reads the coherence counters and lets the cache judge them.
-    fn check<H: Hypervisor>(&mut self, xen: &H, dom: u32, suspended: bool) {
+    fn check<H: GuestMemory<Mapping = M>>(&mut self, xen: &H, dom: u32, suspended: bool) {
         let cache = self.cache(xen, dom);
         if !cache.caching() {
             cache.count_checkpoint(suspended);
@@ -94,7 +88,7 @@ impl CachedPages {
     }
 }
 
-impl<H: Hypervisor> PageSource<H> for CachedPages {
+impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for CachedPages<M> {
     fn with_batch(
         &mut self,
         xen: &H,

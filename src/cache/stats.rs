@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Counters of one domain's most recent (or running) save: the C surface's struct, so that
-/// they are defined once (cbindgen reads only `src/capi`).
-pub use crate::capi::cache::XcsaveCacheStats as CacheStats;
+/// they are defined once.
+pub use crate::abi::c::XcsaveCacheStats as CacheStats;
 
 /// Process-wide state shared by every domain cache: published counters and teardown requests.
 pub struct Registry {

@@ -4,13 +4,15 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::bucket::type_has_data;
-use super::coherence::{DomainSignals, Verdict};
-use super::config::{CacheConfig, MAX_BATCH_PAGES, PAGE_SIZE};
+use super::coherence::Verdict;
+use super::config::{CacheConfig, PAGE_BYTES as PAGE_SIZE};
 use super::domain::DomainCache;
 use super::mock::{Calls, Guest, Mapper, Mapping};
 use super::policy::{Admit, History};
 use super::stats::{CacheStats, Registry};
+use crate::abi::xen::page_type_has_data as type_has_data;
+use crate::abi::xen::MAX_BATCH_SIZE as MAX_BATCH_PAGES;
+use crate::hv::DomainSignals;
 
 const XTAB: u64 = 0xf << 28;
 const BUCKET: u32 = 16;
@@ -605,7 +607,7 @@ fn run_without_index(fx: &mut Fx) {
 fn no_memory_for_the_index_turns_caching_off_not_the_save() {
     // Allocation 1 is the index, 2 the history: either failing has the same outcome.
     for n in ["1", "2"] {
-        let _armed = crate::hooks::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| n.into()));
+        let _armed = crate::faults::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| n.into()));
         let g = Guest::new(64);
         g.borrow_mut().remove(5);
         let mut fx = Fx::with_guest(g, cfg(4));
@@ -615,7 +617,7 @@ fn no_memory_for_the_index_turns_caching_off_not_the_save() {
 
 #[test]
 fn no_memory_to_grow_the_index_at_a_checkpoint_turns_caching_off() {
-    let _armed = crate::hooks::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| "3".into()));
+    let _armed = crate::faults::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| "3".into()));
     let g = Guest::new(64);
     g.borrow_mut().remove(5);
     let mut fx = Fx::with_guest(g, cfg(4));

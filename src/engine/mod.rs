@@ -10,25 +10,19 @@
 pub mod bitmap;
 pub mod x86_hvm;
 
+use crate::abi::c::PrecopyStats;
+use crate::abi::xen::{
+    is_known_page_type, page_type_has_data, Level, MAX_BATCH_SIZE, SHUTDOWN_SUSPEND, XCFLAGS_DEBUG,
+    XCFLAGS_LIVE, XGS_POLICY_ABORT, XGS_POLICY_CONTINUE_PRECOPY, XGS_POLICY_STOP_AND_COPY,
+};
 use crate::backchannel;
 use crate::error::Errno;
-use crate::hooks::{self, Stage};
+use crate::fallible;
+use crate::faults::{self, Stage};
+use crate::hv::{DirtyBitmap, DomInfo, Hypervisor, LogDirtyOp, ShadowStats};
 use crate::pages::{BatchError, PageRef, PageSource};
-use crate::stream::{self, Sink, MAX_BATCH_SIZE};
-use crate::xen::{DirtyBitmap, DomInfo, Hypervisor, Level, LogDirtyOp, SHUTDOWN_SUSPEND};
+use crate::stream::{self, Sink};
 use std::io::Read;
-
-/// `XCFLAGS_LIVE`.
-pub const XCFLAGS_LIVE: u32 = 1 << 0;
-/// `XCFLAGS_DEBUG`.
-pub const XCFLAGS_DEBUG: u32 = 1 << 1;
-
-/// `XGS_POLICY_ABORT`.
-pub const XGS_POLICY_ABORT: i32 = -1;
-/// `XGS_POLICY_CONTINUE_PRECOPY`.
-pub const XGS_POLICY_CONTINUE_PRECOPY: i32 = 0;
-/// `XGS_POLICY_STOP_AND_COPY`.
-pub const XGS_POLICY_STOP_AND_COPY: i32 = 1;
 
 /// Stock's default policy: stop after 5 rounds or below 50 dirty pages.
 const SPP_MAX_ITERATIONS: u32 = 5;
@@ -55,18 +49,6 @@ impl StreamType {
             _ => None,
         }
     }
-}
-
-/// `struct precopy_stats`, passed by value to the precopy policy.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PrecopyStats {
-    /// Completed precopy iterations.
-    pub iteration: std::os::raw::c_uint,
-    /// Pages written so far.
-    pub total_written: std::os::raw::c_ulong,
-    /// Dirty pages of the coming round, -1 if unknown.
-    pub dirty_count: std::os::raw::c_long,
 }
 
 /// The caller's callbacks.
@@ -194,11 +176,11 @@ struct BatchScratch {
 impl BatchScratch {
     fn new() -> crate::error::Result<BatchScratch> {
         Ok(BatchScratch {
-            gfns_all: hooks::try_with_capacity(MAX_BATCH_SIZE)?,
-            types: hooks::try_with_capacity(MAX_BATCH_SIZE)?,
-            gfns: hooks::try_with_capacity(MAX_BATCH_SIZE)?,
-            entries: hooks::try_with_capacity(MAX_BATCH_SIZE)?,
-            data_pfns: hooks::try_with_capacity(MAX_BATCH_SIZE)?,
+            gfns_all: fallible::try_with_capacity(MAX_BATCH_SIZE)?,
+            types: fallible::try_with_capacity(MAX_BATCH_SIZE)?,
+            gfns: fallible::try_with_capacity(MAX_BATCH_SIZE)?,
+            entries: fallible::try_with_capacity(MAX_BATCH_SIZE)?,
+            data_pfns: fallible::try_with_capacity(MAX_BATCH_SIZE)?,
         })
     }
 
@@ -264,18 +246,7 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let (hdr, pad) = match stream::record_frame(rtype, len) {
             Ok(f) => f,
-            Err(t) => {
-                return Err(self.error(
-                    &format!(
-                        "Record (0x{:08x}, {}) length {:#x} exceeds max ({:#x})",
-                        rtype,
-                        stream::rec_type_name(rtype),
-                        t.length,
-                        stream::REC_LENGTH_MAX
-                    ),
-                    Errno(libc::E2BIG),
-                ))
-            }
+            Err(t) => return Err(self.error(&t.to_string(), Errno(libc::E2BIG))),
         };
         let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 2);
         all.push(&hdr);
@@ -313,6 +284,17 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
             .as_mut()
             .expect("dirty bitmap allocated by setup")
             .words_mut()
+    }
+
+    /// CLEAN or PEEK the log-dirty bitmap of the whole p2m into the dirty bitmap.
+    fn logdirty(&mut self, op: LogDirtyOp, final_round: bool) -> Res<ShadowStats> {
+        let (xen, dom, pages) = (self.xen, self.dom, self.p2m_size);
+        let bm = self
+            .dirty
+            .as_mut()
+            .expect("dirty bitmap allocated by setup");
+        xen.logdirty(dom, op, bm, pages, final_round)
+            .map_err(|e| self.perror("Failed to retrieve logdirty bitmap", e))
     }
 
     /// Write the batch in `self.batch` as one PAGE_DATA record.
@@ -355,13 +337,13 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         }
         self.pages.batch_types(gfns_all, types);
         for (i, &t) in types.iter().enumerate() {
-            if !stream::is_known_page_type(t as u32) {
+            if !is_known_page_type(t as u32) {
                 return Err(self.error(
                     &format!("Unknown type {:#x} for pfn {:#x}", t, gfns_all[i]),
                     Errno(libc::EINVAL),
                 ));
             }
-            if stream::page_type_has_stream_data(t as u32) {
+            if page_type_has_data(t) {
                 gfns.push(gfns_all[i]);
             }
         }
@@ -372,18 +354,7 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         );
         let prefix = match stream::page_data_prefix(entries, gfns.len()) {
             Ok(p) => p,
-            Err(t) => {
-                return Err(self.error(
-                    &format!(
-                        "Record (0x{:08x}, {}) length {:#x} exceeds max ({:#x})",
-                        t.rtype,
-                        stream::rec_type_name(t.rtype),
-                        t.length,
-                        stream::REC_LENGTH_MAX
-                    ),
-                    Errno(libc::E2BIG),
-                ))
-            }
+            Err(t) => return Err(self.error(&t.to_string(), Errno(libc::E2BIG))),
         };
         if gfns.is_empty() {
             return self
@@ -395,13 +366,13 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         data_pfns.extend(
             pfns.iter()
                 .zip(types.iter())
-                .filter(|(_, &t)| stream::page_type_has_stream_data(t as u32))
+                .filter(|(_, &t)| page_type_has_data(t))
                 .map(|(&p, _)| p),
         );
         let (xen, dom) = (self.xen, self.dom);
         let sink = &mut *self.sink;
         let mut consume = |pages: &[PageRef<'_>]| -> Result<(), Errno> {
-            hooks::panic_point(Stage::Batch);
+            faults::panic_point(Stage::Batch);
             let mut parts: Vec<&[u8]> = Vec::with_capacity(pages.len() + 1);
             parts.push(&prefix);
             for (p, page) in pages.iter().enumerate() {
@@ -614,15 +585,7 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
             if decision != XGS_POLICY_CONTINUE_PRECOPY {
                 break;
             }
-            let (xen, dom, pages) = (self.xen, self.dom, self.p2m_size);
-            let bm = self
-                .dirty
-                .as_mut()
-                .expect("dirty bitmap allocated by setup");
-            match xen.logdirty(dom, LogDirtyOp::Clean, bm, pages, false) {
-                Ok(s) => dirty_count = s.dirty_count as u64,
-                Err(e) => return Err(self.perror("Failed to retrieve logdirty bitmap", e)),
-            }
+            dirty_count = self.logdirty(LogDirtyOp::Clean, false)?.dirty_count as u64;
             self.stats.dirty_count = dirty_count as std::os::raw::c_long;
         }
         if decision == XGS_POLICY_ABORT {
@@ -660,15 +623,7 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
 
     fn suspend_and_send_dirty_inner(&mut self) -> Res {
         self.suspend_domain()?;
-        let (xen, dom, pages) = (self.xen, self.dom, self.p2m_size);
-        let bm = self
-            .dirty
-            .as_mut()
-            .expect("dirty bitmap allocated by setup");
-        let stats = match xen.logdirty(dom, LogDirtyOp::Clean, bm, pages, true) {
-            Ok(s) => s,
-            Err(e) => return Err(self.perror("Failed to retrieve logdirty bitmap", e)),
-        };
+        let stats = self.logdirty(LogDirtyOp::Clean, true)?;
         if self.live {
             self.set_iteration_prefix();
         } else {
@@ -701,21 +656,12 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         self.write_record(stream::rec::VERIFY, &[])?;
         self.xen.set_progress_prefix(Some("Frames verify"));
         self.send_all_pages()?;
-        let (xen, dom, pages) = (self.xen, self.dom, self.p2m_size);
-        let bm = self
-            .dirty
-            .as_mut()
-            .expect("dirty bitmap allocated by setup");
-        match xen.logdirty(dom, LogDirtyOp::Peek, bm, pages, false) {
-            Ok(s) => {
-                self.dprintf(&format!(
-                    "  Further stats: faults {}, dirty {}",
-                    s.fault_count, s.dirty_count
-                ));
-                Ok(())
-            }
-            Err(e) => Err(self.perror("Failed to retrieve logdirty bitmap", e)),
-        }
+        let s = self.logdirty(LogDirtyOp::Peek, false)?;
+        self.dprintf(&format!(
+            "  Further stats: faults {}, dirty {}",
+            s.fault_count, s.dirty_count
+        ));
+        Ok(())
     }
 
     fn send_domain_memory_live(&mut self) -> Res {
@@ -741,8 +687,8 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
 
     fn setup(&mut self) -> Res {
         (self.ops.setup)(self)?;
-        hooks::panic_point(Stage::Setup);
-        let bm = hooks::check_alloc().and_then(|()| self.xen.alloc_bitmap(self.p2m_size));
+        faults::panic_point(Stage::Setup);
+        let bm = fallible::check_alloc().and_then(|()| self.xen.alloc_bitmap(self.p2m_size));
         match bm {
             Ok(b) => self.dirty = Some(b),
             Err(_) => {
@@ -759,8 +705,8 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
                 Errno(libc::ENOMEM),
             )
         };
-        self.deferred = hooks::try_zeroed(words).map_err(|_| nomem(self))?;
-        self.batch = hooks::try_with_capacity(MAX_BATCH_SIZE).map_err(|_| nomem(self))?;
+        self.deferred = fallible::try_zeroed(words).map_err(|_| nomem(self))?;
+        self.batch = fallible::try_with_capacity(MAX_BATCH_SIZE).map_err(|_| nomem(self))?;
         self.scratch = BatchScratch::new().map_err(|_| nomem(self))?;
         Ok(())
     }
@@ -772,7 +718,7 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
             self.perror("Failed to clean up", Errno::last());
         }
         // Past the engine's own catch: only the C surface's boundary catches this one.
-        hooks::panic_point(Stage::Cleanup);
+        faults::panic_point(Stage::Cleanup);
         self.pages.teardown();
         self.dirty = None;
         self.deferred = Vec::new();
@@ -838,12 +784,12 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
             // After the first (possibly live) checkpoint, send synchronous batches.
             self.live = false;
             self.write_record(stream::rec::CHECKPOINT, &[])?;
-            hooks::panic_point(Stage::Checkpoint);
+            faults::panic_point(Stage::Checkpoint);
             log::debug!("xcsave: d{} checkpoint written", self.dom);
             self.checkpoint_callbacks()?;
         }
         self.xen.progress_single("End of stream");
-        hooks::panic_point(Stage::End);
+        faults::panic_point(Stage::End);
         self.write_record(stream::rec::END, &[])?;
         self.xen.progress_single("Complete");
         Ok(())
@@ -954,7 +900,7 @@ pub fn domain_save<H: Hypervisor>(xen: &H, io: Io<'_, H>, args: &SaveArgs) -> Ou
         Err(p) => Err(ctx.error(
             &format!(
                 "xcsave: internal error, save aborted: {}",
-                hooks::panic_message(&*p)
+                crate::error::panic_message(&*p)
             ),
             Errno(libc::EIO),
         )),

@@ -3,186 +3,10 @@
 //! and return-value rules, the COLO back channel and cleanup.
 
 use super::*;
-use crate::error::Result;
+use crate::abi::xen::PAGE_SIZE;
 use crate::pages::PerBatch;
-use crate::stream::{pfinfo, rec, PAGE_SIZE};
-use crate::xen::{CpuPolicy, ForeignMapping, ShadowStats, TscInfo};
-use std::cell::{Cell, RefCell};
-
-struct VecBitmap(Vec<u64>);
-
-impl DirtyBitmap for VecBitmap {
-    fn words(&self) -> &[u64] {
-        &self.0
-    }
-    fn words_mut(&mut self) -> &mut [u64] {
-        &mut self.0
-    }
-}
-
-/// A guest of `p2m` pages: page p holds byte `p % 251 + gen`; pfn 5 is a hole, 7 broken.
-struct FakeXen {
-    p2m: u64,
-    suspended: Cell<bool>,
-    logdirty_on: Cell<bool>,
-    /// Dirty pfns reported by successive CLEANs.
-    dirty_rounds: RefCell<Vec<Vec<u64>>>,
-    fail_map_gfn: Option<u64>,
-    logs: RefCell<Vec<String>>,
-    live_maps: Cell<i64>,
-    maps: Cell<u64>,
-    pv: bool,
-}
-
-impl FakeXen {
-    fn new(p2m: u64) -> FakeXen {
-        FakeXen {
-            p2m,
-            suspended: Cell::new(false),
-            logdirty_on: Cell::new(false),
-            dirty_rounds: RefCell::new(Vec::new()),
-            fail_map_gfn: None,
-            logs: RefCell::new(Vec::new()),
-            live_maps: Cell::new(0),
-            maps: Cell::new(0),
-            pv: false,
-        }
-    }
-    fn byte(p: u64) -> u8 {
-        (p % 251) as u8
-    }
-    fn logged(&self, needle: &str) -> bool {
-        self.logs.borrow().iter().any(|l| l.contains(needle))
-    }
-}
-
-impl Hypervisor for FakeXen {
-    type Bitmap = VecBitmap;
-    fn domain_info(&self, dom: u32) -> Result<Option<DomInfo>> {
-        if dom > 7 {
-            return Ok(None);
-        }
-        Ok(Some(DomInfo {
-            domid: 7,
-            hvm: !self.pv,
-            shutdown: self.suspended.get(),
-            shutdown_reason: if self.suspended.get() {
-                SHUTDOWN_SUSPEND
-            } else {
-                0
-            },
-            nr_pages: self.p2m,
-            max_memkb: self.p2m * 4,
-        }))
-    }
-    fn xen_version(&self) -> Result<u32> {
-        Ok((4 << 16) | 17)
-    }
-    fn nr_gpfns(&self, _: u32) -> Result<u64> {
-        Ok(self.p2m)
-    }
-    fn shadow_off(&self, _: u32) -> Result<()> {
-        self.logdirty_on.set(false);
-        Ok(())
-    }
-    fn enable_logdirty(&self, _: u32) -> Result<()> {
-        if self.logdirty_on.replace(true) {
-            return Err(Errno(libc::EINVAL));
-        }
-        Ok(())
-    }
-    fn alloc_bitmap(&self, bits: u64) -> Result<VecBitmap> {
-        Ok(VecBitmap(vec![0; bitmap::words_for(bits)]))
-    }
-    fn logdirty(
-        &self,
-        _: u32,
-        op: LogDirtyOp,
-        bm: &mut VecBitmap,
-        pages: u64,
-        _final_round: bool,
-    ) -> Result<ShadowStats> {
-        assert_eq!(pages, self.p2m);
-        bitmap::clear(&mut bm.0);
-        let round = match op {
-            LogDirtyOp::Clean if !self.dirty_rounds.borrow().is_empty() => {
-                self.dirty_rounds.borrow_mut().remove(0)
-            }
-            _ => Vec::new(),
-        };
-        for &p in &round {
-            bitmap::set(&mut bm.0, p);
-        }
-        Ok(ShadowStats {
-            fault_count: 0,
-            dirty_count: round.len() as u32,
-        })
-    }
-    fn pfn_types(&self, _: u32, arr: &mut [u64]) -> Result<()> {
-        for a in arr.iter_mut() {
-            *a = match *a {
-                5 => pfinfo::XTAB as u64,
-                7 => pfinfo::BROKEN as u64,
-                _ => 0,
-            };
-        }
-        Ok(())
-    }
-    fn map_foreign(&self, _: u32, gfns: &[u64], errs: &mut [i32]) -> Result<ForeignMapping> {
-        let mut m = ForeignMapping::anonymous(gfns.len());
-        for (i, &g) in gfns.iter().enumerate() {
-            assert!(g != 5 && g != 7, "holes and broken pages are never mapped");
-            errs[i] = if Some(g) == self.fail_map_gfn {
-                -libc::EFAULT
-            } else {
-                0
-            };
-            m.page_mut(i).fill(Self::byte(g));
-        }
-        self.maps.set(self.maps.get() + 1);
-        self.live_maps.set(self.live_maps.get() + 1);
-        Ok(m)
-    }
-    fn hvm_context_size(&self, _: u32) -> Result<usize> {
-        Ok(100)
-    }
-    fn hvm_context(&self, _: u32, buf: &mut [u8]) -> Result<usize> {
-        buf.fill(0xcc);
-        Ok(90)
-    }
-    fn hvm_param(&self, _: u32, index: u32) -> Result<u64> {
-        Ok(match index {
-            1 => 0xfeffc,
-            17 => 0xfeffd,
-            _ => 0,
-        })
-    }
-    fn tsc_info(&self, _: u32) -> Result<TscInfo> {
-        Ok(TscInfo {
-            mode: 1,
-            nsec: 2,
-            khz: 3,
-            incarnation: 4,
-        })
-    }
-    fn cpu_policy(&self, _: u32) -> std::result::Result<CpuPolicy, (Errno, String)> {
-        Ok(CpuPolicy {
-            cpuid: vec![1; 48],
-            msrs: vec![2; 16],
-        })
-    }
-    fn log(&self, _: Level, msg: &str) {
-        self.logs.borrow_mut().push(msg.to_string());
-    }
-    fn report_error(&self, msg: &str) {
-        self.logs.borrow_mut().push(format!("ERROR {msg}"));
-    }
-    fn progress_single(&self, doing: &str) {
-        self.logs.borrow_mut().push(format!("PROGRESS {doing}"));
-    }
-    fn set_progress_prefix(&self, _: Option<&str>) {}
-    fn progress_step(&self, _: u64, _: u64) {}
-}
+use crate::stream::rec;
+use crate::testkit::FakeXen;
 
 /// Callbacks that record their calls and return scripted values.
 struct Script<'a> {
@@ -194,6 +18,21 @@ struct Script<'a> {
     /// Scripted precopy decisions (None: no policy, stock's default applies).
     policy: Option<Vec<i32>>,
     seen_stats: Vec<PrecopyStats>,
+}
+
+impl<'a> Script<'a> {
+    /// Callbacks that succeed: suspend returns 1, no precopy policy, no checkpoint left.
+    fn new(xen: &'a FakeXen) -> Script<'a> {
+        Script {
+            xen,
+            calls: vec![],
+            checkpoints_left: 0,
+            suspend_rc: 1,
+            colo: false,
+            policy: None,
+            seen_stats: vec![],
+        }
+    }
 }
 
 impl Callbacks for Script<'_> {
@@ -262,7 +101,7 @@ fn page_data_pfns(body: &[u8]) -> Vec<u64> {
     for i in 0..count {
         let e = u64::from_le_bytes(body[8 + 8 * i..16 + 8 * i].try_into().unwrap());
         let (pfn, t) = (e & 0x000f_ffff_ffff_ffff, (e >> 32) as u32);
-        if stream::page_type_has_stream_data(t) {
+        if page_type_has_data(t as u64) {
             let page = &body[data..data + PAGE_SIZE];
             assert!(
                 page.iter().all(|&b| b == FakeXen::byte(pfn)),
@@ -312,15 +151,7 @@ const OK: Outcome = Outcome::Done {
 #[test]
 fn plain_nonlive_record_order_and_contents() {
     let xen = FakeXen::new(2100);
-    let mut cb = Script {
-        xen: &xen,
-        calls: vec![],
-        checkpoints_left: 0,
-        suspend_rc: 1,
-        colo: false,
-        policy: None,
-        seen_stats: vec![],
-    };
+    let mut cb = Script::new(&xen);
     let (o, s) = run(&xen, &mut cb, 0, 0, &[]);
     assert_eq!(o, OK);
     let recs = records(&s);
@@ -364,15 +195,7 @@ fn live_sends_dirty_rounds_then_final() {
     let xen = FakeXen::new(300);
     // Precopy round 2 sees 60 dirty pages (>= 50: go on), round 3 sees 3 (stop), final 2.
     *xen.dirty_rounds.borrow_mut() = vec![(100..160).collect(), vec![1, 2, 3], vec![4, 299]];
-    let mut cb = Script {
-        xen: &xen,
-        calls: vec![],
-        checkpoints_left: 0,
-        suspend_rc: 1,
-        colo: false,
-        policy: None,
-        seen_stats: vec![],
-    };
+    let mut cb = Script::new(&xen);
     let (o, s) = run(&xen, &mut cb, XCFLAGS_LIVE, 0, &[]);
     assert_eq!(o, OK);
     let recs = records(&s);
@@ -399,13 +222,9 @@ fn colo_checkpoints_merge_back_channel() {
         back.extend(stream::encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&body]).unwrap());
     }
     let mut cb = Script {
-        xen: &xen,
-        calls: vec![],
         checkpoints_left: 3,
-        suspend_rc: 1,
         colo: true,
-        policy: None,
-        seen_stats: vec![],
+        ..Script::new(&xen)
     };
     let (o, s) = run(&xen, &mut cb, XCFLAGS_LIVE, 2, &back);
     // The third wait_checkpoint returns 0: stock returns that 0, without END.
@@ -473,13 +292,9 @@ fn colo_rejects_bad_back_channel() {
     for (back, errno, msg) in cases {
         let xen = FakeXen::new(64);
         let mut cb = Script {
-            xen: &xen,
-            calls: vec![],
             checkpoints_left: 3,
-            suspend_rc: 1,
             colo: true,
-            policy: None,
-            seen_stats: vec![],
+            ..Script::new(&xen)
         };
         // Not live: the very first checkpoint reads the back channel.
         assert!(cb.colo);
@@ -495,7 +310,7 @@ fn colo_rejects_bad_back_channel() {
         assert!(xen.logged(msg), "{msg}: {:?}", xen.logs.borrow());
         assert!(xen.logged("Failed to get secondary vm's dirty pages"));
         assert_eq!(cb.calls.last(), Some(&"qemu_off"), "cleanup ran");
-        assert_eq!(xen.live_maps.get() as u64, xen.maps.get());
+        assert_eq!(xen.live_mappings(), 0, "every mapping released");
     }
 }
 
@@ -504,13 +319,8 @@ fn failures_return_minus_one_with_errno() {
     // Suspend callback failure.
     let xen = FakeXen::new(16);
     let mut cb = Script {
-        xen: &xen,
-        calls: vec![],
-        checkpoints_left: 0,
         suspend_rc: 0,
-        colo: false,
-        policy: None,
-        seen_stats: vec![],
+        ..Script::new(&xen)
     };
     let (o, s) = run(&xen, &mut cb, 0, 0, &[]);
     assert!(matches!(o, Outcome::Done { rc: -1, .. }), "{o:?}");
@@ -521,15 +331,7 @@ fn failures_return_minus_one_with_errno() {
     // A per-page map error.
     let mut xen = FakeXen::new(16);
     xen.fail_map_gfn = Some(9);
-    let mut cb = Script {
-        xen: &xen,
-        calls: vec![],
-        checkpoints_left: 0,
-        suspend_rc: 1,
-        colo: false,
-        policy: None,
-        seen_stats: vec![],
-    };
+    let mut cb = Script::new(&xen);
     let (o, _) = run(&xen, &mut cb, 0, 0, &[]);
     assert_eq!(
         o,
@@ -542,15 +344,7 @@ fn failures_return_minus_one_with_errno() {
 
     // No such domain.
     let xen = FakeXen::new(16);
-    let mut cb = Script {
-        xen: &xen,
-        calls: vec![],
-        checkpoints_left: 0,
-        suspend_rc: 1,
-        colo: false,
-        policy: None,
-        seen_stats: vec![],
-    };
+    let mut cb = Script::new(&xen);
     let mut out = Vec::new();
     let mut pages = PerBatch;
     let io = Io {
@@ -581,13 +375,8 @@ fn caller_precopy_policy_sees_stock_stats() {
     let xen = FakeXen::new(100);
     *xen.dirty_rounds.borrow_mut() = vec![vec![1, 2], vec![3]];
     let mut cb = Script {
-        xen: &xen,
-        calls: vec![],
-        checkpoints_left: 0,
-        suspend_rc: 1,
-        colo: false,
         policy: Some(vec![0, 0, 0, 0]),
-        seen_stats: vec![],
+        ..Script::new(&xen)
     };
     let (o, s) = run(&xen, &mut cb, XCFLAGS_LIVE, 0, &[]);
     assert_eq!(o, OK);
@@ -619,13 +408,8 @@ fn caller_precopy_policy_sees_stock_stats() {
 fn precopy_abort_fails_without_suspending() {
     let xen = FakeXen::new(100);
     let mut cb = Script {
-        xen: &xen,
-        calls: vec![],
-        checkpoints_left: 0,
-        suspend_rc: 1,
-        colo: false,
         policy: Some(vec![XGS_POLICY_ABORT]),
-        seen_stats: vec![],
+        ..Script::new(&xen)
     };
     let (o, s) = run(&xen, &mut cb, XCFLAGS_LIVE, 0, &[]);
     assert!(matches!(o, Outcome::Done { rc: -1, .. }), "{o:?}");
@@ -638,16 +422,8 @@ fn precopy_abort_fails_without_suspending() {
 #[test]
 fn pv_guests_and_bad_arguments_are_not_saved() {
     let mut xen = FakeXen::new(16);
-    xen.pv = true;
-    let mut cb = Script {
-        xen: &xen,
-        calls: vec![],
-        checkpoints_left: 0,
-        suspend_rc: 1,
-        colo: false,
-        policy: None,
-        seen_stats: vec![],
-    };
+    xen.hvm = false;
+    let mut cb = Script::new(&xen);
     let (o, s) = run(&xen, &mut cb, 0, 0, &[]);
     assert!(
         matches!(o, Outcome::Unsupported(ref r) if r.contains("PV")),
@@ -659,15 +435,7 @@ fn pv_guests_and_bad_arguments_are_not_saved() {
     );
 
     let xen = FakeXen::new(16);
-    let mut cb = Script {
-        xen: &xen,
-        calls: vec![],
-        checkpoints_left: 0,
-        suspend_rc: 1,
-        colo: false,
-        policy: None,
-        seen_stats: vec![],
-    };
+    let mut cb = Script::new(&xen);
     let (o, s) = run(&xen, &mut cb, 0, 3, &[]);
     assert_eq!(
         o,

@@ -3,8 +3,8 @@
 
 use super::{Ctx, Res, SaveOps};
 use crate::error::Errno;
+use crate::hv::Hypervisor;
 use crate::stream::{self, rec};
-use crate::xen::Hypervisor;
 
 /// The HVM params the 4.17 saver sends, in its order (zero values are left out).
 pub const HVM_PARAMS: [u32; 16] = [
@@ -88,7 +88,7 @@ fn write_hvm_context<H: Hypervisor>(ctx: &mut Ctx<'_, H>) -> Res {
         .xen
         .hvm_context_size(ctx.dom)
         .map_err(|e| ctx.perror("Couldn't get HVM context size from Xen", e))?;
-    let mut buf = crate::hooks::try_zeroed::<u8>(size).map_err(|e| {
+    let mut buf = crate::fallible::try_zeroed::<u8>(size).map_err(|e| {
         ctx.perror(
             &format!("Unable to allocate {size} bytes for HVM context"),
             e,

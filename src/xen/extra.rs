@@ -4,29 +4,9 @@
 //! All of them are exported by Debian's Xen 4.17.7 libraries under `VERS_4.17.0`; some are
 //! declared only in Xen's private headers (`xc_private.h`), which is why bindgen never sees them.
 
+use crate::abi::xen::XcCpuPolicy;
 use std::os::raw::{c_char, c_int, c_uint, c_ulong, c_void};
 use xenctrl_sys::{xc_interface, xentoollog_logger};
-
-/// Opaque `xc_cpu_policy_t` from `xenguest.h`.
-#[repr(C)]
-pub struct XcCpuPolicy {
-    _opaque: [u8; 0],
-}
-
-/// The public prefix of libxenctrl's internal `struct xc_interface_core` at 4.17.x
-/// (`tools/libs/ctrl/xc_private.h`): `int flags; xentoollog_logger *error_handler; ...`.
-/// This is a 4.17-ABI dependency: reading the logger at this offset is the only way to log
-/// through the caller's logger below error level, as libxenguest's own code does.
-#[repr(C)]
-pub struct XcInterfacePrefix {
-    /// `XC_OPENFLAG_*` flags.
-    pub flags: c_int,
-    /// The logger every `xc_report*` call of this handle goes to.
-    pub error_handler: *mut xentoollog_logger,
-}
-
-/// `XC_INTERNAL_ERROR`, the code stock's ERROR/PERROR macros report with.
-pub const XC_INTERNAL_ERROR: c_int = 1;
 
 #[link(name = "xenctrl")]
 extern "C" {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //! An owned foreign mapping: a contiguous run of mapped guest pages, unmapped on drop.
 
-use crate::stream::PAGE_SIZE;
+use crate::abi::xen::PAGE_SIZE;
+use crate::hv::PageMapping;
 use std::ptr::NonNull;
 
 /// A contiguous read-only mapping of guest pages, unmapped (munmap) when dropped.
@@ -66,6 +67,12 @@ impl ForeignMapping {
         assert!(i < self.pages);
         // SAFETY: in range; anonymous test mappings are writable; &mut self is exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(i * PAGE_SIZE), PAGE_SIZE) }
+    }
+}
+
+impl PageMapping for ForeignMapping {
+    fn page(&self, idx: usize) -> &[u8] {
+        ForeignMapping::page(self, idx)
     }
 }
 

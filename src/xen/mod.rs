@@ -2,8 +2,9 @@
 //! Xen access: the only place that calls into libxenctrl/libxenguest (and the OS calls that
 //! go with them: munmap of foreign mappings, the caller's file descriptors).
 //!
-//! The save engine sees Xen through the small, safe [`Hypervisor`] trait, so its logic can be
-//! driven by a fake in tests. [`XenCtrl`] implements it over a caller's `xc_interface *`.
+//! The engine and the cache see Xen through the narrow traits of `hv` (domain control, guest
+//! memory, HVM state, reporting), so that their logic can be driven by a fake in tests.
+//! [`XenCtrl`] implements all four over a caller's `xc_interface *`.
 
 pub mod extra;
 pub mod fdio;
@@ -12,158 +13,19 @@ mod signals;
 
 pub use mapping::ForeignMapping;
 
+use crate::abi::xen::{
+    shadow_op, Level, XcInterfacePrefix, CPUID_LEAF_BYTES, MSR_ENTRY_BYTES, XC_INTERNAL_ERROR,
+};
 use crate::error::{Errno, Result};
+use crate::hv::{
+    CpuPolicy, DirtyBitmap, DomInfo, DomainControl, DomainSignals, GuestMemory, HvmState,
+    LogDirtyOp, Report, ShadowStats, TscInfo,
+};
 use extra::*;
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::os::raw::{c_int, c_uint, c_ulong};
 use xenctrl_sys as sys;
-
-/// Domain information the saver needs (from `xc_domain_getinfo`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DomInfo {
-    /// Domain id.
-    pub domid: u32,
-    /// HVM (or PVH) guest.
-    pub hvm: bool,
-    /// The domain is shut down.
-    pub shutdown: bool,
-    /// Reason of the shutdown (SHUTDOWN_*).
-    pub shutdown_reason: u32,
-    /// Pages currently allocated to the domain.
-    pub nr_pages: u64,
-    /// Maximum memory, in KiB.
-    pub max_memkb: u64,
-}
-
-/// `SHUTDOWN_suspend` from `xen/sched.h`.
-pub const SHUTDOWN_SUSPEND: u32 = 2;
-
-/// Log-dirty statistics of a CLEAN/PEEK operation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ShadowStats {
-    /// Faults since the last CLEAN.
-    pub fault_count: u32,
-    /// Dirty pages since the last CLEAN.
-    pub dirty_count: u32,
-}
-
-/// Log-dirty bitmap operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogDirtyOp {
-    /// Copy and clear the bitmap.
-    Clean,
-    /// Copy without clearing.
-    Peek,
-}
-
-/// xentoollog levels (`xentoollog.h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u32)]
-pub enum Level {
-    /// XTL_DEBUG.
-    Debug = 1,
-    /// XTL_VERBOSE.
-    Verbose = 2,
-    /// XTL_DETAIL (stock's DPRINTF).
-    Detail = 3,
-    /// XTL_INFO (stock's IPRINTF).
-    Info = 5,
-    /// XTL_WARN.
-    Warn = 7,
-    /// XTL_ERROR.
-    Error = 8,
-}
-
-/// A domain's serialised CPU policy, as the two stream records carry it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CpuPolicy {
-    /// `xen_cpuid_leaf_t` array (24 bytes each).
-    pub cpuid: Vec<u8>,
-    /// `xen_msr_entry_t` array (16 bytes each).
-    pub msrs: Vec<u8>,
-}
-
-/// TSC information of a domain.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TscInfo {
-    /// TSC mode.
-    pub mode: u32,
-    /// Elapsed nanoseconds.
-    pub nsec: u64,
-    /// Guest TSC frequency in kHz.
-    pub khz: u32,
-    /// Incarnation.
-    pub incarnation: u32,
-}
-
-/// A dirty bitmap Xen can write into (a hypercall buffer for the real thing).
-pub trait DirtyBitmap {
-    /// The bitmap's words: bit `p` is bit `p % 64` of word `p / 64`.
-    fn words(&self) -> &[u64];
-    /// The bitmap's words, writable.
-    fn words_mut(&mut self) -> &mut [u64];
-}
-
-/// Everything the save engine asks of Xen and of the caller's logger.
-pub trait Hypervisor {
-    /// The dirty bitmap type this hypervisor fills.
-    type Bitmap: DirtyBitmap;
-
-    /// Information about the first domain with id >= `dom` (None if there is none).
-    fn domain_info(&self, dom: u32) -> Result<Option<DomInfo>>;
-    /// `XENVER_version`: major << 16 | minor.
-    fn xen_version(&self) -> Result<u32>;
-    /// The p2m size of `dom` (maximum gpfn + 1).
-    fn nr_gpfns(&self, dom: u32) -> Result<u64>;
-    /// Turn shadow/log-dirty mode off.
-    fn shadow_off(&self, dom: u32) -> Result<()>;
-    /// Enable log-dirty mode.
-    fn enable_logdirty(&self, dom: u32) -> Result<()>;
-    /// Allocate a zeroed bitmap of `bits` bits.
-    fn alloc_bitmap(&self, bits: u64) -> Result<Self::Bitmap>;
-    /// CLEAN or PEEK the log-dirty bitmap of `pages` pages. Fails unless Xen reports all
-    /// `pages` pages.
-    fn logdirty(
-        &self,
-        dom: u32,
-        op: LogDirtyOp,
-        bitmap: &mut Self::Bitmap,
-        pages: u64,
-        final_round: bool,
-    ) -> Result<ShadowStats>;
-    /// Overwrite each gfn of `arr` with its page type.
-    fn pfn_types(&self, dom: u32, arr: &mut [u64]) -> Result<()>;
-    /// The counters the mapping cache checks for coherence (docs/coherence.md). A hypervisor
-    /// that cannot tell them leaves caching off.
-    fn p2m_signals(&self, _dom: u32) -> Result<crate::cache::DomainSignals> {
-        Err(Errno(libc::ENOSYS))
-    }
-    /// Map `gfns` read-only and contiguously; per-page errors (negative errno) go to `errs`.
-    fn map_foreign(&self, dom: u32, gfns: &[u64], errs: &mut [i32]) -> Result<ForeignMapping>;
-    /// Size of the HVM context blob.
-    fn hvm_context_size(&self, dom: u32) -> Result<usize>;
-    /// Fetch the HVM context into `buf`; returns the bytes used.
-    fn hvm_context(&self, dom: u32, buf: &mut [u8]) -> Result<usize>;
-    /// Read one HVM param.
-    fn hvm_param(&self, dom: u32, index: u32) -> Result<u64>;
-    /// TSC information.
-    fn tsc_info(&self, dom: u32) -> Result<TscInfo>;
-    /// The domain's serialised CPU policy; the error carries stock's message for the step
-    /// that failed.
-    fn cpu_policy(&self, dom: u32) -> std::result::Result<CpuPolicy, (Errno, String)>;
-
-    /// Log through the caller's logger (`xc_report`).
-    fn log(&self, level: Level, msg: &str);
-    /// Log an error and record it as the handle's last error (`xc_report_error`).
-    fn report_error(&self, msg: &str);
-    /// `xc_report_progress_single`.
-    fn progress_single(&self, doing: &str);
-    /// `xc_set_progress_prefix` (None clears it).
-    fn set_progress_prefix(&self, prefix: Option<&str>);
-    /// `xc_report_progress_step` under the current prefix.
-    fn progress_step(&self, done: u64, total: u64);
-}
 
 /// Turn a message into a C string, replacing any NUL.
 fn cstring(msg: &str) -> CString {
@@ -328,7 +190,7 @@ fn check(rc: c_int) -> Result<c_int> {
     }
 }
 
-impl Hypervisor for XenCtrl {
+impl DomainControl for XenCtrl {
     type Bitmap = HcBitmap;
 
     fn domain_info(&self, dom: u32) -> Result<Option<DomInfo>> {
@@ -362,14 +224,16 @@ impl Hypervisor for XenCtrl {
     }
 
     fn shadow_off(&self, dom: u32) -> Result<()> {
+        let op = shadow_op::OFF;
         // SAFETY: OFF takes no buffer (mb may be NULL).
-        check(unsafe { sys::xc_shadow_control(self.xch, dom, 0, std::ptr::null_mut(), 0) })
+        check(unsafe { sys::xc_shadow_control(self.xch, dom, op, std::ptr::null_mut(), 0) })
             .map(|_| ())
     }
 
     fn enable_logdirty(&self, dom: u32) -> Result<()> {
-        // SAFETY: ENABLE_LOGDIRTY (2) takes no buffer.
-        check(unsafe { sys::xc_shadow_control(self.xch, dom, 2, std::ptr::null_mut(), 0) })
+        let op = shadow_op::ENABLE_LOGDIRTY;
+        // SAFETY: ENABLE_LOGDIRTY takes no buffer.
+        check(unsafe { sys::xc_shadow_control(self.xch, dom, op, std::ptr::null_mut(), 0) })
             .map(|_| ())
     }
 
@@ -403,8 +267,8 @@ impl Hypervisor for XenCtrl {
         final_round: bool,
     ) -> Result<ShadowStats> {
         let sop: c_uint = match op {
-            LogDirtyOp::Clean => 11,
-            LogDirtyOp::Peek => 12,
+            LogDirtyOp::Clean => shadow_op::CLEAN,
+            LogDirtyOp::Peek => shadow_op::PEEK,
         };
         let mut stats = sys::xc_shadow_op_stats_t::default();
         // SAFETY: bitmap.hbuf describes a live hypercall buffer of at least `pages` bits.
@@ -453,10 +317,10 @@ impl Hypervisor for XenCtrl {
             Ok(())
         })
     }
+}
 
-    fn p2m_signals(&self, dom: u32) -> Result<crate::cache::DomainSignals> {
-        signals::read(self.xch, dom)
-    }
+impl GuestMemory for XenCtrl {
+    type Mapping = ForeignMapping;
 
     fn map_foreign(&self, dom: u32, gfns: &[u64], errs: &mut [i32]) -> Result<ForeignMapping> {
         assert_eq!(gfns.len(), errs.len(), "one error slot per gfn");
@@ -480,6 +344,12 @@ impl Hypervisor for XenCtrl {
         Ok(unsafe { ForeignMapping::from_raw(p as *mut u8, gfns.len()) })
     }
 
+    fn p2m_signals(&self, dom: u32) -> Result<DomainSignals> {
+        signals::read(self.xch, dom)
+    }
+}
+
+impl HvmState for XenCtrl {
     fn hvm_context_size(&self, dom: u32) -> Result<usize> {
         // SAFETY: a NULL buffer with size 0 asks for the size only.
         let n = check(unsafe {
@@ -545,8 +415,8 @@ impl Hypervisor for XenCtrl {
         if unsafe { xc_cpu_policy_get_size(self.xch, &mut nr_leaves, &mut nr_msrs) } < 0 {
             return Err((Errno::last(), "Unable to get CPU Policy size".into()));
         }
-        let mut cpuid = vec![0u8; nr_leaves as usize * 24];
-        let mut msrs = vec![0u8; nr_msrs as usize * 16];
+        let mut cpuid = vec![0u8; nr_leaves as usize * CPUID_LEAF_BYTES];
+        let mut msrs = vec![0u8; nr_msrs as usize * MSR_ENTRY_BYTES];
         // SAFETY: allocation of an opaque object, destroyed below on every path.
         let policy = unsafe { xc_cpu_policy_init() };
         if policy.is_null() {
@@ -579,11 +449,13 @@ impl Hypervisor for XenCtrl {
         // SAFETY: policy came from xc_cpu_policy_init and is destroyed once.
         unsafe { xc_cpu_policy_destroy(policy) };
         result?;
-        cpuid.truncate(nr_leaves as usize * 24);
-        msrs.truncate(nr_msrs as usize * 16);
+        cpuid.truncate(nr_leaves as usize * CPUID_LEAF_BYTES);
+        msrs.truncate(nr_msrs as usize * MSR_ENTRY_BYTES);
         Ok(CpuPolicy { cpuid, msrs })
     }
+}
 
+impl Report for XenCtrl {
     fn log(&self, level: Level, msg: &str) {
         self.log_target().emit(level, msg);
     }

@@ -3,8 +3,8 @@
 //! `getdomaininfo`, `XENMEM_maximum_gpfn` and `XENMEM_get_pod_target`.
 
 use super::check;
-use crate::cache::DomainSignals;
 use crate::error::{Errno, Result};
+use crate::hv::DomainSignals;
 use std::sync::atomic::{AtomicBool, Ordering};
 use xenctrl_sys as sys;
 

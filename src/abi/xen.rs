@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! Facts of the Xen version xcsave is built for (4.17; the 4.20 port changes them here):
+//! constants from Xen's public and tools headers, libxenctrl's private handle layout, and the
+//! symbol version node `xc_domain_save` is exported under.
+
+use std::os::raw::c_int;
+use xenctrl_sys::xentoollog_logger;
+
+/// The symbol version node of libxenguest's `xc_domain_save`: what xcsave exports it under
+/// (`xcsave.map`) and what it looks the stock saver up by.
+pub const SYMBOL_VERSION: &std::ffi::CStr = c"VERS_4.17.0";
+
+/// Page shift of x86.
+pub const PAGE_SHIFT: u32 = 12;
+/// Page size of x86.
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+/// Pages per PAGE_DATA record (stock's `MAX_BATCH_SIZE`): the largest batch the engine hands
+/// to a page source.
+pub const MAX_BATCH_SIZE: usize = 1024;
+
+/// Page type values (`XEN_DOMCTL_PFINFO_*`) relevant to an x86 saver.
+pub mod pfinfo {
+    /// Ordinary RAM.
+    pub const NOTAB: u32 = 0x0 << 28;
+    /// Page-table type mask (PV).
+    pub const LTABTYPE_MASK: u32 = 0x7 << 28;
+    /// Pinned page table flag (PV).
+    pub const LPINTAB: u32 = 0x1 << 31;
+    /// Invalid page (hole).
+    pub const XTAB: u32 = 0xf << 28;
+    /// Allocate-only page (legacy synthetic type).
+    pub const XALLOC: u32 = 0xe << 28;
+    /// Broken page.
+    pub const BROKEN: u32 = 0xd << 28;
+}
+
+/// Whether `t` is a page type the stream format knows.
+pub fn is_known_page_type(t: u32) -> bool {
+    use pfinfo::*;
+    match t {
+        XTAB | XALLOC | BROKEN => true,
+        _ => {
+            let level = (t & LTABTYPE_MASK) >> 28;
+            let rest = t & !(LTABTYPE_MASK | LPINTAB);
+            rest == 0 && level <= 4 && !(level == 0 && t & LPINTAB != 0)
+        }
+    }
+}
+
+/// Whether a page of type `t` (as `getpageframeinfo3` wrote it, low 32 bits) carries data
+/// in PAGE_DATA (stock's `page_type_has_stream_data`): a known type that is not a hole, an
+/// allocate-only or a broken page.
+pub fn page_type_has_data(t: u64) -> bool {
+    use pfinfo::*;
+    let t = t as u32;
+    !matches!(t, XTAB | XALLOC | BROKEN) && is_known_page_type(t)
+}
+
+/// `SHUTDOWN_suspend` from `xen/sched.h`.
+pub const SHUTDOWN_SUSPEND: u32 = 2;
+
+/// `XCFLAGS_LIVE`.
+pub const XCFLAGS_LIVE: u32 = 1 << 0;
+/// `XCFLAGS_DEBUG`.
+pub const XCFLAGS_DEBUG: u32 = 1 << 1;
+
+/// `XGS_POLICY_ABORT`.
+pub const XGS_POLICY_ABORT: i32 = -1;
+/// `XGS_POLICY_CONTINUE_PRECOPY`.
+pub const XGS_POLICY_CONTINUE_PRECOPY: i32 = 0;
+/// `XGS_POLICY_STOP_AND_COPY`.
+pub const XGS_POLICY_STOP_AND_COPY: i32 = 1;
+
+/// `XEN_DOMCTL_SHADOW_OP_*` used by the saver.
+pub mod shadow_op {
+    /// Turn shadow/log-dirty mode off.
+    pub const OFF: u32 = 0;
+    /// Enable log-dirty mode.
+    pub const ENABLE_LOGDIRTY: u32 = 2;
+    /// Copy and clear the log-dirty bitmap.
+    pub const CLEAN: u32 = 11;
+    /// Copy the log-dirty bitmap without clearing it.
+    pub const PEEK: u32 = 12;
+}
+
+/// `xen_cpuid_leaf_t`: bytes per serialised CPUID leaf.
+pub const CPUID_LEAF_BYTES: usize = 24;
+/// `xen_msr_entry_t`: bytes per serialised MSR entry.
+pub const MSR_ENTRY_BYTES: usize = 16;
+
+/// `XC_INTERNAL_ERROR`, the code stock's ERROR/PERROR macros report with.
+pub const XC_INTERNAL_ERROR: c_int = 1;
+
+/// xentoollog levels (`xentoollog.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum Level {
+    /// XTL_DEBUG.
+    Debug = 1,
+    /// XTL_VERBOSE.
+    Verbose = 2,
+    /// XTL_DETAIL (stock's DPRINTF).
+    Detail = 3,
+    /// XTL_INFO (stock's IPRINTF).
+    Info = 5,
+    /// XTL_WARN.
+    Warn = 7,
+    /// XTL_ERROR.
+    Error = 8,
+}
+
+/// Opaque `xc_cpu_policy_t` from `xenguest.h`.
+#[repr(C)]
+pub struct XcCpuPolicy {
+    _opaque: [u8; 0],
+}
+
+/// The public prefix of libxenctrl's internal `struct xc_interface_core` at 4.17.x
+/// (`tools/libs/ctrl/xc_private.h`): `int flags; xentoollog_logger *error_handler; ...`.
+/// This is a 4.17-ABI dependency: reading the logger at this offset is the only way to log
+/// through the caller's logger below error level, as libxenguest's own code does.
+#[repr(C)]
+pub struct XcInterfacePrefix {
+    /// `XC_OPENFLAG_*` flags.
+    pub flags: c_int,
+    /// The logger every `xc_report*` call of this handle goes to.
+    pub error_handler: *mut xentoollog_logger,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_types() {
+        assert!(page_type_has_data(pfinfo::NOTAB as u64));
+        assert!(page_type_has_data(1 << 28));
+        assert!(page_type_has_data(((4 << 28) | pfinfo::LPINTAB) as u64));
+        for t in [pfinfo::XTAB, pfinfo::XALLOC, pfinfo::BROKEN] {
+            assert!(is_known_page_type(t));
+            assert!(!page_type_has_data(t as u64));
+        }
+        assert!(!is_known_page_type(5 << 28));
+        assert!(!is_known_page_type(pfinfo::LPINTAB));
+        assert!(!is_known_page_type(1));
+    }
+
+    #[test]
+    fn symbol_version_matches_the_map() {
+        let map = include_str!("../../xcsave.map");
+        let node = SYMBOL_VERSION.to_str().expect("ASCII");
+        assert!(
+            map.contains(&format!("{node} {{")),
+            "xcsave.map exports {node}"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: GPL-3.0-only
+//! Every `XCSAVE_*` setting, read once per save (never at load time: LD_PRELOAD users cannot
+//! call a C API, so every setting must be reachable from the environment) into one
+//! [`Settings`] value, with one parser for yes/no values and one for numbers (README,
+//! "Settings"). An invalid value gives a warning and the default; an out-of-range value is
+//! clamped to its documented bound with a warning (`cache/config.rs`). The caller logs the
+//! warnings through the caller's logger. `xcsave_cache_init` goes through the same
+//! validation ([`cache_from_args`]).
+
+use crate::cache::{current_override, CacheConfig, Limits, DEFAULT_MAX_MAP_COUNT};
+
+/// Settings of one save.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `XCSAVE_DISABLE`: hand everything to the stock saver.
+    pub disable: bool,
+    /// `XCSAVE_LOG`: level of xcsave's own log lines.
+    pub log_level: log::LevelFilter,
+    /// The mapping cache: `xcsave_cache_init`'s settings if it was called, else
+    /// `XCSAVE_CACHE`, `XCSAVE_CACHE_MB`, `XCSAVE_CACHE_BUCKET_KB`, `XCSAVE_CACHE_MAX_AGE`.
+    pub cache: CacheConfig,
+}
+
+/// A yes/no value: `1/y/yes/on/true` or `0/n/no/off/false` (any case, spaces ignored);
+/// unset or empty gives `default`, anything else a warning and `default`.
+pub fn parse_bool(name: &str, raw: Option<&str>, default: bool, warn: &mut Vec<String>) -> bool {
+    let Some(v) = raw.map(|v| v.trim().to_ascii_lowercase()) else {
+        return default;
+    };
+    match v.as_str() {
+        "" => default,
+        "1" | "y" | "yes" | "on" | "true" => true,
+        "0" | "n" | "no" | "off" | "false" => false,
+        _ => {
+            warn.push(format!(
+                "ignoring {name}={v:?}: want yes or no (1/0, on/off, true/false)"
+            ));
+            default
+        }
+    }
+}
+
+/// A non-negative decimal number; unset or empty gives 0 (the default), anything else a
+/// warning and 0.
+pub fn parse_number(name: &str, raw: Option<&str>, warn: &mut Vec<String>) -> u64 {
+    let Some(v) = raw.map(str::trim) else {
+        return 0;
+    };
+    if v.is_empty() {
+        return 0;
+    }
+    v.parse::<u64>().unwrap_or_else(|_| {
+        warn.push(format!("ignoring {name}={v:?}: not a number"));
+        0
+    })
+}
+
+fn parse_level(raw: Option<&str>, warn: &mut Vec<String>) -> log::LevelFilter {
+    use log::LevelFilter as L;
+    let Some(v) = raw.map(|v| v.trim().to_ascii_lowercase()) else {
+        return L::Debug;
+    };
+    match v.as_str() {
+        "" | "debug" => L::Debug,
+        "off" => L::Off,
+        "error" => L::Error,
+        "warn" => L::Warn,
+        "info" => L::Info,
+        "trace" => L::Trace,
+        _ => {
+            warn.push(format!(
+                "ignoring XCSAVE_LOG={v:?}: want off, error, warn, info, debug or trace"
+            ));
+            L::Debug
+        }
+    }
+}
+
+/// The process's VMA limit, `/proc/sys/vm/max_map_count` (its default if unreadable).
+pub fn limits() -> Limits {
+    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_MAP_COUNT);
+    Limits { max_map_count }
+}
+
+/// `xcsave_cache_init`'s arguments through the same validation as the environment.
+pub fn cache_from_args(
+    enabled: bool,
+    budget_bytes: u64,
+    bucket_bytes: u64,
+    max_age: u32,
+) -> (CacheConfig, Vec<String>) {
+    CacheConfig::validated(
+        enabled,
+        budget_bytes,
+        bucket_bytes,
+        u64::from(max_age),
+        limits(),
+    )
+}
+
+impl Settings {
+    /// Parse settings from a variable lookup; returns them and the warnings to log.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        limits: Limits,
+        cache_override: Option<CacheConfig>,
+    ) -> (Settings, Vec<String>) {
+        let mut warn = Vec::new();
+        let disable = parse_bool(
+            "XCSAVE_DISABLE",
+            get("XCSAVE_DISABLE").as_deref(),
+            false,
+            &mut warn,
+        );
+        let log_level = parse_level(get("XCSAVE_LOG").as_deref(), &mut warn);
+        let cache = match cache_override {
+            Some(c) => c,
+            None => {
+                let mut num = |name: &str| parse_number(name, get(name).as_deref(), &mut warn);
+                let mb = num("XCSAVE_CACHE_MB");
+                let kb = num("XCSAVE_CACHE_BUCKET_KB");
+                let age = num("XCSAVE_CACHE_MAX_AGE");
+                let on = parse_bool(
+                    "XCSAVE_CACHE",
+                    get("XCSAVE_CACHE").as_deref(),
+                    true,
+                    &mut warn,
+                );
+                let (c, w) = CacheConfig::validated(
+                    on,
+                    mb.saturating_mul(1 << 20),
+                    kb.saturating_mul(1 << 10),
+                    age,
+                    limits,
+                );
+                warn.extend(w);
+                c
+            }
+        };
+        let s = Settings {
+            disable,
+            log_level,
+            cache,
+        };
+        (s, warn)
+    }
+
+    /// The settings of a save starting now: the process environment, the VMA limit and
+    /// `xcsave_cache_init`'s override.
+    pub fn for_save() -> (Settings, Vec<String>) {
+        Settings::from_lookup(|k| std::env::var(k).ok(), limits(), current_override())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> (Settings, Vec<String>) {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(
+            move |k| owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+            Limits::default(),
+            None,
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let (s, w) = env(&[]);
+        assert!(w.is_empty());
+        assert!(!s.disable);
+        assert_eq!(s.log_level, log::LevelFilter::Debug);
+        assert_eq!(s.cache, CacheConfig::default());
+    }
+
+    #[test]
+    fn one_dialect_for_every_yes_no() {
+        for (v, want) in [
+            ("yes", true),
+            ("On", true),
+            (" 1 ", true),
+            ("TRUE", true),
+            ("y", true),
+        ] {
+            let (s, w) = env(&[("XCSAVE_DISABLE", v), ("XCSAVE_CACHE", v)]);
+            assert!(w.is_empty(), "{v}");
+            assert_eq!((s.disable, s.cache.enabled), (want, want), "{v}");
+        }
+        for v in ["no", "off", "0", "false", "N"] {
+            let (s, w) = env(&[("XCSAVE_DISABLE", v), ("XCSAVE_CACHE", v)]);
+            assert!(w.is_empty(), "{v}");
+            assert_eq!((s.disable, s.cache.enabled), (false, false), "{v}");
+        }
+        let (s, w) = env(&[("XCSAVE_DISABLE", "maybe"), ("XCSAVE_CACHE", "perhaps")]);
+        assert_eq!((s.disable, s.cache.enabled, w.len()), (false, true, 2));
+    }
+
+    #[test]
+    fn invalid_values_warn_and_give_defaults() {
+        let (s, w) = env(&[
+            ("XCSAVE_LOG", "debgu"),
+            ("XCSAVE_CACHE_MB", "x"),
+            ("XCSAVE_CACHE_BUCKET_KB", "12"),
+        ]);
+        assert_eq!(s.log_level, log::LevelFilter::Debug);
+        assert_eq!(s.cache, CacheConfig::default());
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("XCSAVE_LOG"));
+        let (s, w) = env(&[("XCSAVE_LOG", "Off")]);
+        assert_eq!((s.log_level, w.len()), (log::LevelFilter::Off, 0));
+    }
+
+    #[test]
+    fn out_of_range_values_are_clamped_with_a_warning() {
+        let (s, w) = env(&[
+            ("XCSAVE_CACHE_MB", "18446744073709551615"),
+            ("XCSAVE_CACHE_BUCKET_KB", "4"),
+            ("XCSAVE_CACHE_MAX_AGE", "5000000000"),
+        ]);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert_eq!(s.cache.bucket_pages, 16);
+        assert_eq!(s.cache.max_age, 4096);
+        assert!(s.cache.budget_bytes < 1 << 40);
+    }
+
+    #[test]
+    fn the_override_wins_over_the_environment() {
+        let o = CacheConfig {
+            enabled: false,
+            ..CacheConfig::default()
+        };
+        let (s, _) = Settings::from_lookup(
+            |k| (k == "XCSAVE_CACHE").then(|| "on".into()),
+            Limits::default(),
+            Some(o),
+        );
+        assert_eq!(s.cache, o);
+    }
+
+    #[test]
+    fn the_vma_limit_is_read() {
+        assert!(limits().max_map_count > 0);
+    }
+}
