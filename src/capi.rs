@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //! The C surface: exported functions, the panic boundary and pointer checks. No logic.
 //! Every export runs its whole body (settings, delegation, teardown included) inside
-//! [`boundary::ffi_boundary`].
+//! `boundary::ffi_boundary`.
 
 pub use crate::abi::c::{PrecopyStats, SaveCallbacks, XcStreamType};
 use crate::abi::xen::{Level, SYMBOL_VERSION};

@@ -2,16 +2,23 @@
 //! xcsave: a drop-in replacement for Xen 4.17 libxenguest's `xc_domain_save()` for x86 HVM
 //! and PVH guests, writing the same migration stream (v2, revision 3).
 //!
-//! Rooms, one concern each:
-//! - [`capi`]: the exported C functions, the panic boundary, pointer checks;
-//! - [`xen`]: the only place that talks to libxenctrl/libxenguest (and the caller's fds);
-//! - [`stream`]: pure record encoding;
-//! - [`backchannel`]: pure, untrusted COLO back-channel parsing;
-//! - [`engine`]: the `xc_domain_save` state machine and the x86 HVM save ops;
-//! - [`pages`]: how a batch of guest pages gets mapped;
+//! Rooms, one concern each, from the top down; a room names only rooms below it
+//! (docs/architecture.md, checked by `scripts/check-layers.sh`):
+//! - [`capi`]: the exported C functions, the one panic boundary, pointer checks;
+//! - [`settings`]: every `XCSAVE_*` setting, read once per save and validated;
 //! - [`logging`]: the `log` facade routed to the caller's xentoollog logger;
-//! - [`config`]: `XCSAVE_*` settings;
-//! - [`hooks`]: fallible allocation and the `XCSAVE_TEST_*` fault hooks.
+//! - [`engine`]: the `xc_domain_save` state machine and the per-guest-type `SaveOps`;
+//! - `cache`: the persistent cache of guest mappings, behind [`pages::PageSource`];
+//! - [`xen`]: the only place that talks to libxenctrl/libxenguest (and the caller's fds);
+//! - [`pages`]: the page-source trait (a batch's mapped pages) and the per-batch source;
+//! - [`backchannel`]: pure, untrusted COLO back-channel parsing;
+//! - `testkit`: the one fake hypervisor (unit tests; the fuzz target with feature `testkit`);
+//! - [`hv`]: the traits Xen is seen through (domain control, guest memory, HVM state,
+//!   reporting);
+//! - [`stream`]: pure record encoding;
+//! - [`fallible`]: allocations that fail with ENOMEM instead of aborting;
+//! - [`faults`]: `XCSAVE_TEST_*` fault injection, in test builds only;
+//! - [`abi`], [`error`]: every C layout and Xen-version fact; the errno type.
 
 // Only `capi` and `abi::c` are scanned for the C header: cbindgen ignores the other rooms.
 pub mod abi;

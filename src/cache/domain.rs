@@ -1,19 +1,22 @@
 // SPDX-License-Identifier: GPL-3.0-only
-//! The per-domain cache: O(1) bucket lookup, batches with pinning, budget and LRU eviction.
-//! Slot bookkeeping is in `slots.rs`; checkpoint-time coherence and lifetime in `checkpoint.rs`.
+//! The mapping cache of one domain during one save (or restore: nothing here says which):
+//! batches with pinning, the budget and LRU eviction, admission by the pass's rule
+//! (`policy.rs`), coherence at checkpoints (`coherence.rs`), deferred maps, teardown
+//! requests and the end of its life. The buckets live in the [`Store`]; the counters in
+//! [`CacheStats`]. Every field is private: the adapter (`adapter.rs`) and the tests go
+//! through methods.
 
 use std::io;
 
-use super::bucket::Bucket;
+use super::coherence::Verdict;
 use super::config::{CacheConfig, PAGE_BYTES};
-use super::lru::Lru;
 use super::mapper::BucketMapper;
-use super::policy::{Admit, History};
+use super::policy::{fits, Admit, History};
 use super::stats::{CacheStats, Registry};
+use super::store::{Bucket, Store};
 use crate::abi::xen::{page_type_has_data, MAX_BATCH_SIZE};
+use crate::fallible;
 use crate::hv::{DomainSignals, PageMapping};
-
-pub(super) const NIL: u32 = u32::MAX;
 
 /// One page of a batch as the engine receives it: its bytes, or the map call's negative errno.
 pub type Page<'a> = Result<&'a [u8], i32>;
@@ -28,44 +31,40 @@ enum Loc {
 
 /// The mapping cache of one domain during one save. Dropping it unmaps everything.
 pub struct DomainCache<M> {
-    pub(super) cfg: CacheConfig,
-    pub(super) registry: &'static Registry,
-    pub(super) domid: u32,
-    pub(super) shift: u32,
-    pub(super) p2m_size: u64,
-    /// Bucket number -> slot (or [`NIL`]).
-    pub(super) index: Vec<u32>,
-    pub(super) slots: Vec<Option<Bucket<M>>>,
-    pub(super) free: Vec<u32>,
-    pub(super) lru: Lru,
-    /// Pages held by cached buckets.
-    pub(super) cached_pages: u64,
-    pub(super) batch: u64,
-    pub(super) pinned: Vec<u32>,
+    cfg: CacheConfig,
+    registry: &'static Registry,
+    domid: u32,
+    store: Store<M>,
+    /// The open batch's number; a bucket whose `pinned_batch` equals it stays mapped.
+    batch: u64,
+    /// Slots the open batch pinned.
+    pinned: Vec<u32>,
     /// The per-batch mapping of the pages the cache did not serve.
     transient: Option<(M, u64)>,
-    pub(super) epoch: u64,
-    pub(super) signals: DomainSignals,
-    pub(super) disabled: bool,
-    pub(super) seen_teardown: u64,
-    pub(super) stats: CacheStats,
+    /// Suspended checkpoints so far (a bucket's age is counted in them).
+    epoch: u64,
+    /// The last coherence observation.
+    signals: DomainSignals,
+    disabled: bool,
+    seen_teardown: u64,
+    stats: CacheStats,
     locs: Vec<Loc>,
     want: Vec<usize>,
-    pub(super) pfn_buf: Vec<u64>,
-    pub(super) err_buf: Vec<i32>,
+    pfn_buf: Vec<u64>,
+    err_buf: Vec<i32>,
     /// Cap on cached pages learnt from a map call refused with ENOMEM.
-    pub(super) enomem_cap: u64,
+    enomem_cap: u64,
     /// Passes over the dirty bitmap started so far (the current one's number).
-    pub(super) pass: u32,
+    pass: u32,
     /// Which missing buckets the current pass maps whole.
-    pub(super) admission: Admit,
+    admission: Admit,
     /// Bucket number -> what the recent passes asked of it (the admission policy's input).
-    pub(super) seen: Vec<History>,
+    seen: Vec<History>,
     /// Admitted buckets are mapped after the pass, once the guest runs again (the pass is in
     /// a checkpoint's downtime); their pages go per batch meanwhile.
-    pub(super) defer: bool,
+    defer: bool,
     /// Buckets admitted during the pass, to map when the guest runs again.
-    pub(super) deferred: Vec<u64>,
+    deferred: Vec<u64>,
 }
 
 impl<M> DomainCache<M> {
@@ -86,13 +85,7 @@ impl<M> DomainCache<M> {
             cfg,
             registry,
             domid,
-            shift: cfg.bucket_pages.trailing_zeros(),
-            p2m_size: 0,
-            index: Vec::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            lru: Lru::new(),
-            cached_pages: 0,
+            store: Store::new(cfg.bucket_pages),
             batch: 0,
             pinned: Vec::new(),
             transient: None,
@@ -123,16 +116,30 @@ impl<M> DomainCache<M> {
         c
     }
 
+    /// The domain this cache maps.
+    pub fn domid(&self) -> u32 {
+        self.domid
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    // ---- batches -------------------------------------------------------------------------
+
     /// Tells the cache the `getpageframeinfo3` types of a batch (`types[i]` for `pfns[i]`).
     /// A pfn the cache holds mapped but whose type now carries no data (a hole, a broken
     /// page) no longer has that frame: its bucket is dropped.
     pub fn note_types(&mut self, pfns: &[u64], types: &[u64]) {
         for (&pfn, &t) in pfns.iter().zip(types) {
-            if page_type_has_data(t) || pfn >= self.p2m_size {
+            if page_type_has_data(t) || pfn >= self.store.p2m_size() {
                 continue;
             }
-            let slot = self.index[(pfn >> self.shift) as usize];
-            if slot != NIL && self.bucket(slot).err(self.page_in_bucket(pfn)) == 0 {
+            let Some(slot) = self.store.slot_of(self.store.bucket_of(pfn)) else {
+                continue;
+            };
+            if self.store.get(slot).err(self.store.page_in_bucket(pfn)) == 0 {
                 self.stats.invalidations += 1;
                 self.drop_slot(slot);
             }
@@ -178,7 +185,7 @@ impl<M> DomainCache<M> {
         M: PageMapping,
     {
         match l {
-            Loc::Cached { slot, page } => Ok(self.bucket(slot).mapping.page(page as usize)),
+            Loc::Cached { slot, page } => Ok(self.store.get(slot).mapping.page(page as usize)),
             Loc::Transient(k) => {
                 let (m, _) = self.transient.as_ref().expect("per-batch mapping");
                 Ok(m.page(k as usize))
@@ -200,14 +207,14 @@ impl<M> DomainCache<M> {
         let (mut run_end, mut demand) = (0, 0);
         for (i, &pfn) in pfns.iter().enumerate() {
             if i >= run_end {
-                let b = pfn >> self.shift;
+                let b = self.store.bucket_of(pfn);
                 demand = pfns[i..]
                     .iter()
-                    .take_while(|&&p| p >> self.shift == b)
+                    .take_while(|&&p| self.store.bucket_of(p) == b)
                     .count();
                 run_end = i + demand;
             }
-            let loc = if self.disabled || pfn >= self.p2m_size {
+            let loc = if self.disabled || pfn >= self.store.p2m_size() {
                 None
             } else {
                 self.serve(mapper, pfn, demand as u64)?
@@ -229,7 +236,7 @@ impl<M> DomainCache<M> {
         self.err_buf.resize(self.want.len(), 0);
         let m = mapper.map(&self.pfn_buf, &mut self.err_buf)?;
         let n = self.want.len() as u64;
-        self.note_map(n);
+        self.stats.note_map(n * PAGE_BYTES);
         self.stats.misses += n;
         for (k, &i) in self.want.iter().enumerate() {
             let e = self.err_buf[k];
@@ -251,13 +258,12 @@ impl<M> DomainCache<M> {
         pfn: u64,
         demand: u64,
     ) -> io::Result<Option<Loc>> {
-        let b = pfn >> self.shift;
-        let page = self.page_in_bucket(pfn);
-        let slot = self.index[b as usize];
+        let b = self.store.bucket_of(pfn);
+        let page = self.store.page_in_bucket(pfn);
         let mut admitted = false;
-        if slot != NIL {
+        if let Some(slot) = self.store.slot_of(b) {
             let batch = self.batch;
-            let bk = self.bucket_mut(slot);
+            let bk = self.store.get_mut(slot);
             if bk.doomed {
                 return Ok(None);
             }
@@ -299,7 +305,7 @@ impl<M> DomainCache<M> {
             Err(e) => return Err(e),
         };
         self.stats.misses += 1;
-        let err = self.bucket(slot).err(page);
+        let err = self.store.get(slot).err(page);
         Ok(Some(Self::loc(slot, page, err)))
     }
 
@@ -312,34 +318,381 @@ impl<M> DomainCache<M> {
     }
 
     /// Unpins the batch's buckets; unmaps the per-batch mapping and buckets found stale.
-    pub(super) fn end_batch(&mut self) {
+    fn end_batch(&mut self) {
         for slot in std::mem::take(&mut self.pinned) {
-            if self.slots[slot as usize].as_ref().is_some_and(|b| b.doomed) {
+            if self.store.try_get(slot).is_some_and(|b| b.doomed) {
                 self.drop_slot(slot);
             }
         }
         if let Some((m, n)) = self.transient.take() {
             drop(m);
-            self.note_unmap(n);
+            self.stats.note_unmap(n * PAGE_BYTES);
         }
         // A new batch id: nothing is pinned between batches.
         self.batch += 1;
-        if self.cached_pages > self.enomem_cap {
-            self.evict_to(self.enomem_cap);
+        if self.store.cached_pages() > self.enomem_cap {
+            self.evict_while(self.enomem_cap, None);
         }
         self.publish();
     }
 
     fn pin(&mut self, slot: u32) {
         let (batch, pass) = (self.batch, self.pass);
-        let bk = self.bucket_mut(slot);
+        let bk = self.store.get_mut(slot);
         bk.used_pass = pass;
         let b = bk.number;
         if bk.pinned_batch != batch {
             bk.pinned_batch = batch;
             self.pinned.push(slot);
         }
-        self.note_use(b);
-        self.lru.touch(slot);
+        if self.admission.tracks_use() {
+            self.seen[b as usize].ask(self.pass, 1);
+        }
+        self.store.touch(slot);
+    }
+
+    // ---- budget, mapping and unmapping ---------------------------------------------------
+
+    /// Pages the cached buckets may hold: the budget less the batch reserve, or less after a
+    /// refused map (ENOMEM).
+    fn capacity(&self) -> u64 {
+        self.cfg.cache_capacity_pages().min(self.enomem_cap)
+    }
+
+    /// Evicts buckets the current pass has not used, least recently used first, until bucket
+    /// `b` fits (scan resistance: see `policy.rs`).
+    fn make_room(&mut self, b: u64) -> bool {
+        let need = self.store.bucket_len(b);
+        let cap = self.capacity();
+        need <= cap && self.evict_while(cap - need, Some(self.pass))
+    }
+
+    /// True if bucket `b` fits in the cache without evicting anything.
+    fn has_room(&self, b: u64) -> bool {
+        self.store.cached_pages() + self.store.bucket_len(b) <= self.capacity()
+    }
+
+    /// Evicts unpinned buckets not used in pass `protect`, least recently used first, until
+    /// at most `pages` stay cached; false if the rest cannot go.
+    fn evict_while(&mut self, pages: u64, protect: Option<u32>) -> bool {
+        while self.store.cached_pages() > pages {
+            let batch = self.batch;
+            let victim = self
+                .store
+                .find_lru(|bk| bk.pinned_batch != batch && Some(bk.used_pass) != protect);
+            let Some(v) = victim else {
+                return false;
+            };
+            self.drop_slot(v);
+            self.stats.evictions += 1;
+        }
+        true
+    }
+
+    /// A bucket map was refused with ENOMEM: the system cannot back more foreign mappings
+    /// (a PVH dom0 out of frames, or the process out of VMAs). Every frame the cache holds is
+    /// one the per-batch mappings, ours and other processes', may need: from now on cache
+    /// nothing, as stock. Buckets the open batch pinned go when it ends.
+    fn give_up_after_enomem(&mut self) {
+        if self.enomem_cap != 0 {
+            log::info!(
+                "dom{}: mapping cache emptied: a bucket map failed with ENOMEM",
+                self.domid
+            );
+        }
+        self.enomem_cap = 0;
+        self.evict_while(0, None);
+    }
+
+    fn map_bucket<X: BucketMapper<Mapping = M>>(
+        &mut self,
+        mapper: &mut X,
+        b: u64,
+    ) -> io::Result<u32> {
+        let first = self.store.first_pfn(b);
+        let n = self.store.bucket_len(b);
+        self.pfn_buf.clear();
+        self.pfn_buf.extend(first..first + n);
+        self.err_buf.clear();
+        self.err_buf.resize(n as usize, 0);
+        let m = mapper.map(&self.pfn_buf, &mut self.err_buf)?;
+        self.stats.note_map(n * PAGE_BYTES);
+        let bk = Bucket::new(b, m, &self.err_buf, (self.epoch, self.batch, self.pass));
+        let slot = self.store.insert(bk);
+        self.pinned.push(slot);
+        Ok(slot)
+    }
+
+    /// Unmaps the bucket in `slot` and forgets it.
+    fn drop_slot(&mut self, slot: u32) {
+        if let Some(bk) = self.store.remove(slot) {
+            let n = bk.pages();
+            drop(bk);
+            self.stats.note_unmap(n * PAGE_BYTES);
+        }
+    }
+
+    /// Sizes the bucket index and history for `p2m_size` pfns. Only called with nothing
+    /// mapped. Both are allocated fallibly (`fallible.rs`, one counted allocation each): if
+    /// either fails, caching is off for the rest of the save and `p2m_size` is 0, so no
+    /// lookup indexes the empty index or history (the save goes on, mapped per batch).
+    fn resize(&mut self, p2m_size: u64) {
+        // The old index goes first: it is rebuilt whole, and need not coexist with the new.
+        self.store.drop_index();
+        let n = self.store.buckets_for(p2m_size);
+        let sized = self.store.new_index(p2m_size).and_then(|index| {
+            let mut seen = fallible::try_with_capacity(n)?;
+            // The history of the buckets that stay is still true.
+            seen.extend(self.seen.iter().take(n).copied());
+            seen.resize(n, History::default());
+            Ok((index, seen))
+        });
+        match sized {
+            Ok((index, seen)) => {
+                self.store.set_index(index, p2m_size);
+                self.seen = seen;
+            }
+            Err(_) => {
+                self.seen = Vec::new();
+                self.deferred.clear();
+                self.disable("no memory for the bucket index");
+            }
+        }
+    }
+
+    fn publish(&self) {
+        self.registry.publish(self.domid, &self.stats);
+    }
+
+    // ---- passes and admission (policy.rs) ------------------------------------------------
+
+    /// True if the guest's populated pages fit in the cache with 1/8 of it to spare.
+    pub fn guest_fits(&self) -> bool {
+        self.caching() && fits(self.signals.tot_pages, self.capacity())
+    }
+
+    /// True if the cache holds a bucket or may map one in this pass. When it is false the
+    /// batches of the pass are mapped per batch, as stock, and need no coherence check.
+    pub fn may_map(&self) -> bool {
+        self.caching() && (self.store.cached_pages() > 0 || self.admission != Admit::Nothing)
+    }
+
+    /// A new pass over the dirty bitmap starts, with admission rule `admit`.
+    pub fn start_pass(&mut self, admit: Admit) {
+        self.pass = self.pass.saturating_add(1);
+        self.admission = admit;
+    }
+
+    /// Decides whether bucket `b`, not cached, is mapped whole for a batch that asks for
+    /// `demand` of its pages (the page at hand is one of them, and is counted).
+    fn admit(&mut self, b: u64, demand: u64) -> bool {
+        let rule = self.admission;
+        match rule {
+            // Room without evicting: O(1), so a full cache costs a miss nothing more.
+            Admit::Everything => self.has_room(b),
+            Admit::Nothing => false,
+            Admit::Hot | Admit::DenseOrReused => {
+                let h = &mut self.seen[b as usize];
+                h.ask(self.pass, 1);
+                let (pages, age) = (
+                    u64::from(self.cfg.bucket_pages),
+                    u64::from(self.cfg.max_age),
+                );
+                rule.admits(h.prev(), demand, pages, age)
+            }
+        }
+    }
+
+    /// Unmaps every bucket: the guest is about to be suspended for a plain migration's last
+    /// pass, which caches nothing and sends a few pages per batch, as stock. Unmapping now
+    /// keeps that work out of the downtime. Called between batches (nothing pinned).
+    pub fn release_before_suspend(&mut self) {
+        self.deferred.clear();
+        self.finish();
+    }
+
+    /// Whether buckets admitted from now on are mapped only when the guest runs again
+    /// ([`DomainCache::map_deferred`]): the passes of a checkpointed stream after its first
+    /// suspend run inside the downtime, which should not pay for whole buckets.
+    pub fn defer_maps(&mut self, defer: bool) {
+        self.defer = defer;
+    }
+
+    /// Notes that bucket `b` is admitted, to map after the pass. At most what the cache can
+    /// hold is remembered.
+    fn defer_map(&mut self, b: u64) {
+        let room = self.cfg.cache_capacity_pages() / u64::from(self.cfg.bucket_pages);
+        if self.deferred.last() != Some(&b) && (self.deferred.len() as u64) < room {
+            self.deferred.push(b);
+        }
+    }
+
+    /// Maps the buckets admitted during the last pass (the guest runs: outside the
+    /// downtime), within the budget, evicting only buckets that pass did not use. A mapping
+    /// made now is checked like any other at the next suspend (docs/coherence.md §7).
+    pub fn map_deferred<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X) {
+        let todo = std::mem::take(&mut self.deferred);
+        self.check_teardown();
+        if self.disabled || todo.is_empty() {
+            return;
+        }
+        self.batch += 1;
+        for &b in &todo {
+            if b >= self.store.buckets() || self.store.slot_of(b).is_some() {
+                continue;
+            }
+            if !self.make_room(b) {
+                break;
+            }
+            match self.map_bucket(mapper, b) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
+                    self.give_up_after_enomem();
+                    break;
+                }
+                Err(e) => {
+                    // The next batch that needs these pages maps them, and reports errors.
+                    log::debug!("dom{}: deferred bucket map failed: {e}", self.domid);
+                    break;
+                }
+            }
+        }
+        self.end_batch();
+        self.deferred = todo;
+        self.deferred.clear();
+    }
+
+    // ---- coherence at checkpoints (coherence.rs), lifetime --------------------------------
+
+    /// Compares `signals` with the last observation and drops whatever may be stale
+    /// (docs/coherence.md). Call it at every suspended checkpoint with `suspended = true`,
+    /// which also ages the buckets and unmaps those that reached the maximum age; it may also
+    /// be called at other quiet points with `suspended = false`.
+    pub fn observe(&mut self, signals: DomainSignals, suspended: bool) -> Verdict {
+        self.check_teardown();
+        let verdict = signals.judge(&self.signals);
+        let grew = signals.max_gpfn != self.signals.max_gpfn;
+        self.signals = signals;
+        match verdict {
+            Verdict::Keep => {}
+            Verdict::Flush(why) => {
+                log::debug!("dom{}: mapping cache flushed: {why} changed", self.domid);
+                self.flush(true);
+                // A disabled cache has no index to grow (`p2m_size` stays 0).
+                if grew && !self.disabled {
+                    self.resize(signals.max_gpfn.saturating_add(1));
+                }
+            }
+            Verdict::Disable(why) => self.disable(why),
+        }
+        if suspended {
+            self.epoch += 1;
+            self.stats.checkpoints += 1;
+            self.expire();
+        }
+        self.publish();
+        verdict
+    }
+
+    /// True while the cache keeps mappings across batches.
+    pub fn caching(&self) -> bool {
+        !self.disabled
+    }
+
+    /// Counts a checkpoint without checking anything (caching is off).
+    pub fn count_checkpoint(&mut self, suspended: bool) {
+        if suspended {
+            self.stats.checkpoints += 1;
+            self.publish();
+        }
+    }
+
+    /// Stops caching for the rest of the save: everything is unmapped, and every later batch
+    /// is mapped and unmapped on its own, as the stock saver does.
+    pub fn disable(&mut self, why: &str) {
+        if !self.disabled {
+            log::info!("dom{}: mapping cache disabled: {why}", self.domid);
+        }
+        self.flush(true);
+        self.disabled = true;
+        self.stats.disabled = 1;
+        self.publish();
+    }
+
+    /// Unmaps everything (END, failover, error, teardown). The counters stay published.
+    pub fn finish(&mut self) {
+        self.flush(false);
+        self.publish();
+    }
+
+    /// Honours a teardown request made since the last check.
+    fn check_teardown(&mut self) {
+        let g = self.registry.teardown_generation();
+        if g != self.seen_teardown {
+            self.seen_teardown = g;
+            self.flush(true);
+        }
+    }
+
+    /// Unmaps every cached bucket; counts them as invalidations if `invalidate`.
+    fn flush(&mut self, invalidate: bool) {
+        for slot in 0..self.store.slot_count() {
+            if self.store.try_get(slot).is_some() {
+                if invalidate {
+                    self.stats.invalidations += 1;
+                }
+                self.drop_slot(slot);
+            }
+        }
+    }
+
+    /// Unmaps buckets mapped `max_age` or more checkpoints ago.
+    fn expire(&mut self) {
+        let max_age = u64::from(self.cfg.max_age.max(1));
+        for slot in 0..self.store.slot_count() {
+            let old = self
+                .store
+                .try_get(slot)
+                .is_some_and(|b| self.epoch - b.epoch >= max_age);
+            if old {
+                self.stats.expirations += 1;
+                self.drop_slot(slot);
+            }
+        }
+    }
+}
+
+/// What the unit tests look at inside.
+#[cfg(test)]
+impl<M> DomainCache<M> {
+    pub(super) fn config(&self) -> &CacheConfig {
+        &self.cfg
+    }
+    pub(super) fn registry(&self) -> &'static Registry {
+        self.registry
+    }
+    pub(super) fn pass(&self) -> u32 {
+        self.pass
+    }
+    pub(super) fn history_mut(&mut self) -> &mut [History] {
+        &mut self.seen
+    }
+    pub(super) fn p2m_size(&self) -> u64 {
+        self.store.p2m_size()
+    }
+    pub(super) fn index_capacity(&self) -> usize {
+        self.store.index_capacity()
+    }
+    pub(super) fn history_capacity(&self) -> usize {
+        self.seen.capacity()
+    }
+    pub(super) fn room_for(&self, b: u64) -> bool {
+        self.has_room(b)
+    }
+}
+
+impl<M> Drop for DomainCache<M> {
+    fn drop(&mut self) {
+        self.finish();
     }
 }

@@ -10,25 +10,37 @@
 //! Coherence comes from cheap signals checked at every suspended checkpoint, per-batch page
 //! types, and a bounded bucket age. This module has no `unsafe`: it sees mappings only
 //! through the `BucketMapper` and `PageMapping` traits.
+//!
+//! Files, one concept each (every field private to its file):
+//! - `store/`: the buckets of one domain: index (bucket -> slot), slots, LRU order;
+//! - `policy.rs`: which buckets to map whole: pure functions over what the passes asked;
+//! - `coherence.rs`: the per-checkpoint signals and what a change in them means;
+//! - `config.rs`: settings, their bounds, the `xcsave_cache_init` override;
+//! - `stats.rs`: the counters and the process-wide registry that publishes them;
+//! - `domain.rs`: `DomainCache`, which applies the above to batches, passes, checkpoints;
+//! - `mapper.rs`: the one call the cache makes (map frames into one VMA);
+//! - `adapter.rs`: `CachedPages`, the `PageSource` the engine uses, over `hv::GuestMemory`;
+//! - `api.rs`: the safe side of the C API.
+//!
+//! Nothing in `store/`, `policy.rs`, `coherence.rs` or `DomainCache` is specific to saving:
+//! `DomainCache` is generic over the mapping type, so a restore engine reuses it with the
+//! writable mappings its `GuestMemory` gives.
 
+mod adapter;
 mod api;
-mod bucket;
-mod checkpoint;
 mod coherence;
 mod config;
 mod domain;
-mod lru;
 mod mapper;
 mod policy;
-mod slots;
-mod source;
 mod stats;
+mod store;
 
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
 mod tests;
 
+pub use adapter::CachedPages;
 pub use api::{init, stats, teardown};
 pub use config::{current_override, CacheConfig, Limits, DEFAULT_MAX_MAP_COUNT};
-pub use source::CachedPages;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //! Which buckets the cache maps whole, and which it may evict (docs/performance.md, "Cache
-//! policy").
+//! policy"): pure functions over what the cache observed, unit-tested here;
+//! `DomainCache` applies them.
 //!
 //! Mapping a bucket costs `bucket_pages` pages of hypercall work; sending `k` of its pages
 //! from the per-batch mapping costs `k`, as with the stock saver. A bucket pays only if its
@@ -8,7 +9,7 @@
 //! `max_age`). So each pass has an [`Admit`] rule, chosen from what follows it:
 //! - a **full pass** (a non-live save, a checkpointed stream's first pass) admits nothing:
 //!   touching every page once is no evidence of reuse. Except when the whole guest fits in
-//!   the cache with room to spare ([`DomainCache::guest_fits`]): then it maps every bucket,
+//!   the cache with room to spare ([`fits`]): then it maps every bucket,
 //!   which costs the pages stock maps anyway, leaves nothing to map later, and covers every
 //!   populated pfn (docs/coherence.md §8);
 //! - the full pass of a **plain live** migration (iteration 0, the guest running) maps every
@@ -32,9 +33,6 @@
 //! **Scan resistance**: a bucket used in the current pass is never evicted to admit another
 //! (that would re-map both at every checkpoint); the overflow goes per batch. Among buckets
 //! the current pass has not used, the least recently used goes first.
-
-use super::domain::{DomainCache, NIL};
-use super::mapper::BucketMapper;
 
 /// A checkpointed stream's batch that asks for at least `bucket_pages / DENSE_DIVISOR` pages
 /// of a bucket maps it.
@@ -74,6 +72,11 @@ impl History {
         }
         self.pages = self.pages.saturating_add(n.min(u64::from(u16::MAX)) as u16);
     }
+
+    /// Pages the pass before the latest asked for (0 if it was not the one just before).
+    pub(super) fn prev(&self) -> u64 {
+        u64::from(self.prev)
+    }
 }
 
 /// Which missing buckets a pass maps whole.
@@ -105,118 +108,33 @@ impl Admit {
             (false, false, true) => Admit::Nothing,
         }
     }
-}
 
-impl<M> DomainCache<M> {
-    /// True if the guest's populated pages fit in the cache with 1/8 of it to spare (for
-    /// buckets that are partly holes).
-    pub fn guest_fits(&self) -> bool {
-        let cap = self.cfg.cache_capacity_pages().min(self.enomem_cap);
-        self.caching() && self.signals.tot_pages <= cap - cap / 8
+    /// Whether this pass records which buckets it asks for (the reuse evidence).
+    pub(super) fn tracks_use(self) -> bool {
+        matches!(self, Admit::Hot | Admit::DenseOrReused)
     }
 
-    /// True if the cache holds a bucket or may map one in this pass. When it is false the
-    /// batches of the pass are mapped per batch, as stock, and need no coherence check.
-    pub fn may_map(&self) -> bool {
-        self.caching() && (self.cached_pages > 0 || self.admission != Admit::Nothing)
-    }
-
-    /// A new pass over the dirty bitmap starts, with admission rule `admit`.
-    pub fn start_pass(&mut self, admit: Admit) {
-        self.pass = self.pass.saturating_add(1);
-        self.admission = admit;
-    }
-
-    /// Decides whether bucket `b`, not cached, is mapped whole for a batch that asks for
-    /// `demand` of its pages (the page at hand is one of them, and is counted).
-    pub(super) fn admit(&mut self, b: u64, demand: u64) -> bool {
-        let rule = self.admission;
-        if rule == Admit::Everything {
-            // Room without evicting: O(1), so a full cache costs a miss nothing more.
-            return self.has_room(b);
-        }
-        if rule == Admit::Nothing {
-            return false;
-        }
-        let h = &mut self.seen[b as usize];
-        h.ask(self.pass, 1);
-        let prev = u64::from(h.prev);
-        let pages = u64::from(self.cfg.bucket_pages);
-        if rule == Admit::Hot {
-            return prev > 0 && demand * HOT_DIVISOR >= pages;
-        }
-        let age = u64::from(self.cfg.max_age.max(1));
-        demand * DENSE_DIVISOR >= pages
-            || (prev > 0 && (prev + demand) * age >= PAYBACK_MARGIN * pages)
-    }
-
-    /// Unmaps every bucket: the guest is about to be suspended for a plain migration's last
-    /// pass, which caches nothing and sends a few pages per batch, as stock. Unmapping now
-    /// keeps that work out of the downtime. Called between batches (nothing pinned).
-    pub fn release_before_suspend(&mut self) {
-        self.deferred.clear();
-        self.finish();
-    }
-
-    /// Records that this pass asked for a page of cached bucket `b`.
-    pub(super) fn note_use(&mut self, b: u64) {
-        if matches!(self.admission, Admit::Hot | Admit::DenseOrReused) {
-            self.seen[b as usize].ask(self.pass, 1);
+    /// Whether a missing bucket is mapped whole under a `Hot` or `DenseOrReused` rule: the
+    /// batch asks for `demand` of its `bucket_pages` pages, the pass before asked for `prev`
+    /// (0: none, or not the pass just before), and a bucket lives `max_age` checkpoints.
+    pub(super) fn admits(self, prev: u64, demand: u64, bucket_pages: u64, max_age: u64) -> bool {
+        match self {
+            Admit::Nothing => false,
+            Admit::Everything => true,
+            Admit::Hot => prev > 0 && demand * HOT_DIVISOR >= bucket_pages,
+            Admit::DenseOrReused => {
+                demand * DENSE_DIVISOR >= bucket_pages
+                    || (prev > 0
+                        && (prev + demand) * max_age.max(1) >= PAYBACK_MARGIN * bucket_pages)
+            }
         }
     }
 }
 
-impl<M> DomainCache<M> {
-    /// Whether buckets admitted from now on are mapped only when the guest runs again
-    /// ([`DomainCache::map_deferred`]): the passes of a checkpointed stream after its first
-    /// suspend run inside the downtime, which should not pay for whole buckets.
-    pub fn defer_maps(&mut self, defer: bool) {
-        self.defer = defer;
-    }
-
-    /// Notes that bucket `b` is admitted, to map after the pass. At most what the cache can
-    /// hold is remembered.
-    pub(super) fn defer_map(&mut self, b: u64) {
-        let room = self.cfg.cache_capacity_pages() / u64::from(self.cfg.bucket_pages);
-        if self.deferred.last() != Some(&b) && (self.deferred.len() as u64) < room {
-            self.deferred.push(b);
-        }
-    }
-
-    /// Maps the buckets admitted during the last pass (the guest runs: outside the
-    /// downtime), within the budget, evicting only buckets that pass did not use. A mapping
-    /// made now is checked like any other at the next suspend (docs/coherence.md §7).
-    pub fn map_deferred<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X) {
-        let todo = std::mem::take(&mut self.deferred);
-        self.check_teardown();
-        if self.disabled || todo.is_empty() {
-            return;
-        }
-        self.batch += 1;
-        for &b in &todo {
-            if b >= self.index.len() as u64 || self.index[b as usize] != NIL {
-                continue;
-            }
-            if !self.make_room(b) {
-                break;
-            }
-            match self.map_bucket(mapper, b) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
-                    self.give_up_after_enomem();
-                    break;
-                }
-                Err(e) => {
-                    // The next batch that needs these pages maps them, and reports errors.
-                    log::debug!("dom{}: deferred bucket map failed: {e}", self.domid);
-                    break;
-                }
-            }
-        }
-        self.end_batch();
-        self.deferred = todo;
-        self.deferred.clear();
-    }
+/// True if a guest of `tot_pages` populated pages fits in a cache of `capacity` pages with
+/// 1/8 of it to spare (for buckets that are partly holes).
+pub(super) fn fits(tot_pages: u64, capacity: u64) -> bool {
+    tot_pages <= capacity - capacity / 8
 }
 
 #[cfg(test)]
@@ -235,6 +153,32 @@ mod tests {
         assert_eq!((h.pages, h.prev), (5, 0));
         h.ask(7, 100_000);
         assert_eq!((h.pages, h.prev), (u16::MAX, 5));
+    }
+
+    #[test]
+    fn admission_by_rule() {
+        // 16-page buckets, max age 4.
+        assert!(!Admit::Nothing.admits(16, 16, 16, 4));
+        assert!(Admit::Everything.admits(0, 1, 16, 4));
+        // Hot: reused and at least half the bucket now.
+        assert!(!Admit::Hot.admits(0, 16, 16, 4));
+        assert!(!Admit::Hot.admits(1, 7, 16, 4));
+        assert!(Admit::Hot.admits(1, 8, 16, 4));
+        // Dense: an eighth of the bucket; or reused enough to repay the map within max age.
+        assert!(Admit::DenseOrReused.admits(0, 2, 16, 4));
+        assert!(!Admit::DenseOrReused.admits(0, 1, 16, 4));
+        assert!(Admit::DenseOrReused.admits(15, 1, 16, 4)); // (15 + 1) * 4 >= 4 * 16
+        assert!(!Admit::DenseOrReused.admits(14, 1, 16, 4));
+        assert!(Admit::DenseOrReused.admits(0, 2, 16, 0)); // age 0 counts as 1
+        assert!(Admit::Hot.tracks_use() && Admit::DenseOrReused.tracks_use());
+        assert!(!Admit::Nothing.tracks_use() && !Admit::Everything.tracks_use());
+    }
+
+    #[test]
+    fn fits_with_an_eighth_to_spare() {
+        assert!(fits(0, 0));
+        assert!(fits(896, 1024));
+        assert!(!fits(897, 1024));
     }
 
     #[test]

@@ -58,3 +58,22 @@ impl Default for Registry {
 
 /// The registry of this process.
 pub(crate) static REGISTRY: Registry = Registry::new();
+
+impl CacheStats {
+    /// Counts one map call of `bytes` (one VMA more).
+    pub(super) fn note_map(&mut self, bytes: u64) {
+        self.maps += 1;
+        self.vmas += 1;
+        self.bytes_mapped += bytes;
+        self.mapped_bytes += bytes;
+        self.peak_vmas = self.peak_vmas.max(self.vmas);
+        self.peak_mapped_bytes = self.peak_mapped_bytes.max(self.mapped_bytes);
+    }
+
+    /// Counts one unmap of `bytes` (one VMA less).
+    pub(super) fn note_unmap(&mut self, bytes: u64) {
+        self.unmaps += 1;
+        self.vmas -= 1;
+        self.mapped_bytes -= bytes;
+    }
+}

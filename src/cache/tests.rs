@@ -45,8 +45,8 @@ impl Fx {
     fn with_guest(guest: Rc<RefCell<Guest>>, cfg: CacheConfig) -> Fx {
         let mut fx = Fx::fresh(guest, cfg);
         fx.cache.start_pass(Admit::DenseOrReused);
-        let pass = fx.cache.pass;
-        for h in fx.cache.seen.iter_mut() {
+        let pass = fx.cache.pass();
+        for h in fx.cache.history_mut() {
             h.ask(pass, u64::from(BUCKET));
         }
         fx.cache.start_pass(Admit::DenseOrReused);
@@ -106,11 +106,11 @@ impl Fx {
     }
 
     fn stats(&self) -> CacheStats {
-        self.cache.stats
+        *self.cache.stats()
     }
 
     fn budget_pages(&self) -> u64 {
-        self.cache.cfg.budget_bytes / PAGE_SIZE
+        self.cache.config().budget_bytes / PAGE_SIZE
     }
 }
 
@@ -126,7 +126,7 @@ fn hits_misses_and_warm_batches_map_nothing() {
     fx.batch(&[0, 1, 2, 17]);
     let s = fx.stats();
     assert_eq!((s.misses, s.hits, s.maps, s.unmaps), (2, 6, 2, 0));
-    assert_eq!(fx.cache.registry.get(1), Some(s));
+    assert_eq!(fx.cache.registry().get(1), Some(s));
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn lru_eviction_keeps_within_budget() {
     fx.batch(&[16, 17]);
     assert_eq!(fx.stats().evictions, 2);
     assert!(fx.calls.borrow().peak_live_pages <= fx.budget_pages());
-    assert!(fx.stats().peak_mapped_bytes <= fx.cache.cfg.budget_bytes);
+    assert!(fx.stats().peak_mapped_bytes <= fx.cache.config().budget_bytes);
 }
 
 #[test]
@@ -290,12 +290,12 @@ fn age_expiry_forces_a_remap() {
 fn teardown_request_and_drop_unmap_everything() {
     let mut fx = Fx::new(96, cfg(3));
     fx.batch(&[0, 16, 32]);
-    fx.cache.registry.request_teardown();
+    fx.cache.registry().request_teardown();
     fx.batch(&[64]);
     let s = fx.stats();
     assert_eq!((s.vmas, s.invalidations), (1, 3));
     fx.cache.finish();
-    let s = fx.cache.registry.get(1).unwrap();
+    let s = fx.cache.registry().get(1).unwrap();
     assert_eq!((s.vmas, s.mapped_bytes), (0, 0));
     fx.batch(&[0, 1]);
     drop(fx.cache);
@@ -389,8 +389,8 @@ fn index_overhead_is_tiny_for_a_1tib_guest() {
         ..Default::default()
     };
     let c: DomainCache<Mapping> = DomainCache::new(CacheConfig::default(), 1, s, registry);
-    let bytes = c.index.capacity() * std::mem::size_of::<u32>()
-        + c.seen.capacity() * std::mem::size_of::<History>();
+    let bytes = c.index_capacity() * std::mem::size_of::<u32>()
+        + c.history_capacity() * std::mem::size_of::<History>();
     assert!((bytes as u64) < (1u64 << 40) / 1000);
 }
 
@@ -524,7 +524,7 @@ fn default_budget_follows_the_guest_but_never_makes_a_big_guest_fit() {
         };
         let cache = DomainCache::<Mapping>::new(CacheConfig::default(), 1, signals, registry);
         let want = (mib / 8).clamp(256, 1024) * MIB;
-        assert_eq!(cache.cfg.budget_bytes, want, "{mib} MiB guest");
+        assert_eq!(cache.config().budget_bytes, want, "{mib} MiB guest");
         // Only guests that fit in 256 MiB less the batch reserve, with 1/8 to spare, are
         // mapped whole by their full pass: the same guests as with the fixed 256 MiB budget.
         assert_eq!(cache.guest_fits(), mib <= 220, "{mib} MiB guest");
@@ -578,8 +578,8 @@ fn buckets_admitted_in_a_downtime_are_mapped_when_the_guest_runs() {
 /// p2m) must all go per batch, every page served, nothing left mapped.
 fn run_without_index(fx: &mut Fx) {
     assert!(!fx.cache.caching());
-    assert_eq!((fx.cache.p2m_size, fx.cache.index.len()), (0, 0));
-    assert!(fx.cache.seen.is_empty());
+    assert_eq!((fx.cache.p2m_size(), fx.cache.index_capacity()), (0, 0));
+    assert_eq!(fx.cache.history_capacity(), 0);
     let hits = fx.stats().hits;
     for admit in [Admit::Everything, Admit::Hot, Admit::DenseOrReused] {
         fx.cache.start_pass(admit);
@@ -596,7 +596,7 @@ fn run_without_index(fx: &mut Fx) {
     fx.observe();
     fx.batch(&[1, 89, 90]);
     assert_eq!(fx.calls.borrow().log.last(), Some(&vec![1, 90]));
-    assert_eq!(fx.cache.index.len(), 0);
+    assert_eq!(fx.cache.index_capacity(), 0);
     let s = fx.stats();
     assert_eq!((s.disabled, s.vmas, s.hits), (1, 0, hits));
     assert_eq!(s.maps, s.unmaps);
@@ -634,7 +634,7 @@ fn caching_off_allocates_no_index() {
     let mut c = cfg(4);
     c.enabled = false;
     let fx = Fx::new(64, c);
-    assert_eq!((fx.cache.p2m_size, fx.cache.index.capacity()), (0, 0));
+    assert_eq!((fx.cache.p2m_size(), fx.cache.index_capacity()), (0, 0));
 }
 
 #[test]
@@ -684,7 +684,7 @@ fn full_cache_refuses_a_miss_without_looking_for_a_victim() {
     // Unused buckets of an earlier pass could be evicted, but `Everything` takes only room
     // that is free: the cached buckets stay, the miss goes per batch.
     fx.cache.start_pass(Admit::Everything);
-    assert!(!fx.cache.has_room(5));
+    assert!(!fx.cache.room_for(5));
     fx.batch(&[80, 81]);
     let s = fx.stats();
     assert_eq!((s.vmas, s.evictions), (4, 0));

@@ -106,7 +106,9 @@ pub type Res<T = ()> = std::result::Result<T, Stop>;
 /// A guest-type hook.
 pub type Hook<H> = for<'a, 'b> fn(&'a mut Ctx<'b, H>) -> Res;
 
-/// Per-guest-type operations (Xen's `struct xc_sr_save_ops`).
+/// Per-guest-type operations (Xen's `struct xc_sr_save_ops`): the table the engine calls at
+/// each step; a type's hooks keep their state in that type's field of [`Ctx`]
+/// (`Ctx::x86_hvm`). A restore engine will have its own table (`xc_sr_restore_ops`).
 pub struct SaveOps<H: Hypervisor> {
     /// Domain header type.
     pub guest_type: u32,
@@ -218,8 +220,9 @@ pub struct Ctx<'a, H: Hypervisor> {
     /// Per-batch arrays, allocated once by setup (fallibly) and reused by every batch.
     scratch: BatchScratch,
     stats: PrecopyStats,
-    /// x86 HVM: QEMU's log-dirty mode was switched on by setup.
-    pub qemu_enabled_logdirty: bool,
+    /// The x86 HVM hooks' own state (Xen's `ctx->x86.hvm.save`). Each guest type keeps its
+    /// state in its own field, which only its [`SaveOps`] hooks touch; x86 PV adds one.
+    pub x86_hvm: x86_hvm::SaveState,
 }
 
 impl<'a, H: Hypervisor> Ctx<'a, H> {
@@ -880,7 +883,7 @@ pub fn domain_save<H: Hypervisor>(xen: &H, io: Io<'_, H>, args: &SaveArgs) -> Ou
         batch: Vec::new(),
         scratch: BatchScratch::default(),
         stats: PrecopyStats::default(),
-        qemu_enabled_logdirty: false,
+        x86_hvm: x86_hvm::SaveState::default(),
     };
     xen.log(
         Level::Info,

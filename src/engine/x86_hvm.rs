@@ -6,6 +6,13 @@ use crate::error::Errno;
 use crate::hv::Hypervisor;
 use crate::stream::{self, rec};
 
+/// The state of the x86 HVM hooks during one save.
+#[derive(Debug, Default)]
+pub struct SaveState {
+    /// QEMU's log-dirty mode was switched on by setup (cleanup switches it off).
+    pub qemu_enabled_logdirty: bool,
+}
+
 /// The HVM params the 4.17 saver sends, in its order (zero values are left out).
 pub const HVM_PARAMS: [u32; 16] = [
     1,  // STORE_PFN
@@ -54,7 +61,7 @@ fn setup<H: Hypervisor>(ctx: &mut Ctx<'_, H>) -> Res {
     if ctx.cb.switch_qemu_logdirty(ctx.dom, true) != 0 {
         return Err(ctx.perror("Couldn't enable qemu log-dirty mode", Errno::last()));
     }
-    ctx.qemu_enabled_logdirty = true;
+    ctx.x86_hvm.qemu_enabled_logdirty = true;
     log::debug!("xcsave: d{} p2m_size {:#x}", ctx.dom, ctx.p2m_size);
     Ok(())
 }
@@ -134,7 +141,7 @@ fn end_of_checkpoint<H: Hypervisor>(ctx: &mut Ctx<'_, H>) -> Res {
 }
 
 fn cleanup<H: Hypervisor>(ctx: &mut Ctx<'_, H>) -> Res {
-    if ctx.qemu_enabled_logdirty && ctx.cb.switch_qemu_logdirty(ctx.dom, false) != 0 {
+    if ctx.x86_hvm.qemu_enabled_logdirty && ctx.cb.switch_qemu_logdirty(ctx.dom, false) != 0 {
         return Err(ctx.perror("Couldn't disable qemu log-dirty mode", Errno::last()));
     }
     Ok(())

@@ -17,7 +17,7 @@ const UNLINKED: Link = Link {
 };
 
 /// Doubly linked list of slot numbers, least recently used first.
-pub(crate) struct Lru {
+pub(super) struct Lru {
     links: Vec<Link>,
     head: u32,
     tail: u32,
@@ -25,7 +25,7 @@ pub(crate) struct Lru {
 
 impl Lru {
     /// An empty list.
-    pub(crate) fn new() -> Self {
+    pub(super) fn new() -> Self {
         Lru {
             links: Vec::new(),
             head: NIL,
@@ -34,7 +34,7 @@ impl Lru {
     }
 
     /// Makes `slot` the most recently used entry, inserting it if absent.
-    pub(crate) fn touch(&mut self, slot: u32) {
+    pub(super) fn touch(&mut self, slot: u32) {
         let i = slot as usize;
         if i >= self.links.len() {
             self.links.resize(i + 1, UNLINKED);
@@ -59,7 +59,7 @@ impl Lru {
     }
 
     /// Removes `slot` if present.
-    pub(crate) fn remove(&mut self, slot: u32) {
+    pub(super) fn remove(&mut self, slot: u32) {
         let Some(link) = self.links.get(slot as usize).copied() else {
             return;
         };
@@ -80,7 +80,7 @@ impl Lru {
     }
 
     /// The first slot, from least recently used on, for which `pred` holds.
-    pub(crate) fn find_lru(&self, mut pred: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub(super) fn find_lru(&self, mut pred: impl FnMut(u32) -> bool) -> Option<u32> {
         let mut cur = self.head;
         while cur != NIL {
             if pred(cur) {

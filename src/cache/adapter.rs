@@ -126,7 +126,7 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
             c.map_deferred(&mut XenMapper { xen, dom });
             // Outside the downtime, at checkpoints 1, 2, 4, 8, ...: a checkpointed stream that
             // ends at failover (its process killed) still leaves counters in the log.
-            let n = c.stats.checkpoints;
+            let n = c.stats().checkpoints;
             if n.is_power_of_two() {
                 log_stats(dom);
             }
@@ -153,7 +153,7 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
 
     fn teardown(&mut self) {
         if let Some(cache) = self.cache.take() {
-            let dom = cache.domid;
+            let dom = cache.domid();
             drop(cache); // unmaps everything and publishes the final counters
             log_stats(dom);
         }
