@@ -55,6 +55,32 @@ static struct sim_dom *live_dom(uint32_t domid)
     return d && !d->dying ? d : NULL;
 }
 
+/* The opening shared by the handlers of a call on one domain, in two steps so that the
+ * domid is read only from a present argument:
+ *     if ((rc = arg_in(p, sizeof(*p), "what")) ||
+ *         (rc = dom_call(op, sub, p->domid, &d)))
+ *         return rc;
+ * arg_in: a NULL argument is EFAULT; in strict mode it must lie in a hypercall buffer.
+ * dom_call: the call is counted (a fault rule may fail it), and the domain must be alive
+ * (ESRCH); *d is set on success. */
+static long arg_in(const void *p, size_t len, const char *what)
+{
+    if (!p)
+        return -EFAULT;
+    buf_check(p, len, what);
+    return 0;
+}
+
+static long dom_call(unsigned int op, int sub, uint32_t domid, struct sim_dom **d)
+{
+    long rc = sim_account(op, sub, domid);
+
+    if (rc)
+        return rc;
+    *d = live_dom(domid);
+    return *d ? 0 : -ESRCH;
+}
+
 /* ---- xen_version ---- */
 
 static long do_xen_version(uint64_t cmd, void *arg)
@@ -108,14 +134,9 @@ static long do_memory_op(uint64_t cmd, void *arg)
     case XENMEM_current_reservation:
     case XENMEM_maximum_reservation: {
         domid_t *dom = arg;
-        if (!dom)
-            return -EFAULT;
-        buf_check(dom, sizeof(*dom), "memory_op domid");
-        if ((rc = sim_account(__HYPERVISOR_memory_op, (int)sub, *dom)))
+        if ((rc = arg_in(dom, sizeof(*dom), "memory_op domid")) ||
+            (rc = dom_call(__HYPERVISOR_memory_op, (int)sub, *dom, &d)))
             return rc;
-        d = live_dom(*dom);
-        if (!d)
-            return -ESRCH;
         if (sub == XENMEM_maximum_gpfn)
             return (long)d->max_gpfn;
         return (long)(sub == XENMEM_current_reservation ? d->tot_pages
@@ -161,14 +182,9 @@ static long do_memory_op(uint64_t cmd, void *arg)
     case XENMEM_add_to_physmap: {
         struct xen_add_to_physmap *x = arg;
         struct sim_local_dom *l;
-        if (!x)
-            return -EFAULT;
-        buf_check(x, sizeof(*x), "add_to_physmap");
-        if ((rc = sim_account(__HYPERVISOR_memory_op, (int)sub, x->domid)))
+        if ((rc = arg_in(x, sizeof(*x), "add_to_physmap")) ||
+            (rc = dom_call(__HYPERVISOR_memory_op, (int)sub, x->domid, &d)))
             return rc;
-        d = live_dom(x->domid);
-        if (!d)
-            return -ESRCH;
         l = sim_local(d);
         if (!l)
             return -EIO;
@@ -188,14 +204,9 @@ static long do_memory_op(uint64_t cmd, void *arg)
     case XENMEM_remove_from_physmap: {
         struct xen_remove_from_physmap *x = arg;
         struct sim_local_dom *l;
-        if (!x)
-            return -EFAULT;
-        buf_check(x, sizeof(*x), "remove_from_physmap");
-        if ((rc = sim_account(__HYPERVISOR_memory_op, (int)sub, x->domid)))
+        if ((rc = arg_in(x, sizeof(*x), "remove_from_physmap")) ||
+            (rc = dom_call(__HYPERVISOR_memory_op, (int)sub, x->domid, &d)))
             return rc;
-        d = live_dom(x->domid);
-        if (!d)
-            return -ESRCH;
         l = sim_local(d);
         if (!l)
             return -EIO;
@@ -209,14 +220,9 @@ static long do_memory_op(uint64_t cmd, void *arg)
     case XENMEM_get_pod_target:
     case XENMEM_set_pod_target: {
         struct xen_pod_target *pt = arg;
-        if (!pt)
-            return -EFAULT;
-        buf_check(pt, sizeof(*pt), "pod_target");
-        if ((rc = sim_account(__HYPERVISOR_memory_op, (int)sub, pt->domid)))
+        if ((rc = arg_in(pt, sizeof(*pt), "pod_target")) ||
+            (rc = dom_call(__HYPERVISOR_memory_op, (int)sub, pt->domid, &d)))
             return rc;
-        d = live_dom(pt->domid);
-        if (!d)
-            return -ESRCH;
         /* no populate-on-demand in the model: the target is what is there */
         if (sub == XENMEM_set_pod_target)
             return pt->target_pages >= d->tot_pages ? 0 : -EINVAL;
@@ -244,14 +250,9 @@ static long do_hvm_op(uint64_t cmd, void *arg)
         sim_account(__HYPERVISOR_hvm_op, (int)cmd, DOMID_INVALID);
         return unhandled("hvm_op", cmd, 0);
     }
-    if (!p)
-        return -EFAULT;
-    buf_check(p, sizeof(*p), "hvm_op param");
-    if ((rc = sim_account(__HYPERVISOR_hvm_op, (int)cmd, p->domid)))
+    if ((rc = arg_in(p, sizeof(*p), "hvm_op param")) ||
+        (rc = dom_call(__HYPERVISOR_hvm_op, (int)cmd, p->domid, &d)))
         return rc;
-    d = live_dom(p->domid);
-    if (!d)
-        return -ESRCH;
     if (p->index >= HVM_NR_PARAMS)
         return -EINVAL;
     if (cmd == HVMOP_get_param)
@@ -273,14 +274,9 @@ static long do_sched_op(uint64_t cmd, void *arg)
         sim_account(__HYPERVISOR_sched_op, (int)cmd, DOMID_INVALID);
         return unhandled("sched_op", cmd, 0);
     }
-    if (!r)
-        return -EFAULT;
-    buf_check(r, sizeof(*r), "sched_op remote_shutdown");
-    if ((rc = sim_account(__HYPERVISOR_sched_op, (int)cmd, r->domain_id)))
+    if ((rc = arg_in(r, sizeof(*r), "sched_op remote_shutdown")) ||
+        (rc = dom_call(__HYPERVISOR_sched_op, (int)cmd, r->domain_id, &d)))
         return rc;
-    d = live_dom(r->domain_id);
-    if (!d)
-        return -ESRCH;
     if (r->reason > SHUTDOWN_MAX)
         return -EINVAL;
     if (!d->shutdown) {

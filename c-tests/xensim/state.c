@@ -938,22 +938,40 @@ int xensim_fill(uint32_t domid, uint64_t seed)
     return 0;
 }
 
+/* Bytes [off, off + len) of populated page gfn of domid, for guest_read/guest_write. On
+ * success the simulator stays locked (the caller unlocks) and *p points at the bytes; else
+ * it is unlocked and the result is -ESRCH/-EIO (no such domain) or -EINVAL (a range past
+ * the page, or a gfn that is not populated). */
+static int guest_bytes(uint32_t domid, uint64_t gfn, size_t off, size_t len,
+                       struct sim_dom **d, struct sim_local_dom **l, uint8_t **p)
+{
+    int rc = get_dom(domid, d, l);
+
+    if (rc)
+        return rc;
+    if (off + len > SIM_PAGE || gfn >= (*d)->p2m_cap ||
+        (*l)->p2m[gfn] == SIM_INVALID) {
+        sim_unlock();
+        return -EINVAL;
+    }
+    *p = (*l)->ram + (uint64_t)(*l)->p2m[gfn] * SIM_PAGE + off;
+    return 0;
+}
+
 int xensim_guest_write(uint32_t domid, uint64_t gfn, size_t off,
                        const void *buf, size_t len)
 {
     struct sim_dom *d;
     struct sim_local_dom *l;
-    int rc = get_dom(domid, &d, &l);
+    uint8_t *p;
+    int rc = guest_bytes(domid, gfn, off, len, &d, &l, &p);
 
     if (rc)
         return rc;
-    if (off + len > SIM_PAGE || gfn >= d->p2m_cap ||
-        l->p2m[gfn] == SIM_INVALID)
-        rc = -EINVAL;
-    else if (!sim_running(d))
+    if (!sim_running(d))
         rc = -EBUSY;
     else {
-        memcpy(l->ram + (uint64_t)l->p2m[gfn] * SIM_PAGE + off, buf, len);
+        memcpy(p, buf, len);
         sim_mark_dirty(d, l, gfn);
     }
     sim_unlock();
@@ -965,17 +983,14 @@ int xensim_guest_read(uint32_t domid, uint64_t gfn, size_t off, void *buf,
 {
     struct sim_dom *d;
     struct sim_local_dom *l;
-    int rc = get_dom(domid, &d, &l);
+    uint8_t *p;
+    int rc = guest_bytes(domid, gfn, off, len, &d, &l, &p);
 
     if (rc)
         return rc;
-    if (off + len > SIM_PAGE || gfn >= d->p2m_cap ||
-        l->p2m[gfn] == SIM_INVALID)
-        rc = -EINVAL;
-    else
-        memcpy(buf, l->ram + (uint64_t)l->p2m[gfn] * SIM_PAGE + off, len);
+    memcpy(buf, p, len);
     sim_unlock();
-    return rc;
+    return 0;
 }
 
 int xensim_gfn_present(uint32_t domid, uint64_t gfn)
