@@ -220,6 +220,13 @@ static void api(void)
     H_CHECK(xcsave_cache_init(0, 12 * 1024, 1, 0) == -1 && errno == EINVAL, "bucket 12 KiB");
     errno = 0;
     H_CHECK(xcsave_cache_init(1024 * 1024, 0, 1, 0) == -1 && errno == EINVAL, "budget 1 MiB");
+    /* The bounds the environment is clamped to (README "Settings"): the API refuses. */
+    H_CHECK(xcsave_cache_init(0, 4 * 1024, 1, 0) == -1 && errno == EINVAL, "bucket 4 KiB");
+    H_CHECK(xcsave_cache_init(0, 64ull << 20, 1, 0) == -1 && errno == EINVAL, "bucket 64 MiB");
+    H_CHECK(xcsave_cache_init(0, 0, 1, 4097) == -1 && errno == EINVAL, "max age 4097");
+    H_CHECK(xcsave_cache_init(~0ull, 0, 1, 0) == -1 && errno == EINVAL, "budget 2^64-1");
+    H_CHECK(xcsave_cache_init(0, 64 * 1024, 1, 4096) == 0, "bucket 64 KiB, max age 4096");
+    H_CHECK(xcsave_cache_teardown() == 0, "teardown");
     H_CHECK(xcsave_cache_stats(1, NULL) == -1 && errno == EINVAL, "NULL out");
     H_CHECK(xcsave_cache_stats(4242, &after) == -1 && errno == ENOENT, "unknown domain");
     opts(&o, xcsave_domain_save, 1, XC_STREAM_REMUS, 4);

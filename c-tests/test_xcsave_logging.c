@@ -11,7 +11,11 @@
  *   remus    a Remus save of 5 checkpoints into the stock restore: the cache's statistics
  *            line also comes after the guest resumes at checkpoints 1, 2 and 4, so a save
  *            helper killed at failover has already logged one (docs/real-xen.md, check 4).
- * No argument runs both.
+ *   settings invalid and out-of-range XCSAVE_* values (a typo in XCSAVE_LOG, a yes/no that is
+ *            neither, a 4 KiB bucket, a max age of 10^6) each give one warning through the
+ *            caller's logger, naming the variable and the value used, and the save succeeds
+ *            with the defaults or bounds (README "Settings").
+ * No argument runs them all.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -238,6 +242,64 @@ static void run_remus(void)
     xensim_destroy_domain(o.dst);
 }
 
+/* Bad settings: one warning each through the caller's logger; the save runs on defaults. */
+static void run_settings(void)
+{
+    static const char *env[][3] = {
+        /* variable, value, what the warning must say */
+        {"XCSAVE_LOG", "debgu", "XCSAVE_LOG=\"debgu\""},
+        {"XCSAVE_DISABLE", "maybe", "XCSAVE_DISABLE=\"maybe\""},
+        {"XCSAVE_CACHE", "perhaps", "XCSAVE_CACHE=\"perhaps\""},
+        {"XCSAVE_CACHE_BUCKET_KB", "4", "using 64 KiB"},
+        {"XCSAVE_CACHE_MAX_AGE", "1000000", "using 4096"},
+    };
+    const unsigned int n_env = sizeof(env) / sizeof(env[0]);
+    struct xensim_domain_config cfg = {.mem_bytes = 8ull << 20, .paused = 1};
+    uint32_t dom = 9;
+    XcsaveCacheStats st;
+    xc_interface *xx;
+    unsigned int i, k, warnings = 0, stats = 0;
+    int rc;
+
+    lg_xc.vtable = (xentoollog_logger){rl_vmessage, rl_progress, rl_destroy};
+    xx = xc_interface_open(&lg_xc.vtable, &lg_xc.vtable, 0);
+    H_CHECK(xx, "xc_interface_open: %s", strerror(errno));
+    rc = xensim_create_domain(dom, &cfg);
+    H_CHECK(rc == 0, "create d%u: %s", dom, strerror(-rc));
+    H_CHECK(xensim_fill(dom, 0x5e771265u) == 0, "fill");
+    rl_reset(&lg_xc);
+    for (k = 0; k < n_env; k++)
+        setenv(env[k][0], env[k][1], 1);
+    save(xcsave_domain_save, xx, dom);
+    for (k = 0; k < n_env; k++)
+        unsetenv(env[k][0]);
+
+    for (i = 0; i < lg_xc.n; i++) {
+        if (!strstr(lg_xc.lines[i], ": xcsave: "))
+            continue;
+        stats += strstr(lg_xc.lines[i], "mapping cache stats: hits ") != NULL;
+        if (lg_xc.levels[i] != XTL_WARN)
+            continue;
+        warnings++;
+        printf("settings: %s\n", lg_xc.lines[i]);
+    }
+    for (k = 0; k < n_env; k++) {
+        unsigned int found = 0;
+        for (i = 0; i < lg_xc.n; i++)
+            found += lg_xc.levels[i] == XTL_WARN && strstr(lg_xc.lines[i], env[k][2]);
+        H_CHECK(found == 1, "settings: %u warnings saying '%s', want 1", found, env[k][2]);
+    }
+    H_CHECK(warnings == n_env, "settings: %u warnings, want %u", warnings, n_env);
+    /* XCSAVE_DISABLE=maybe means the default (no): xcsave's engine ran, with its cache on
+     * (XCSAVE_CACHE=perhaps: the default, on), and debug lines still reach the logger
+     * (XCSAVE_LOG=debgu: the default, debug). */
+    H_CHECK(stats == 1, "settings: %u mapping cache stats lines, want 1", stats);
+    H_CHECK(xcsave_cache_stats(dom, &st) == 0, "settings: no cache stats for d%u", dom);
+    H_CHECK(st.disabled == 0, "settings: the cache ran disabled");
+    xc_interface_close(xx);
+    xensim_destroy_domain(dom);
+}
+
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : NULL;
@@ -249,6 +311,8 @@ int main(int argc, char **argv)
         ran++, run("disable", 1);
     if (!only || !strcmp(only, "remus"))
         ran++, run_remus();
+    if (!only || !strcmp(only, "settings"))
+        ran++, run_settings();
     if (!ran)
         H_FAIL("unknown sub-case '%s'", only);
     return 0;
