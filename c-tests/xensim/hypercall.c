@@ -581,7 +581,7 @@ static long do_domctl(struct xen_domctl *dc)
         }
         rc = sim_create_locked(id, 0, 1, 1,
                                dc->u.createdomain.max_vcpus
-                                   ? dc->u.createdomain.max_vcpus : 1);
+                                   ? dc->u.createdomain.max_vcpus : 1, 0);
         if (rc)
             return rc;
         dc->domain = (domid_t)id;

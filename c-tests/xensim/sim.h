@@ -158,7 +158,7 @@ void sim_default_cpu_policy(struct sim_dom *d);
 void sim_default_hvmctx(struct sim_dom *d, uint64_t seed);
 void sim_destroy_locked(struct sim_dom *d);
 int sim_create_locked(uint32_t domid, uint64_t ram_pages, int empty,
-                      int paused, unsigned int vcpus);
+                      int paused, unsigned int vcpus, uint64_t p2m_pages);
 
 /* ---- hypercalls (hypercall.c) ---- */
 long sim_hypercall(uint64_t op, const uint64_t arg[5]);

@@ -800,7 +800,7 @@ void sim_destroy_locked(struct sim_dom *d)
 }
 
 int sim_create_locked(uint32_t domid, uint64_t ram_pages, int empty,
-                      int paused, unsigned int vcpus)
+                      int paused, unsigned int vcpus, uint64_t p2m_pages)
 {
     struct sim_dom *d = NULL;
     struct sim_local_dom *l;
@@ -833,6 +833,8 @@ int sim_create_locked(uint32_t domid, uint64_t ram_pages, int empty,
         d->p2m_cap = SIM_HIGHMEM_START + (16ull << 18) + 4096;
         d->max_pages = 0;
     }
+    if (p2m_pages > d->p2m_cap)
+        d->p2m_cap = p2m_pages;
     d->frame_cap = (ram_pages ? d->max_pages : (16ull << 18)) + 65536 + 1;
     d->gnttab_gfn = ~0ull;
     d->gtsc_khz = 2400000;
@@ -886,7 +888,7 @@ int xensim_create_domain(uint32_t domid, const struct xensim_domain_config *cfg)
         return -EINVAL;
     sim_lock();
     rc = sim_create_locked(domid, cfg->mem_bytes / SIM_PAGE, cfg->empty,
-                           cfg->paused, cfg->vcpus);
+                           cfg->paused, cfg->vcpus, cfg->p2m_pages);
     sim_unlock();
     return rc;
 }
@@ -1016,6 +1018,22 @@ int xensim_gfn_present(uint32_t domid, uint64_t gfn)
     if (rc)
         return rc;
     rc = gfn < d->p2m_cap && l->p2m[gfn] != SIM_INVALID;
+    sim_unlock();
+    return rc;
+}
+
+int xensim_gfn_mapped(uint32_t domid, uint64_t gfn)
+{
+    struct sim_dom *d;
+    struct sim_local_dom *l;
+    int rc = get_dom(domid, &d, &l);
+
+    if (rc)
+        return rc;
+    if (gfn >= d->p2m_cap || l->p2m[gfn] == SIM_INVALID)
+        rc = -EINVAL;
+    else
+        rc = (int)(l->refs[l->p2m[gfn]] & SIM_REFMASK);
     sim_unlock();
     return rc;
 }
@@ -1453,6 +1471,8 @@ static int compare_views(const struct view *a, const struct view *b,
 
             if ((skip1 && g == skip1) || (skip2 && g == skip2) ||
                 g == a->gnttab_gfn || g == b->gnttab_gfn)
+                continue;
+            if (fa == SIM_INVALID && (what & XENSIM_CMP_REF_HOLES))
                 continue;
             if ((fa == SIM_INVALID) != (fb == SIM_INVALID)) {
                 snprintf(diff->what, sizeof(diff->what), "p2m");

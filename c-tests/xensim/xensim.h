@@ -38,6 +38,9 @@ struct xensim_domain_config {
     int empty;            /* 1: no RAM populated (a restore target); the
                              p2m size is still set by the memory layout */
     int paused;           /* 1: start paused (like a libxl-created domain) */
+    uint64_t p2m_pages;   /* address space in gfns the guest may populate
+                             (0: the layout's top + 4096); the p2m file is
+                             4 bytes a gfn, written whole at creation */
 };
 
 /*
@@ -68,6 +71,8 @@ int xensim_guest_write(uint32_t domid, uint64_t gfn, size_t off,
 /* Read guest memory (any state).  -EINVAL for an absent gfn. */
 int xensim_guest_read(uint32_t domid, uint64_t gfn, size_t off, void *buf,
                       size_t len);
+/* Foreign mappings (all processes) of gfn's current frame; -EINVAL if absent. */
+int xensim_gfn_mapped(uint32_t domid, uint64_t gfn);
 /* Is gfn populated?  1 yes, 0 no, <0 error. */
 int xensim_gfn_present(uint32_t domid, uint64_t gfn);
 /*
@@ -169,6 +174,9 @@ struct xensim_diff {
 #define XENSIM_CMP_HVMCTX    2u
 #define XENSIM_CMP_PARAMS    4u
 #define XENSIM_CMP_ALL       7u
+/* A gfn absent in the reference is not compared (a page the primary released
+ * stays on a checkpointed secondary: stream v2 has no way to depopulate). */
+#define XENSIM_CMP_REF_HOLES 8u
 
 struct xensim_snapshot *xensim_snapshot(uint32_t domid);
 void xensim_snapshot_free(struct xensim_snapshot *s);
