@@ -109,11 +109,11 @@ static void between(void *arg, unsigned int k)
         break;
     case HIGHGFN:
         if (k == 1)
-            rss_first = rel_status_kib("RssAnon:");
+            rss_first = rel_status_kib("RssAnon");
         if (k == 2)
             H_CHECK(xensim_balloon_in(1, TOP_P2M - 1) == 0, "populate the top gfn");
         if (k >= 4)
-            rss_last = rel_status_kib("RssAnon:");
+            rss_last = rel_status_kib("RssAnon");
         break;
     }
 }
@@ -171,7 +171,10 @@ static void run(enum kase c, const char *name, harness_save_fn save)
         H_CHECK(p_equal(), "%s/%s: the secondary's P differs from the primary's at the end, >= %u "
                 "checkpoints after the change", name, saver, PATROL + 1);
     if (c == HIGHGFN)
-        H_CHECK(rss_last - rss_first < 4096, "%s/%s: RssAnon grew by %ld KiB after the guest "
+        printf("highgfn/%s: RssAnon %ld KiB at postcopy 1, %ld KiB at the last\n", saver,
+               rss_first, rss_last);
+    if (c == HIGHGFN)
+        H_CHECK(rss_first > 0 && rss_last - rss_first < 4096, "%s/%s: RssAnon grew by %ld KiB after the guest "
                 "populated gfn %#llx", name, saver, rss_last - rss_first, TOP_P2M - 1);
     if (save == xcsave_domain_save && xcsave_cache_stats(1, &s) == 0)
         printf("%s/%s: ok (%u states compared); cache hits %llu maps %llu invalidations "
