@@ -250,7 +250,9 @@ static void check_against(struct rt *t, unsigned int k, unsigned int what,
         rt_fail(t, "%s: no snapshot of the primary at suspend %u", when, k);
         return;
     }
-    rc = xensim_compare_snapshot(s, t->o->dst, what, &diff);
+    rc = xensim_compare_snapshot(s, t->o->dst,
+                                 what | (t->o->holes_ok ? XENSIM_CMP_REF_HOLES : 0),
+                                 &diff);
     if (rc < 0)
         rt_fail(t, "%s: compare failed: %s", when, strerror(-rc));
     else if (rc)

@@ -76,6 +76,9 @@ struct harness_opts {
     const char *stream_path;     /* tee file; NULL -> $XENSIM_DIR/stream.bin */
     int no_verify;               /* skip verify-stream-v2 */
     int no_compare;              /* skip the equality checks */
+    /* checkpointed streams: a gfn the primary released may stay on the
+     * secondary (stream v2 cannot depopulate; the guest cannot read it) */
+    int holes_ok;
     int expect_save_fail;        /* the save is expected to return nonzero */
     int expect_restore_fail;     /* the restore is expected to fail */
     /* called in the save thread after the k-th postcopy (k >= 1), while the

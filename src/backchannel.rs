@@ -1,13 +1,24 @@
 // SPDX-License-Identifier: GPL-3.0-only
 //! The COLO back channel: parse the secondary's CHECKPOINT_DIRTY_PFN_LIST record.
 //!
-//! The record comes from another host and is treated as untrusted: its length is checked
-//! before anything is allocated, the body is read incrementally (a lying header cannot make
-//! us reserve memory it does not send), and every pfn is checked against the p2m size.
+//! The record comes from another host and is treated as untrusted. Its header is checked
+//! before anything of its body is read: the format's maximum (stock's E2BIG), the type, a
+//! length that is a multiple of 8, and a length of at most 8 × `p2m_size` (the secondary
+//! reports each dirty pfn once, so a longer list cannot be valid). The body is then read in
+//! chunks of [`CHUNK`] bytes, a small buffer on the stack, and every pfn is checked against
+//! the p2m size as it arrives.
+//!
+//! [`merge_dirty_pfn_list`] sets each pfn straight into the caller's bitmap: its peak memory
+//! is the chunk, whatever the record's size (a valid 128 MiB record included). A record that
+//! fails half-way leaves the bits of its valid prefix set; the caller fails the save then, as
+//! stock does, so the extra bits are never acted upon.
 
 use crate::fallible;
-use crate::stream::{padding, rec, TooLong, REC_LENGTH_MAX};
+use crate::stream::{rec, rec_type_name, REC_LENGTH_MAX};
 use std::io::{ErrorKind, Read};
+
+/// Bytes of a record body read at a time (a multiple of 8: whole pfns per chunk).
+pub const CHUNK: usize = 4096;
 
 /// Why a back-channel record was rejected.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,9 +38,16 @@ pub enum BackChannelError {
     WrongType(u32),
     /// The body length is not a multiple of 8.
     BadLength(u32),
-    /// A pfn lies outside the guest's p2m.
+    /// The list holds more pfns than the guest's p2m has (length > 8 × `p2m_size`).
+    LongerThanP2m {
+        /// The record's body length.
+        length: u32,
+        /// The guest's p2m size in pfns.
+        p2m_size: u64,
+    },
+    /// A pfn lies outside the guest's p2m (or outside the caller's bitmap).
     PfnOutOfRange(u64),
-    /// No memory for the record (its length was valid).
+    /// No memory for the list (its length was valid).
     NoMemory(usize),
 }
 
@@ -56,17 +74,23 @@ impl BackChannelError {
             BackChannelError::Truncated { wanted, got } => {
                 format!("Back channel record truncated: wanted {wanted} bytes, got {got}")
             }
-            BackChannelError::TooLong(l) => TooLong {
-                rtype: rec::CHECKPOINT_DIRTY_PFN_LIST,
-                length: *l as usize,
-            }
-            .to_string(),
+            BackChannelError::TooLong(l) => format!(
+                "Record (0x{:08x}, {}) length {:#x} exceeds max ({:#x})",
+                rec::CHECKPOINT_DIRTY_PFN_LIST,
+                rec_type_name(rec::CHECKPOINT_DIRTY_PFN_LIST),
+                l,
+                REC_LENGTH_MAX
+            ),
             BackChannelError::WrongType(t) => {
                 format!("Expect dirty bitmap record, but received {t}")
             }
             BackChannelError::BadLength(l) => {
                 format!("Invalid dirty pfn list record length {l}")
             }
+            BackChannelError::LongerThanP2m { length, p2m_size } => format!(
+                "Invalid dirty pfn list record length {length}: more than the {p2m_size} pfns \
+                 of the guest's p2m"
+            ),
             BackChannelError::PfnOutOfRange(p) => format!("Invalid pfn {p:#x}"),
             BackChannelError::NoMemory(n) => {
                 format!("Unable to allocate {n} bytes for the dirty pfn list")
@@ -94,85 +118,110 @@ fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> Result<(), BackChan
     Ok(())
 }
 
-/// A record read from the back channel: its type and body (padding stripped).
-#[derive(Debug)]
-pub struct RawRecord {
-    /// Record type.
-    pub rtype: u32,
-    /// Record body, `length` bytes.
-    pub body: Vec<u8>,
-}
-
-/// Read one record (header, body, padding) from `r`.
-pub fn read_record<R: Read + ?Sized>(r: &mut R) -> Result<RawRecord, BackChannelError> {
+/// Read a record header and check it against a p2m of `p2m_size` pfns; returns the number
+/// of pfns the body holds. Nothing of the body is read.
+fn read_list_header<R: Read + ?Sized>(r: &mut R, p2m_size: u64) -> Result<u64, BackChannelError> {
     let mut hdr = [0u8; 8];
     read_full(r, &mut hdr)?;
-    let rtype = u32::from_le_bytes(hdr[0..4].try_into().expect("4 bytes"));
-    let length = u32::from_le_bytes(hdr[4..8].try_into().expect("4 bytes"));
+    let rtype = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+    let length = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
     if length > REC_LENGTH_MAX {
         return Err(BackChannelError::TooLong(length));
     }
-    let total = length as usize + padding(length as usize);
-    // Read in bounded chunks so that memory follows the bytes actually received.
-    let mut body = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    while body.len() < total {
-        let want = (total - body.len()).min(chunk.len());
-        match read_full(r, &mut chunk[..want]) {
-            Ok(()) => {
-                // Grow fallibly: a valid length may still be more than this process has.
-                if body.capacity() - body.len() < want {
-                    let more = (total - body.len()).min(body.len().max(want));
-                    fallible::try_reserve(&mut body, more)
-                        .map_err(|_| BackChannelError::NoMemory(body.len() + more))?;
-                }
-                body.extend_from_slice(&chunk[..want])
-            }
-            Err(BackChannelError::Truncated { got, .. }) => {
-                return Err(BackChannelError::Truncated {
-                    wanted: total,
-                    got: body.len() + got,
-                })
-            }
-            Err(e) => return Err(e),
-        }
+    if rtype != rec::CHECKPOINT_DIRTY_PFN_LIST {
+        return Err(BackChannelError::WrongType(rtype));
     }
-    body.truncate(length as usize);
-    Ok(RawRecord { rtype, body })
+    if !length.is_multiple_of(8) {
+        return Err(BackChannelError::BadLength(length));
+    }
+    let n = u64::from(length) / 8;
+    if n > p2m_size {
+        return Err(BackChannelError::LongerThanP2m { length, p2m_size });
+    }
+    Ok(n)
 }
 
-/// Validate a CHECKPOINT_DIRTY_PFN_LIST record against a p2m of `p2m_size` pfns and return
-/// its pfns (unordered, duplicates allowed, as the secondary sends them).
-pub fn parse_dirty_pfn_list(
-    record: &RawRecord,
+/// Read the body of `n` pfns in chunks of [`CHUNK`] bytes and hand each in-range pfn to
+/// `each`, in the order received. A body of 8 × n bytes needs no padding.
+fn for_each_pfn<R: Read + ?Sized>(
+    r: &mut R,
+    n: u64,
     p2m_size: u64,
-) -> Result<Vec<u64>, BackChannelError> {
-    if record.rtype != rec::CHECKPOINT_DIRTY_PFN_LIST {
-        return Err(BackChannelError::WrongType(record.rtype));
-    }
-    if !record.body.len().is_multiple_of(8) {
-        return Err(BackChannelError::BadLength(record.body.len() as u32));
-    }
-    let n = record.body.len() / 8;
-    let mut pfns: Vec<u64> = fallible::try_with_capacity(n)
-        .map_err(|_| BackChannelError::NoMemory(record.body.len()))?;
-    for c in record.body.chunks_exact(8) {
-        let pfn = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        if pfn >= p2m_size {
-            return Err(BackChannelError::PfnOutOfRange(pfn));
+    mut each: impl FnMut(u64) -> Result<(), BackChannelError>,
+) -> Result<(), BackChannelError> {
+    let total = (n * 8) as usize;
+    let mut chunk = [0u8; CHUNK];
+    let mut done = 0;
+    while done < total {
+        let want = (total - done).min(CHUNK);
+        read_full(r, &mut chunk[..want]).map_err(|e| match e {
+            BackChannelError::Truncated { got, .. } => BackChannelError::Truncated {
+                wanted: total,
+                got: done + got,
+            },
+            e => e,
+        })?;
+        for c in chunk[..want].chunks_exact(8) {
+            let pfn = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            if pfn >= p2m_size {
+                return Err(BackChannelError::PfnOutOfRange(pfn));
+            }
+            each(pfn)?;
         }
-        pfns.push(pfn);
+        done += want;
     }
-    Ok(pfns)
+    Ok(())
 }
 
-/// Read and validate one dirty-pfn-list record from `r`.
+/// Read one CHECKPOINT_DIRTY_PFN_LIST record from `r` and set each of its pfns in `words`, a
+/// bitmap of 64-bit words (pfn p is bit p % 64 of word p / 64: the engine's dirty bitmap,
+/// which must cover `p2m_size` bits). Returns the number of pfns the record listed
+/// (duplicates counted). Memory used: one [`CHUNK`] on the stack, nothing on the heap.
+///
+/// Errors as [`read_dirty_pfn_list`]; a pfn past the end of `words` is `PfnOutOfRange`.
+/// On an error, bits of the pfns before the bad one may already be set.
+pub fn merge_dirty_pfn_list<R: Read + ?Sized>(
+    r: &mut R,
+    p2m_size: u64,
+    words: &mut [u64],
+) -> Result<u64, BackChannelError> {
+    let n = read_list_header(r, p2m_size)?;
+    for_each_pfn(r, n, p2m_size, |pfn| {
+        let word = usize::try_from(pfn / 64)
+            .ok()
+            .and_then(|i| words.get_mut(i))
+            .ok_or(BackChannelError::PfnOutOfRange(pfn))?;
+        *word |= 1u64 << (pfn % 64);
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// Read and validate one dirty-pfn-list record from `r` and return its pfns (unordered,
+/// duplicates allowed, as the secondary sends them). The list grows fallibly with the bytes
+/// received, so a lying header cannot make us reserve memory it does not send; its peak is
+/// the list itself (8 bytes a pfn). [`merge_dirty_pfn_list`] needs no list at all: the engine
+/// moves to it when it is rewired (issue 14), and this function then goes.
+///
+/// Errors: `TooLong` (E2BIG) above the format's maximum; `WrongType`, `BadLength`,
+/// `LongerThanP2m`, `PfnOutOfRange` (EINVAL); `Truncated` (EIO); `Io` (its errno);
+/// `NoMemory` (ENOMEM).
 pub fn read_dirty_pfn_list<R: Read + ?Sized>(
     r: &mut R,
     p2m_size: u64,
 ) -> Result<Vec<u64>, BackChannelError> {
-    let record = read_record(r)?;
-    parse_dirty_pfn_list(&record, p2m_size)
+    let n = read_list_header(r, p2m_size)?;
+    let mut pfns: Vec<u64> = Vec::new();
+    for_each_pfn(r, n, p2m_size, |pfn| {
+        if pfns.len() == pfns.capacity() {
+            let more = pfns.len().max(CHUNK / 8).min(n as usize - pfns.len());
+            fallible::try_reserve(&mut pfns, more)
+                .map_err(|_| BackChannelError::NoMemory((pfns.len() + more) * 8))?;
+        }
+        pfns.push(pfn);
+        Ok(())
+    })?;
+    Ok(pfns)
 }
 
 #[cfg(test)]
@@ -185,11 +234,56 @@ mod tests {
         encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&body]).unwrap()
     }
 
+    /// `merge_dirty_pfn_list` into a fresh bitmap of `p2m_size` bits: (count, set bits).
+    fn merged(bytes: &[u8], p2m_size: u64) -> Result<(u64, Vec<u64>), BackChannelError> {
+        let mut words = vec![0u64; p2m_size.div_ceil(64) as usize];
+        let n = merge_dirty_pfn_list(&mut &bytes[..], p2m_size, &mut words)?;
+        let set = (0..p2m_size)
+            .filter(|&p| words[(p / 64) as usize] & (1 << (p % 64)) != 0)
+            .collect();
+        Ok((n, set))
+    }
+
     #[test]
     fn accepts_unordered_and_duplicates() {
         let bytes = list(&[9, 3, 3, 0, 9]);
         let got = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap();
         assert_eq!(got, vec![9, 3, 3, 0, 9]);
+        assert_eq!(merged(&bytes, 10).unwrap(), (5, vec![0, 3, 9]));
+    }
+
+    #[test]
+    fn merge_ors_into_what_is_set() {
+        let bytes = list(&[1, 64, 129]);
+        let mut words = vec![1u64 << 5, 0, 0];
+        assert_eq!(
+            merge_dirty_pfn_list(&mut &bytes[..], 130, &mut words),
+            Ok(3)
+        );
+        assert_eq!(words, vec![(1 << 5) | (1 << 1), 1, 1 << 1]);
+    }
+
+    #[test]
+    fn merge_rejects_a_pfn_past_the_bitmap_without_panicking() {
+        // A caller's bitmap shorter than its p2m size: an error, never an index panic.
+        let bytes = list(&[200]);
+        let mut words = vec![0u64; 2];
+        let e = merge_dirty_pfn_list(&mut &bytes[..], 1000, &mut words).unwrap_err();
+        assert_eq!(e, BackChannelError::PfnOutOfRange(200));
+        assert_eq!(words, vec![0, 0]);
+    }
+
+    #[test]
+    fn merge_makes_no_allocation() {
+        // Every fallible allocation of this thread fails: the merge has none to fail.
+        let bytes = list(&(0..2000).collect::<Vec<u64>>());
+        let _g = hooks::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| "1".into()));
+        let mut words = vec![0u64; 32];
+        assert_eq!(
+            merge_dirty_pfn_list(&mut &bytes[..], 2048, &mut words),
+            Ok(2000)
+        );
+        assert!(words[..31].iter().all(|&w| w == u64::MAX));
     }
 
     #[test]
@@ -199,6 +293,9 @@ mod tests {
             read_dirty_pfn_list(&mut &bytes[..], 10).unwrap(),
             Vec::<u64>::new()
         );
+        assert_eq!(merged(&bytes, 10).unwrap(), (0, vec![]));
+        // Even for a guest with no p2m at all.
+        assert_eq!(merged(&bytes, 0).unwrap(), (0, vec![]));
     }
 
     #[test]
@@ -207,7 +304,9 @@ mod tests {
         bytes.extend(list(&[2]));
         let mut r = &bytes[..];
         assert_eq!(read_dirty_pfn_list(&mut r, 10).unwrap(), vec![1]);
-        assert_eq!(read_dirty_pfn_list(&mut r, 10).unwrap(), vec![2]);
+        let mut words = [0u64];
+        assert_eq!(merge_dirty_pfn_list(&mut r, 10, &mut words), Ok(1));
+        assert_eq!(words, [1 << 2]);
         assert!(r.is_empty());
     }
 
@@ -218,10 +317,45 @@ mod tests {
             read_dirty_pfn_list(&mut &bytes[..], 10),
             Err(BackChannelError::PfnOutOfRange(10))
         );
+        assert_eq!(merged(&bytes, 10), Err(BackChannelError::PfnOutOfRange(10)));
         let bytes = list(&[u64::MAX]);
         let e = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap_err();
         assert_eq!(e, BackChannelError::PfnOutOfRange(u64::MAX));
         assert_eq!(e.errno(), libc::EINVAL);
+    }
+
+    #[test]
+    fn rejects_a_list_longer_than_the_p2m() {
+        // The secondary reports each dirty pfn once: at most p2m_size pfns, 8 bytes each.
+        let bytes = list(&[1, 1]);
+        assert_eq!(merged(&bytes, 2).unwrap(), (2, vec![1]));
+        let bytes = list(&[1, 1, 1]);
+        let want = BackChannelError::LongerThanP2m {
+            length: 24,
+            p2m_size: 2,
+        };
+        assert_eq!(merged(&bytes, 2), Err(want));
+        let e = read_dirty_pfn_list(&mut &bytes[..], 2).unwrap_err();
+        assert_eq!(
+            e,
+            BackChannelError::LongerThanP2m {
+                length: 24,
+                p2m_size: 2
+            }
+        );
+        assert_eq!(e.errno(), libc::EINVAL);
+        assert!(e.message().contains("record length 24"), "{}", e.message());
+        // Checked on the header: a huge claimed list for a small guest reads no body.
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&rec::CHECKPOINT_DIRTY_PFN_LIST.to_le_bytes());
+        bytes.extend_from_slice(&(64u32 << 20).to_le_bytes());
+        assert_eq!(
+            merged(&bytes, 1024),
+            Err(BackChannelError::LongerThanP2m {
+                length: 64 << 20,
+                p2m_size: 1024
+            })
+        );
     }
 
     #[test]
@@ -230,6 +364,7 @@ mod tests {
         let e = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap_err();
         assert_eq!(e, BackChannelError::WrongType(rec::CHECKPOINT));
         assert_eq!(e.errno(), libc::EINVAL);
+        assert_eq!(merged(&bytes, 10), Err(e));
     }
 
     #[test]
@@ -238,18 +373,36 @@ mod tests {
         let e = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap_err();
         assert_eq!(e, BackChannelError::BadLength(5));
         assert_eq!(e.errno(), libc::EINVAL);
+        assert_eq!(merged(&bytes, 10), Err(e));
     }
 
     #[test]
     fn rejects_truncation_everywhere() {
-        let bytes = list(&[1, 2, 3]);
-        for cut in 0..bytes.len() {
-            let e = read_dirty_pfn_list(&mut &bytes[..cut], 10).unwrap_err();
-            assert!(
-                matches!(e, BackChannelError::Truncated { .. }),
-                "cut at {cut}: {e:?}"
-            );
-            assert_eq!(e.errno(), libc::EIO);
+        // Three pfns: the cut falls in the header, or in a body that spans more than one
+        // chunk (CHUNK / 8 + 3 pfns), so the count of bytes received crosses chunks.
+        for n in [3u64, (CHUNK / 8) as u64 + 3] {
+            let bytes = list(&(0..n).collect::<Vec<u64>>());
+            for cut in (0..bytes.len()).filter(|c| *c < 64 || c % 509 == 0 || *c > bytes.len() - 9)
+            {
+                let e = read_dirty_pfn_list(&mut &bytes[..cut], n).unwrap_err();
+                let body = cut.saturating_sub(8);
+                if cut >= 8 {
+                    assert_eq!(
+                        e,
+                        BackChannelError::Truncated {
+                            wanted: n as usize * 8,
+                            got: body
+                        },
+                        "cut at {cut}"
+                    );
+                }
+                assert!(
+                    matches!(e, BackChannelError::Truncated { .. }),
+                    "cut at {cut}: {e:?}"
+                );
+                assert_eq!(e.errno(), libc::EIO);
+                assert_eq!(merged(&bytes[..cut], n), Err(e));
+            }
         }
     }
 
@@ -260,12 +413,21 @@ mod tests {
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         let e = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap_err();
         assert_eq!(e, BackChannelError::TooLong(u32::MAX));
-        // Just under the maximum but with no body: truncated, after reading what is there.
+        assert_eq!(e.errno(), libc::E2BIG);
+        // At the maximum, for a guest big enough, but with no body: truncated, after reading
+        // what is there.
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&rec::CHECKPOINT_DIRTY_PFN_LIST.to_le_bytes());
         bytes.extend_from_slice(&REC_LENGTH_MAX.to_le_bytes());
         bytes.extend_from_slice(&[0u8; 16]);
-        let e = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap_err();
+        let p2m = u64::from(REC_LENGTH_MAX) / 8;
+        let want = BackChannelError::Truncated {
+            wanted: REC_LENGTH_MAX as usize,
+            got: 16,
+        };
+        assert_eq!(read_dirty_pfn_list(&mut &bytes[..], p2m), Err(want));
+        let mut words = vec![0u64; p2m.div_ceil(64) as usize];
+        let e = merge_dirty_pfn_list(&mut &bytes[..], p2m, &mut words).unwrap_err();
         assert_eq!(
             e,
             BackChannelError::Truncated {
@@ -277,17 +439,17 @@ mod tests {
 
     #[test]
     fn allocation_failure_is_enomem() {
+        // Three pfns: one growth of the list, one allocation point.
         let bytes = list(&[1, 2, 3]);
-        for n in ["1", "2"] {
-            let _g = crate::faults::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| n.into()));
-            let e = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap_err();
-            assert!(matches!(e, BackChannelError::NoMemory(_)), "{n}: {e:?}");
-            assert_eq!(e.errno(), libc::ENOMEM);
-        }
+        let _g = hooks::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| "1".into()));
+        let e = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap_err();
+        assert!(matches!(e, BackChannelError::NoMemory(_)), "{e:?}");
+        assert_eq!(e.errno(), libc::ENOMEM);
     }
 
     /// The cargo-fuzz corpus (fuzz/corpus/backchannel, see docs/reliability.md) replayed with
-    /// the fuzz target's invariants: every input ends in in-range pfns or a clean error.
+    /// the fuzz target's invariants: every input ends in in-range pfns or a clean error, and
+    /// the list and the bitmap readers agree.
     #[test]
     fn fuzz_corpus_replays_cleanly() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/backchannel");
@@ -299,12 +461,23 @@ mod tests {
                 continue;
             }
             let p2m = u32::from_le_bytes(data[..4].try_into().unwrap()) as u64;
-            let mut r = &data[4..];
+            let (mut r, mut m) = (&data[4..], &data[4..]);
+            let mut words = vec![0u64; p2m.div_ceil(64) as usize];
             for _ in 0..16 {
-                match read_dirty_pfn_list(&mut r, p2m) {
-                    Ok(pfns) => assert!(pfns.iter().all(|&p| p < p2m)),
+                let listed = read_dirty_pfn_list(&mut r, p2m);
+                let counted = merge_dirty_pfn_list(&mut m, p2m, &mut words);
+                match listed {
+                    Ok(pfns) => {
+                        assert!(pfns.iter().all(|&p| p < p2m));
+                        assert!(pfns
+                            .iter()
+                            .all(|&p| words[(p / 64) as usize] & (1 << (p % 64)) != 0));
+                        assert_eq!(counted, Ok(pfns.len() as u64));
+                        assert_eq!(r.len(), m.len());
+                    }
                     Err(e) => {
                         assert!(e.errno() > 0 && !e.message().is_empty());
+                        assert_eq!(counted, Err(e));
                         break;
                     }
                 }
@@ -324,5 +497,7 @@ mod tests {
         let e = read_dirty_pfn_list(&mut Failing, 10).unwrap_err();
         assert_eq!(e, BackChannelError::Io(libc::ECONNRESET));
         assert_eq!(e.errno(), libc::ECONNRESET);
+        let mut words = [0u64];
+        assert_eq!(merge_dirty_pfn_list(&mut Failing, 10, &mut words), Err(e));
     }
 }

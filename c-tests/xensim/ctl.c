@@ -26,6 +26,9 @@ static void usage(void)
             "  write DOMID GFN OFFSET BYTE      (a guest write)\n"
             "  dirty DOMID FIRST COUNT RATE SECONDS  (run the dirtier)\n"
             "  balloon-replace DOMID GFN SEED | balloon-out|balloon-in DOMID GFN\n"
+            "  exchange DOMID GFN OTHER SEED | move-gmfn DOMID SRC DST\n"
+            "  grant-over DOMID GFN | max-pages DOMID PAGES\n"
+            "  p2m-marks-dirty 0|1      (1: Xen >= 4.20.3 marks p2m additions dirty)\n"
             "  compare DOMID_REF DOMID [ram|all]\n"
             "  stats | stats-reset | count OP SUBOP\n"
             "  cost CALL_NS PAGE_NS\n"
@@ -97,10 +100,12 @@ int main(int argc, char **argv)
         NEED(1);
         check(xensim_dominfo((uint32_t)num(argv[2]), &i), "info");
         printf("domid %u paused %d shutdown %d reason %u dying %d running %d "
-               "logdirty %d tot_pages %llu max_pages %llu p2m_size %#llx "
+               "logdirty %d tot_pages %llu held_pages %llu max_pages %llu "
+               "p2m_size %#llx "
                "store_pfn %#llx console_pfn %#llx\n",
                i.domid, i.paused, i.shutdown, i.shutdown_reason, i.dying,
                i.running, i.logdirty, (unsigned long long)i.tot_pages,
+               (unsigned long long)i.held_pages,
                (unsigned long long)i.max_pages,
                (unsigned long long)i.p2m_size,
                (unsigned long long)i.hvm_param[1],
@@ -141,6 +146,27 @@ int main(int argc, char **argv)
         check(xensim_balloon_replace((uint32_t)num(argv[2]), num(argv[3]),
                                      num(argv[4])),
               "balloon-replace");
+    } else if (!strcmp(cmd, "exchange")) {
+        NEED(4);
+        check(xensim_masked_exchange((uint32_t)num(argv[2]), num(argv[3]),
+                                     num(argv[4]), num(argv[5])),
+              "exchange");
+    } else if (!strcmp(cmd, "move-gmfn")) {
+        NEED(3);
+        check(xensim_move_gmfn((uint32_t)num(argv[2]), num(argv[3]),
+                               num(argv[4])),
+              "move-gmfn");
+    } else if (!strcmp(cmd, "grant-over")) {
+        NEED(2);
+        check(xensim_grant_over((uint32_t)num(argv[2]), num(argv[3])),
+              "grant-over");
+    } else if (!strcmp(cmd, "max-pages")) {
+        NEED(2);
+        check(xensim_set_max_pages((uint32_t)num(argv[2]), num(argv[3])),
+              "max-pages");
+    } else if (!strcmp(cmd, "p2m-marks-dirty")) {
+        NEED(1);
+        xensim_set_p2m_add_marks_dirty((int)num(argv[2]));
     } else if (!strcmp(cmd, "balloon-out") || !strcmp(cmd, "balloon-in")) {
         NEED(2);
         check(cmd[8] == 'o' ? xensim_balloon_out((uint32_t)num(argv[2]),

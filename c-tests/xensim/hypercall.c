@@ -191,15 +191,7 @@ static long do_memory_op(uint64_t cmd, void *arg)
         if (x->space != XENMAPSPACE_grant_table || x->idx != 0)
             return unhandled("memory_op add_to_physmap space", x->space,
                              x->idx);
-        if (x->gpfn >= d->p2m_cap)
-            return -EINVAL;
-        if (d->gnttab_gfn != ~0ull)
-            l->p2m[d->gnttab_gfn] = SIM_INVALID;
-        if (l->p2m[x->gpfn] != SIM_INVALID && x->gpfn != d->gnttab_gfn)
-            sim_frame_release(d, l, l->p2m[x->gpfn]);
-        l->p2m[x->gpfn] = (uint32_t)d->gnttab_frame;
-        d->gnttab_gfn = x->gpfn;
-        return 0;
+        return sim_map_grant(d, l, x->gpfn);
     }
     case XENMEM_remove_from_physmap: {
         struct xen_remove_from_physmap *x = arg;
@@ -585,7 +577,7 @@ static long do_domctl(struct xen_domctl *dc)
         }
         rc = sim_create_locked(id, 0, 1, 1,
                                dc->u.createdomain.max_vcpus
-                                   ? dc->u.createdomain.max_vcpus : 1);
+                                   ? dc->u.createdomain.max_vcpus : 1, 0);
         if (rc)
             return rc;
         dc->domain = (domid_t)id;

@@ -70,6 +70,7 @@ struct sim_dom {
     uint64_t next_frame;       /* next never-used frame */
     uint64_t gnttab_frame;     /* frame holding the grant table */
     uint64_t gnttab_gfn;       /* where it is mapped, or ~0 */
+    uint64_t held_pages;       /* released frames a foreign mapping still holds */
     uint32_t tsc_mode, gtsc_khz, incarnation;
     uint64_t elapsed_nsec;
     uint64_t params[SIM_NR_PARAMS];
@@ -97,6 +98,7 @@ struct sim_state {
     uint64_t gen_counter;
     uint64_t cost_call_ns, cost_page_ns, cost_unmap_page_ns;
     uint64_t dom0_frames_limit;  /* 0: unlimited */
+    int p2m_add_marks_dirty;     /* Xen >= 4.19.5/4.20.3: p2m_add_page marks the gfn */
     struct sim_counters_shared ctr;
     struct sim_fault faults[SIM_MAX_FAULTS];
     struct sim_dom doms[SIM_MAX_DOMS];
@@ -131,6 +133,10 @@ void sim_mark_dirty(struct sim_dom *d, struct sim_local_dom *l, uint64_t gfn);
 int64_t sim_alloc_frame(struct sim_dom *d);   /* locked; -ENOMEM */
 int sim_populate(struct sim_dom *d, uint64_t gfn); /* locked */
 int sim_depopulate(struct sim_dom *d, uint64_t gfn); /* locked */
+/* A gfn got a new p2m entry: marked dirty only in p2m_add_marks_dirty mode. */
+void sim_p2m_added(struct sim_dom *d, struct sim_local_dom *l, uint64_t gfn);
+/* add_to_physmap(grant_table, 0) at gfn: the RAM frame there is released. */
+int sim_map_grant(struct sim_dom *d, struct sim_local_dom *l, uint64_t gfn);
 /*
  * Frame accounting as Xen's: a frame that leaves the p2m (balloon out,
  * replace, populate over it) is freed, and leaves tot_pages, only when no
@@ -152,7 +158,7 @@ void sim_default_cpu_policy(struct sim_dom *d);
 void sim_default_hvmctx(struct sim_dom *d, uint64_t seed);
 void sim_destroy_locked(struct sim_dom *d);
 int sim_create_locked(uint32_t domid, uint64_t ram_pages, int empty,
-                      int paused, unsigned int vcpus);
+                      int paused, unsigned int vcpus, uint64_t p2m_pages);
 
 /* ---- hypercalls (hypercall.c) ---- */
 long sim_hypercall(uint64_t op, const uint64_t arg[5]);

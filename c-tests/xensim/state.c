@@ -323,9 +323,10 @@ void sim_frame_ref(struct sim_local_dom *l, uint32_t frame)
 void sim_frame_release(struct sim_dom *d, struct sim_local_dom *l,
                        uint32_t frame)
 {
-    if (l->refs[frame] & SIM_REFMASK)
+    if (l->refs[frame] & SIM_REFMASK) {
         l->refs[frame] |= SIM_RELEASED;  /* stays allocated and counted */
-    else
+        d->held_pages++;
+    } else
         d->tot_pages--;
 }
 
@@ -346,6 +347,7 @@ void sim_frame_unref(unsigned int slot, uint16_t gen, uint32_t frame)
     if (l->refs[frame] == SIM_RELEASED) {
         l->refs[frame] = 0;
         d->tot_pages--;
+        d->held_pages--;
     }
 }
 
@@ -370,6 +372,33 @@ int sim_populate(struct sim_dom *d, uint64_t gfn)
     l->p2m[gfn] = (uint32_t)f;
     if (gfn > d->max_gpfn)
         d->max_gpfn = gfn;
+    sim_p2m_added(d, l, gfn);
+    return 0;
+}
+
+/*
+ * Xen 4.17's p2m_add_page (xen/arch/x86/mm/p2m.c) marks nothing dirty; from
+ * 4.19.5, 4.20.3, 4.21.1 and 4.22 on ("x86/mm: update log-dirty bitmap when
+ * manipulating P2M", 98fccdf0ac) it marks every gfn it adds that is not a
+ * grant mapping: populate, XENMAPSPACE_gmfn, grant_table, shared_info.
+ */
+void sim_p2m_added(struct sim_dom *d, struct sim_local_dom *l, uint64_t gfn)
+{
+    if (sim->p2m_add_marks_dirty)
+        sim_mark_dirty(d, l, gfn);
+}
+
+int sim_map_grant(struct sim_dom *d, struct sim_local_dom *l, uint64_t gfn)
+{
+    if (gfn >= d->p2m_cap)
+        return -EINVAL;
+    if (d->gnttab_gfn != ~0ull)
+        l->p2m[d->gnttab_gfn] = SIM_INVALID;
+    if (l->p2m[gfn] != SIM_INVALID && gfn != d->gnttab_gfn)
+        sim_frame_release(d, l, l->p2m[gfn]);   /* guest_remove_page */
+    l->p2m[gfn] = (uint32_t)d->gnttab_frame;
+    d->gnttab_gfn = gfn;
+    sim_p2m_added(d, l, gfn);
     return 0;
 }
 
@@ -771,7 +800,7 @@ void sim_destroy_locked(struct sim_dom *d)
 }
 
 int sim_create_locked(uint32_t domid, uint64_t ram_pages, int empty,
-                      int paused, unsigned int vcpus)
+                      int paused, unsigned int vcpus, uint64_t p2m_pages)
 {
     struct sim_dom *d = NULL;
     struct sim_local_dom *l;
@@ -804,6 +833,8 @@ int sim_create_locked(uint32_t domid, uint64_t ram_pages, int empty,
         d->p2m_cap = SIM_HIGHMEM_START + (16ull << 18) + 4096;
         d->max_pages = 0;
     }
+    if (p2m_pages > d->p2m_cap)
+        d->p2m_cap = p2m_pages;
     d->frame_cap = (ram_pages ? d->max_pages : (16ull << 18)) + 65536 + 1;
     d->gnttab_gfn = ~0ull;
     d->gtsc_khz = 2400000;
@@ -857,7 +888,7 @@ int xensim_create_domain(uint32_t domid, const struct xensim_domain_config *cfg)
         return -EINVAL;
     sim_lock();
     rc = sim_create_locked(domid, cfg->mem_bytes / SIM_PAGE, cfg->empty,
-                           cfg->paused, cfg->vcpus);
+                           cfg->paused, cfg->vcpus, cfg->p2m_pages);
     sim_unlock();
     return rc;
 }
@@ -1006,6 +1037,22 @@ int xensim_gfn_present(uint32_t domid, uint64_t gfn)
     return rc;
 }
 
+int xensim_gfn_mapped(uint32_t domid, uint64_t gfn)
+{
+    struct sim_dom *d;
+    struct sim_local_dom *l;
+    int rc = get_dom(domid, &d, &l);
+
+    if (rc)
+        return rc;
+    if (gfn >= d->p2m_cap || l->p2m[gfn] == SIM_INVALID)
+        rc = -EINVAL;
+    else
+        rc = (int)(l->refs[l->p2m[gfn]] & SIM_REFMASK);
+    sim_unlock();
+    return rc;
+}
+
 int xensim_balloon_replace(uint32_t domid, uint64_t gfn, uint64_t seed)
 {
     struct sim_dom *d;
@@ -1027,9 +1074,109 @@ int xensim_balloon_replace(uint32_t domid, uint64_t gfn, uint64_t seed)
     sim_fill_page(l->ram + (uint64_t)f * SIM_PAGE, seed, gfn);
     sim_frame_release(d, l, l->p2m[gfn]);
     d->tot_pages++;
-    l->p2m[gfn] = (uint32_t)f;   /* deliberately not marked dirty */
+    l->p2m[gfn] = (uint32_t)f;   /* not marked dirty, as 4.17 */
+    sim_p2m_added(d, l, gfn);
     sim_unlock();
     return 0;
+}
+
+int xensim_masked_exchange(uint32_t domid, uint64_t gfn, uint64_t other,
+                           uint64_t seed)
+{
+    struct sim_dom *d;
+    struct sim_local_dom *l;
+    int64_t f;
+    int rc = get_dom(domid, &d, &l);
+
+    if (rc)
+        return rc;
+    if (gfn == other || gfn >= d->p2m_cap || other >= d->p2m_cap ||
+        l->p2m[gfn] == SIM_INVALID || l->p2m[other] == SIM_INVALID ||
+        gfn == d->gnttab_gfn || other == d->gnttab_gfn) {
+        sim_unlock();
+        return -EINVAL;
+    }
+    /* decrease_reservation(other), decrease_reservation(gfn) ... */
+    sim_frame_release(d, l, l->p2m[other]);
+    l->p2m[other] = SIM_INVALID;
+    sim_frame_release(d, l, l->p2m[gfn]);
+    l->p2m[gfn] = SIM_INVALID;
+    /* ... populate_physmap(gfn), refused at max_pages as in assign_pages */
+    rc = d->tot_pages >= d->max_pages ? -ENOMEM : 0;
+    if (!rc && (f = sim_alloc_frame(d)) < 0)
+        rc = (int)f;
+    if (!rc) {
+        sim_fill_page(l->ram + (uint64_t)f * SIM_PAGE, seed, gfn);
+        d->tot_pages++;
+        l->p2m[gfn] = (uint32_t)f;
+        sim_p2m_added(d, l, gfn);
+    }
+    sim_unlock();
+    return rc;
+}
+
+int xensim_move_gmfn(uint32_t domid, uint64_t src, uint64_t dst)
+{
+    struct sim_dom *d;
+    struct sim_local_dom *l;
+    int rc = get_dom(domid, &d, &l);
+
+    if (rc)
+        return rc;
+    if (src >= d->p2m_cap || dst >= d->p2m_cap ||
+        l->p2m[src] == SIM_INVALID || src == d->gnttab_gfn) {
+        sim_unlock();
+        return -EINVAL;
+    }
+    if (src != dst) {
+        /* xenmem_add_to_physmap_one: free dst's page, unmap src, map at dst */
+        if (dst == d->gnttab_gfn)
+            d->gnttab_gfn = ~0ull;      /* special pages are unhooked */
+        else if (l->p2m[dst] != SIM_INVALID)
+            sim_frame_release(d, l, l->p2m[dst]);   /* guest_remove_page */
+        l->p2m[dst] = l->p2m[src];
+        l->p2m[src] = SIM_INVALID;
+        if (dst > d->max_gpfn)
+            d->max_gpfn = dst;
+        sim_p2m_added(d, l, dst);
+    }
+    sim_unlock();
+    return 0;
+}
+
+int xensim_grant_over(uint32_t domid, uint64_t gfn)
+{
+    struct sim_dom *d;
+    struct sim_local_dom *l;
+    int rc = get_dom(domid, &d, &l);
+
+    if (rc)
+        return rc;
+    rc = sim_map_grant(d, l, gfn);
+    sim_unlock();
+    return rc;
+}
+
+int xensim_set_max_pages(uint32_t domid, uint64_t max_pages)
+{
+    struct sim_dom *d;
+    struct sim_local_dom *l;
+    int rc = get_dom(domid, &d, &l);
+
+    if (rc)
+        return rc;
+    d->max_pages = max_pages;
+    sim_unlock();
+    return 0;
+}
+
+void xensim_set_p2m_add_marks_dirty(int on)
+{
+    if (sim_attach())
+        return;
+    sim_lock();
+    sim->p2m_add_marks_dirty = !!on;
+    sim_unlock();
 }
 
 int xensim_balloon_out(uint32_t domid, uint64_t gfn)
@@ -1079,6 +1226,7 @@ int xensim_dominfo(uint32_t domid, struct xensim_dominfo *info)
     info->logdirty = d->logdirty;
     info->tot_pages = d->tot_pages;
     info->max_pages = d->max_pages;
+    info->held_pages = d->held_pages;
     info->p2m_size = d->max_gpfn + 1;
     memcpy(info->hvm_param, d->params, sizeof(info->hvm_param));
     sim_unlock();
@@ -1243,6 +1391,7 @@ struct xensim_snapshot {
     uint32_t hvmctx_size;
     uint8_t *hvmctx;
     uint64_t params[SIM_NR_PARAMS];
+    uint64_t gnttab_gfn;   /* Xen's grant frame, not guest RAM: never compared */
 };
 
 struct view {
@@ -1252,6 +1401,7 @@ struct view {
     uint32_t hvmctx_size;
     const uint8_t *hvmctx;
     const uint64_t *params;
+    uint64_t gnttab_gfn;
 };
 
 struct xensim_snapshot *xensim_snapshot(uint32_t domid)
@@ -1290,6 +1440,7 @@ struct xensim_snapshot *xensim_snapshot(uint32_t domid)
     s->hvmctx_size = d->hvmctx_size;
     memcpy(s->hvmctx, d->hvmctx, d->hvmctx_size);
     memcpy(s->params, d->params, sizeof(s->params));
+    s->gnttab_gfn = d->gnttab_gfn;
 fail:
     sim_unlock();
     return s;
@@ -1333,7 +1484,10 @@ static int compare_views(const struct view *a, const struct view *b,
             uint32_t fa = g < a->n ? a->p2m[g] : SIM_INVALID;
             uint32_t fb = g < b->n ? b->p2m[g] : SIM_INVALID;
 
-            if ((skip1 && g == skip1) || (skip2 && g == skip2))
+            if ((skip1 && g == skip1) || (skip2 && g == skip2) ||
+                g == a->gnttab_gfn || g == b->gnttab_gfn)
+                continue;
+            if (fa == SIM_INVALID && (what & XENSIM_CMP_REF_HOLES))
                 continue;
             if ((fa == SIM_INVALID) != (fb == SIM_INVALID)) {
                 snprintf(diff->what, sizeof(diff->what), "p2m");
@@ -1412,6 +1566,7 @@ static void dom_view(struct view *v, const struct sim_dom *d,
     v->hvmctx_size = d->hvmctx_size;
     v->hvmctx = d->hvmctx;
     v->params = d->params;
+    v->gnttab_gfn = d->gnttab_gfn;
 }
 
 int xensim_compare_snapshot(const struct xensim_snapshot *ref, uint32_t domid,
@@ -1425,7 +1580,7 @@ int xensim_compare_snapshot(const struct xensim_snapshot *ref, uint32_t domid,
     if (rc)
         return rc;
     a = (struct view){ref->n, ref->p2m, ref->data, ref->hvmctx_size,
-                      ref->hvmctx, ref->params};
+                      ref->hvmctx, ref->params, ref->gnttab_gfn};
     dom_view(&b, d, l);
     rc = compare_views(&a, &b, what, diff);
     sim_unlock();

@@ -38,6 +38,9 @@ struct xensim_domain_config {
     int empty;            /* 1: no RAM populated (a restore target); the
                              p2m size is still set by the memory layout */
     int paused;           /* 1: start paused (like a libxl-created domain) */
+    uint64_t p2m_pages;   /* address space in gfns the guest may populate
+                             (0: the layout's top + 4096); the p2m file is
+                             4 bytes a gfn, written whole at creation */
 };
 
 /*
@@ -68,6 +71,8 @@ int xensim_guest_write(uint32_t domid, uint64_t gfn, size_t off,
 /* Read guest memory (any state).  -EINVAL for an absent gfn. */
 int xensim_guest_read(uint32_t domid, uint64_t gfn, size_t off, void *buf,
                       size_t len);
+/* Foreign mappings (all processes) of gfn's current frame; -EINVAL if absent. */
+int xensim_gfn_mapped(uint32_t domid, uint64_t gfn);
 /* Is gfn populated?  1 yes, 0 no, <0 error. */
 int xensim_gfn_present(uint32_t domid, uint64_t gfn);
 /*
@@ -80,6 +85,39 @@ int xensim_balloon_replace(uint32_t domid, uint64_t gfn, uint64_t seed);
 int xensim_balloon_out(uint32_t domid, uint64_t gfn);
 int xensim_balloon_in(uint32_t domid, uint64_t gfn);
 
+/*
+ * p2m changes a guest makes with one or two hypercalls (issue 14), with
+ * Xen's frame refcounts: a frame that leaves the p2m is freed (and leaves
+ * tot_pages) only when its last foreign mapping goes; until then it counts
+ * in tot_pages and in `held_pages`.  None marks a gfn dirty unless
+ * xensim_set_p2m_add_marks_dirty(1).  -EINVAL for absent gfns.
+ *
+ * Masked exchange: decrease_reservation(other), decrease_reservation(gfn),
+ * populate_physmap(gfn) (a new frame filled from seed).  tot_pages is
+ * unchanged when gfn's old frame is held by a mapping and other's is not.
+ * The populate is refused with -ENOMEM at max_pages (both releases stay).
+ * (XENMEM_exchange itself cannot do this: steal_page refuses translated
+ * guests and pages with extra references.)
+ */
+int xensim_masked_exchange(uint32_t domid, uint64_t gfn, uint64_t other,
+                           uint64_t seed);
+/*
+ * add_to_physmap(XENMAPSPACE_gmfn, idx = src, gpfn = dst): dst gets src's
+ * frame, dst's old frame is released (guest_remove_page), src becomes a
+ * hole.  tot_pages falls by one unless dst's old frame is held.
+ */
+int xensim_move_gmfn(uint32_t domid, uint64_t src, uint64_t dst);
+/* add_to_physmap(XENMAPSPACE_grant_table, 0) at gfn: its RAM frame is released. */
+int xensim_grant_over(uint32_t domid, uint64_t gfn);
+/* The domain's max_pages (as XEN_DOMCTL_max_mem, in pages). */
+int xensim_set_max_pages(uint32_t domid, uint64_t max_pages);
+/*
+ * 1: every p2m addition (populate, replace, exchange, move, grant) marks
+ * its gfn dirty, as p2m_add_page does from Xen 4.19.5/4.20.3 (98fccdf0ac).
+ * 0 (default): 4.17, which marks nothing.
+ */
+void xensim_set_p2m_add_marks_dirty(int on);
+
 /* Domain state as the hypervisor sees it. */
 struct xensim_dominfo {
     uint32_t domid;
@@ -90,6 +128,7 @@ struct xensim_dominfo {
     int running;           /* !paused && !shutdown && !dying */
     int logdirty;          /* log-dirty mode enabled */
     uint64_t tot_pages, max_pages;
+    uint64_t held_pages;   /* of tot_pages: released, held by a foreign mapping */
     uint64_t p2m_size;     /* maximum_gpfn + 1 */
     uint64_t hvm_param[64];
 };
@@ -135,6 +174,9 @@ struct xensim_diff {
 #define XENSIM_CMP_HVMCTX    2u
 #define XENSIM_CMP_PARAMS    4u
 #define XENSIM_CMP_ALL       7u
+/* A gfn absent in the reference is not compared (a page the primary released
+ * stays on a checkpointed secondary: stream v2 has no way to depopulate). */
+#define XENSIM_CMP_REF_HOLES 8u
 
 struct xensim_snapshot *xensim_snapshot(uint32_t domid);
 void xensim_snapshot_free(struct xensim_snapshot *s);
@@ -142,6 +184,8 @@ void xensim_snapshot_free(struct xensim_snapshot *s);
  * Compare: 0 equal, 1 different (diff filled), <0 error.  The xenstore and
  * console pages (named by the reference's HVM params) are skipped, because
  * restore zeroes them.  Params compared: those the 4.17 HVM saver sends.
+ * A gfn where either side has its grant frame (Xen's page, never in a
+ * stream) is not compared.
  */
 int xensim_compare_snapshot(const struct xensim_snapshot *ref, uint32_t domid,
                             unsigned int what, struct xensim_diff *diff);
