@@ -7,6 +7,7 @@
 //! - [`xen`]: the only place that talks to libxenctrl/libxenguest (and the caller's fds);
 //! - [`stream`]: pure record encoding;
 //! - [`backchannel`]: pure, untrusted COLO back-channel parsing;
+//! - [`restore`]: the receiving side's pure parts: stream reader, checkpoint model;
 //! - [`engine`]: the `xc_domain_save` state machine and the x86 HVM save ops;
 //! - [`pages`]: how a batch of guest pages gets mapped;
 //! - [`logging`]: the `log` facade routed to the caller's xentoollog logger;
@@ -30,6 +31,8 @@ pub mod hooks;
 pub mod logging;
 /// cbindgen:ignore
 pub mod pages;
+/// cbindgen:ignore
+pub mod restore;
 /// cbindgen:ignore
 pub mod stream;
 /// cbindgen:ignore

@@ -25,6 +25,10 @@ pub const REC_ALIGN_ORDER: u32 = 3;
 pub const REC_LENGTH_MAX: u32 = 128 << 20;
 /// Pages per PAGE_DATA record, as stock's MAX_BATCH_SIZE.
 pub const MAX_BATCH_SIZE: usize = 1024;
+/// The pfn bits of a PAGE_DATA entry (bits 52–59 are reserved, 60–63 the type).
+pub const PAGE_DATA_PFN_MASK: u64 = 0x000f_ffff_ffff_ffff;
+/// The type bits of a PAGE_DATA entry; shifted right by 32 they give `XEN_DOMCTL_PFINFO_*`.
+pub const PAGE_DATA_TYPE_MASK: u64 = 0xf000_0000_0000_0000;
 
 /// Record types used by the x86 HVM saver (and the COLO back channel).
 pub mod rec {
@@ -50,6 +54,8 @@ pub mod rec {
     pub const X86_CPUID_POLICY: u32 = 0x11;
     /// Serialised MSR entries.
     pub const X86_MSR_POLICY: u32 = 0x12;
+    /// Set on record types a receiver may ignore.
+    pub const OPTIONAL: u32 = 0x8000_0000;
 }
 
 /// Page type values (XEN_DOMCTL_PFINFO_*) relevant to an x86 saver.
