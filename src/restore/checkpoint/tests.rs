@@ -529,3 +529,171 @@ fn nothing_is_accepted_after_the_end() {
     assert_eq!(seq.next(Ok(Record::End)), Step::Failover);
     assert_eq!(seq.held(), 0);
 }
+
+/// One fuzz input (fuzz/fuzz_targets/restore_reader.rs): pfn limit, stream type, callback
+/// answers, stream.
+fn fuzz_input(limit: u32, st: u8, answers: u8, stream: &[u8]) -> Vec<u8> {
+    let mut v = limit.to_le_bytes().to_vec();
+    v.extend([st, answers]);
+    v.extend(stream);
+    v
+}
+
+/// The seed corpus: streams built with the save side's encoder, good and bad.
+fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let pfns = PFNS as u32;
+    let bad_type = {
+        let e = [page_data_entry(1, 6 << 28)];
+        S([remus().0, page_data_prefix(&e, 0).unwrap()].concat()).checkpoint()
+    };
+    let mut huge = S::new(3).static_data().0;
+    huge.extend(rec::HVM_CONTEXT.to_le_bytes());
+    huge.extend(u32::MAX.to_le_bytes());
+    vec![
+        (
+            "plain",
+            fuzz_input(
+                pfns,
+                0,
+                0xff,
+                &S::new(3)
+                    .static_data()
+                    .pages(&[(0, 1), (5, 2)])
+                    .state(1)
+                    .end()
+                    .0,
+            ),
+        ),
+        ("remus", fuzz_input(pfns, 1, 0xff, &remus().end().0)),
+        (
+            "remus-cut",
+            fuzz_input(pfns, 1, 0xff, &remus().pages(&[(0, 4)]).cut(100).0),
+        ),
+        (
+            "remus-failover",
+            fuzz_input(pfns, 1, 0xfb, &remus().end().0),
+        ),
+        ("colo", fuzz_input(pfns, 2, 0xff, &remus().xtab(9).end().0)),
+        (
+            "v2",
+            fuzz_input(
+                pfns,
+                1,
+                0xff,
+                &S::new(2)
+                    .state(1)
+                    .checkpoint()
+                    .pages(&[(0, 5)])
+                    .checkpoint()
+                    .end()
+                    .0,
+            ),
+        ),
+        ("bad-type", fuzz_input(pfns, 1, 0xff, &bad_type.end().0)),
+        (
+            "pfn-limit",
+            fuzz_input(
+                2,
+                0,
+                0xff,
+                &S::new(3).static_data().pages(&[(2, 1)]).end().0,
+            ),
+        ),
+        (
+            "optional",
+            fuzz_input(
+                pfns,
+                1,
+                0xff,
+                &remus().rec(rec::OPTIONAL | 3, &[1]).checkpoint().end().0,
+            ),
+        ),
+        (
+            "verify",
+            fuzz_input(
+                pfns,
+                0,
+                0xff,
+                &S::new(3)
+                    .static_data()
+                    .rec(rec::VERIFY, &[])
+                    .pages(&[(1, 1)])
+                    .end()
+                    .0,
+            ),
+        ),
+        ("huge", fuzz_input(pfns, 0, 0xff, &huge)),
+        (
+            "no-sde",
+            fuzz_input(pfns, 0, 0xff, &S::new(3).pages(&[(1, 1)]).end().0),
+        ),
+    ]
+}
+
+/// The fuzz target's loop and invariants, for the corpus replay.
+fn fuzz_replay(data: &[u8]) {
+    if data.len() < 6 {
+        return;
+    }
+    let limit = u32::from_le_bytes(data[..4].try_into().unwrap()) as u64;
+    let st = [StreamType::Plain, StreamType::Remus, StreamType::Colo][data[4] as usize % 3];
+    let mut r = &data[6..];
+    let Ok(h) = read_image_header(&mut r) else {
+        return;
+    };
+    if read_domain_header(&mut r).map(|d| d.check_x86_hvm()) != Ok(Ok(())) {
+        return;
+    }
+    let check = |r: &Record| {
+        if let Record::PageData(p) = r {
+            assert!(p.pfns.iter().all(|&f| f < limit) && p.pfns.len() <= 1024);
+        }
+    };
+    let mut reader = Reader::new(r, Limits::new(limit));
+    let mut seq = Sequencer::new(st, h.version, 1 << 20);
+    let mut n = 0;
+    loop {
+        match seq.next(reader.next_record()) {
+            Step::Apply(r) | Step::InferStaticDataEnd(r) => check(&r),
+            Step::Ignore(_) | Step::Buffered => {}
+            Step::Checkpoint => {
+                let ret = if data[5] & (1 << n.min(7)) != 0 { 1 } else { 2 };
+                n += 1;
+                match seq.checkpoint_done(ret) {
+                    Commit::Apply(recs) => recs.iter().for_each(check),
+                    Commit::Failover => return,
+                    Commit::Fail(e) => return assert!(e.errno() > 0),
+                }
+            }
+            Step::End | Step::Failover => return,
+            Step::Fail(e) => return assert!(e.errno() > 0 && !e.message().is_empty()),
+        }
+    }
+}
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/restore_reader");
+
+/// Writes the seed corpus. Run by hand after changing the seeds:
+/// `cargo test --release write_restore_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore = "writes fuzz/corpus/restore_reader"]
+fn write_restore_fuzz_seeds() {
+    std::fs::create_dir_all(CORPUS).unwrap();
+    for (name, bytes) in fuzz_seeds() {
+        std::fs::write(format!("{CORPUS}/seed-{name}"), bytes).unwrap();
+    }
+}
+
+/// The cargo-fuzz corpus (docs/reliability.md) replayed with the target's invariants.
+#[test]
+fn restore_fuzz_corpus_replays_cleanly() {
+    for (_, bytes) in fuzz_seeds() {
+        fuzz_replay(&bytes);
+    }
+    let mut n = 0;
+    for entry in std::fs::read_dir(CORPUS).expect("the fuzz corpus is in the repository") {
+        fuzz_replay(&std::fs::read(entry.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(n >= fuzz_seeds().len(), "only {n} corpus files");
+}
