@@ -60,6 +60,8 @@ pub enum Error {
     BadVersion(u32),
     /// The stream is big-endian.
     BigEndian,
+    /// The domain header does not fit an x86 HVM domain.
+    WrongDomain(String),
     /// A record's length is past `REC_LENGTH_MAX`.
     TooLong {
         /// Record type.
@@ -126,6 +128,7 @@ impl Error {
                 format!("Invalid Version: Expected 2 <= ver <= 3, Got {v}")
             }
             Error::BigEndian => "Unable to handle big endian streams".into(),
+            Error::WrongDomain(what) => what.clone(),
             Error::TooLong { rtype, length } => format!(
                 "Record (0x{rtype:08x}, {}) length {length:#x} exceeds max ({REC_LENGTH_MAX:#x})",
                 rec_type_name(*rtype)

@@ -77,18 +77,16 @@ impl DomainHeader {
                 stream::DHDR_TYPE_X86_PV => "x86 PV",
                 _ => "Reserved",
             };
-            return Err(Error::Invalid {
-                rtype: 0,
-                what: format!("Unable to restore {name} domain into an x86 HVM domain"),
-            });
+            return Err(Error::WrongDomain(format!(
+                "Unable to restore {name} domain into an x86 HVM domain"
+            )));
         }
         if self.page_shift as u32 != PAGE_SHIFT {
             // Stock prints 1 << page_shift; a shift of 32 or more is printed as such.
             let size = 1u64.checked_shl(self.page_shift as u32).unwrap_or(0);
-            return Err(Error::Invalid {
-                rtype: 0,
-                what: format!("Invalid page size {size} for x86 HVM domains"),
-            });
+            return Err(Error::WrongDomain(format!(
+                "Invalid page size {size} for x86 HVM domains"
+            )));
         }
         Ok(())
     }
