@@ -728,8 +728,11 @@ fn stock_streams_are_read_whole() {
     let mut plain = remus.clone();
     plain[4] = 0;
     assert_eq!(fuzz_replay(&plain), Replay::Failed(0));
-    // A pfn limit of 1 refuses the first PAGE_DATA (pfns of a 64 MiB guest).
+    // A pfn limit of 0 refuses the first PAGE_DATA; a limit of 1 accepts the first pass's
+    // (cut to pfn 0) and refuses a held one at the CHECKPOINT that ends its checkpoint.
     let mut small = remus;
-    small[..4].copy_from_slice(&1u32.to_le_bytes());
+    small[..4].copy_from_slice(&0u32.to_le_bytes());
     assert_eq!(fuzz_replay(&small), Replay::Failed(0));
+    small[..4].copy_from_slice(&1u32.to_le_bytes());
+    assert_eq!(fuzz_replay(&small), Replay::Failed(2));
 }
