@@ -662,6 +662,33 @@ mod tests {
     }
 
     #[test]
+    fn short_reads_and_eintr_are_retried() {
+        // A socket that hands out one byte per call and is interrupted every other call.
+        struct Trickle<'a>(&'a [u8], bool);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.1 = !self.1;
+                if self.1 {
+                    return Err(std::io::Error::from(ErrorKind::Interrupted));
+                }
+                let n = self.0.len().min(buf.len()).min(1);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut s = page_data(&[(1, 0), (2, pfinfo::XTAB)], 4);
+        s.extend(encode_record(rec::HVM_PARAMS, &[&hvm_params_body(&[(9, 8)])]).unwrap());
+        let mut r = Reader::new(Trickle(&s, false), Limits::new(4));
+        let Record::PageData(p) = r.next_record().unwrap() else {
+            panic!()
+        };
+        assert_eq!((p.pfns, p.data), (vec![1, 2], vec![4u8; PAGE_SIZE]));
+        assert_eq!(r.next_record().unwrap(), Record::HvmParams(vec![(9, 8)]));
+        assert!(r.get_mut().0.is_empty());
+    }
+
+    #[test]
     fn reads_never_pass_the_record_end() {
         // A reader that reports every byte it hands out: the record reader must not take
         // bytes of the toolstack's data that follow a CHECKPOINT.
