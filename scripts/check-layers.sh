@@ -17,6 +17,8 @@ declare -A level=(
     [stream]=3 [hv]=3
     # pure back-channel parsing; the page-source trait; the fake hypervisor (tests, fuzzing)
     [backchannel]=4 [pages]=4 [testkit]=4
+    # the receiving side's pure parts: untrusted stream reader, checkpoint model
+    [restore]=4
     # the three engines of the middle: Xen access, the mapping cache, the save engine
     [xen]=5 [cache]=5 [engine]=5
     # per-save wiring: settings (cache config + environment), the log facade

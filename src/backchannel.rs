@@ -277,7 +277,7 @@ mod tests {
     fn merge_makes_no_allocation() {
         // Every fallible allocation of this thread fails: the merge has none to fail.
         let bytes = list(&(0..2000).collect::<Vec<u64>>());
-        let _g = hooks::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| "1".into()));
+        let _g = crate::faults::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| "1".into()));
         let mut words = vec![0u64; 32];
         assert_eq!(
             merge_dirty_pfn_list(&mut &bytes[..], 2048, &mut words),
@@ -441,7 +441,7 @@ mod tests {
     fn allocation_failure_is_enomem() {
         // Three pfns: one growth of the list, one allocation point.
         let bytes = list(&[1, 2, 3]);
-        let _g = hooks::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| "1".into()));
+        let _g = crate::faults::arm_from(|k| (k == "XCSAVE_TEST_FAIL_ALLOC").then(|| "1".into()));
         let e = read_dirty_pfn_list(&mut &bytes[..], 10).unwrap_err();
         assert!(matches!(e, BackChannelError::NoMemory(_)), "{e:?}");
         assert_eq!(e.errno(), libc::ENOMEM);

@@ -12,6 +12,7 @@
 //! - [`xen`]: the only place that talks to libxenctrl/libxenguest (and the caller's fds);
 //! - [`pages`]: the page-source trait (a batch's mapped pages) and the per-batch source;
 //! - [`backchannel`]: pure, untrusted COLO back-channel parsing;
+//! - [`restore`]: the receiving side's pure parts: untrusted stream reader, checkpoint model;
 //! - `testkit`: the one fake hypervisor (unit tests; the fuzz target with feature `testkit`);
 //! - [`hv`]: the traits Xen is seen through (domain control, guest memory, HVM state,
 //!   reporting);
@@ -41,6 +42,8 @@ pub mod hv;
 pub mod logging;
 /// cbindgen:ignore
 pub mod pages;
+/// cbindgen:ignore
+pub mod restore;
 /// cbindgen:ignore
 pub mod settings;
 /// cbindgen:ignore

@@ -22,6 +22,10 @@ pub const DHDR_TYPE_X86_HVM: u32 = 2;
 pub const REC_ALIGN_ORDER: u32 = 3;
 /// Largest record body the stock tools accept (128 MiB).
 pub const REC_LENGTH_MAX: u32 = 128 << 20;
+/// The pfn bits of a PAGE_DATA entry (bits 52–59 are reserved, 60–63 the type).
+pub const PAGE_DATA_PFN_MASK: u64 = 0x000f_ffff_ffff_ffff;
+/// The type bits of a PAGE_DATA entry; shifted right by 32 they give `XEN_DOMCTL_PFINFO_*`.
+pub const PAGE_DATA_TYPE_MASK: u64 = 0xf000_0000_0000_0000;
 
 /// Record types used by the x86 HVM saver (and the COLO back channel).
 pub mod rec {
@@ -47,6 +51,8 @@ pub mod rec {
     pub const X86_CPUID_POLICY: u32 = 0x11;
     /// Serialised MSR entries.
     pub const X86_MSR_POLICY: u32 = 0x12;
+    /// Set on record types a receiver may ignore.
+    pub const OPTIONAL: u32 = 0x8000_0000;
 }
 
 /// Bytes of padding after a body of `len` bytes.

@@ -155,3 +155,26 @@ mod tests {
         );
     }
 }
+
+/// `xc_stream_type_t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamType {
+    /// XC_STREAM_PLAIN.
+    Plain,
+    /// XC_STREAM_REMUS.
+    Remus,
+    /// XC_STREAM_COLO.
+    Colo,
+}
+
+impl StreamType {
+    /// From the C enum value.
+    pub fn from_raw(v: u32) -> Option<StreamType> {
+        match v {
+            0 => Some(StreamType::Plain),
+            1 => Some(StreamType::Remus),
+            2 => Some(StreamType::Colo),
+            _ => None,
+        }
+    }
+}

@@ -22,34 +22,13 @@ use crate::faults::{self, Stage};
 use crate::hv::{DirtyBitmap, DomInfo, Hypervisor, LogDirtyOp, ShadowStats};
 use crate::pages::{BatchError, PageRef, PageSource};
 use crate::stream::{self, Sink};
+
+pub use crate::abi::xen::StreamType;
 use std::io::Read;
 
 /// Stock's default policy: stop after 5 rounds or below 50 dirty pages.
 const SPP_MAX_ITERATIONS: u32 = 5;
 const SPP_TARGET_DIRTY_COUNT: i64 = 50;
-
-/// `xc_stream_type_t`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamType {
-    /// XC_STREAM_PLAIN.
-    Plain,
-    /// XC_STREAM_REMUS.
-    Remus,
-    /// XC_STREAM_COLO.
-    Colo,
-}
-
-impl StreamType {
-    /// From the C enum value.
-    pub fn from_raw(v: u32) -> Option<StreamType> {
-        match v {
-            0 => Some(StreamType::Plain),
-            1 => Some(StreamType::Remus),
-            2 => Some(StreamType::Colo),
-            _ => None,
-        }
-    }
-}
 
 /// The caller's callbacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
