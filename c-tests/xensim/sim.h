@@ -97,6 +97,7 @@ struct sim_state {
     uint64_t gen_counter;
     uint64_t cost_call_ns, cost_page_ns, cost_unmap_page_ns;
     uint64_t dom0_frames_limit;  /* 0: unlimited */
+    uint64_t dom0_mode;          /* XENSIM_DOM0_* */
     struct sim_counters_shared ctr;
     struct sim_fault faults[SIM_MAX_FAULTS];
     struct sim_dom doms[SIM_MAX_DOMS];
