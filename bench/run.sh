@@ -9,7 +9,8 @@
 #   BENCH_REPS=N    run every scenario N times, interleaved (default 2, quick 1); the report
 #                   takes medians
 #   BENCH_COSTS="0 2000"   xensim per-mapped-page costs (ns) to run every scenario at
-#   BENCH_PATTERNS=0   skip the dirty-pattern axis (below); BENCH_PAT_CKPTS=N its measured
+#   BENCH_PATTERNS=0   skip the dirty-pattern axis (below), =only run nothing else (no
+#                   correctness sample either); BENCH_PAT_CKPTS=N its measured
 #                   checkpoints per phase (default 10, quick 6)
 #   BENCH_LIB=path  the libxcsave.so.0 to measure (default: build/lib's); BENCH_LIB_NOTE says
 #                   what it is (e.g. "built from commit abc123") in machine.txt
@@ -72,7 +73,7 @@ export XENSIM_STRICT=0
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), $CKPTS measured checkpoints, $REPS rep(s), costs: $COSTS ns/page"
-    [ "$PATTERNS" = 1 ] && echo "patterns: hot drift random sweep x 2048 16384 pages, $PAT_CKPTS measured checkpoints per phase"
+    [ "$PATTERNS" != 0 ] && echo "patterns: hot drift random sweep x 2048 16384 pages, $PAT_CKPTS measured checkpoints per phase"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
@@ -142,12 +143,13 @@ else
     CK_MEMS="1024 4096"; CK_DIRTY="512 2048 16384"; LIVE_MEMS="2048 8192"; NONLIVE_MEMS="2048"
     PAT_MEMS="1024 4096 16384"; PAT_DOM0="pv pvh-balloon"; PAT_COSTS=$COSTS
 fi
-[ "$PATTERNS" = 1 ] || PAT_MEMS=""
+[ "$PATTERNS" = 0 ] && PAT_MEMS=""
+[ "$PATTERNS" = only ] && CK_MEMS="" LIVE_MEMS="" NONLIVE_MEMS=""
 export XENSIM_DOM0=pv
 # The correctness sample (not timed): xcsave, the bench's workload, into the stock restore with
 # equality at every checkpoint and verify-stream-v2.
 rep=0
-for mode in remus colo; do
+for mode in $([ "$PATTERNS" = only ] || echo remus colo); do
     dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
     run "$dir" "verify-$mode-1024M-c2000" verify --mode $mode --mem-mib 1024 --dirty 2048 \
         --ckpts 5 --cost-page-ns 2000
@@ -168,8 +170,8 @@ for cost in $COSTS; do
         trio "nonlive-${mem}M-c$cost" --mode nonlive --mem-mib $mem --cost-page-ns $cost
     done
 done
-for cost in $PAT_COSTS; do
-    for mem in $PAT_MEMS; do
+for mem in $PAT_MEMS; do
+    for cost in $PAT_COSTS; do
         for dom0 in $PAT_DOM0; do
             pattrio "$mem" "$dom0" "$cost"
         done

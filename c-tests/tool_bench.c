@@ -602,6 +602,8 @@ static int run_limit(int out, int back)
                MAP_PRIVATE | MAP_ANONYMOUS | (sparse() ? 0 : MAP_POPULATE), -1, 0);
     if (mem == MAP_FAILED)
         die("mmap %llu MiB: %s", (unsigned long long)(opt.mem_bytes >> 20), strerror(errno));
+    if (sparse()) /* read faults then map the 4 KiB zero page, never a fresh huge page */
+        madvise(mem, npages << 12, MADV_NOHUGEPAGE);
     for (uint64_t p = 0; !sparse() && p < npages; p++)
         *(uint64_t *)(mem + (p << 12)) = p * 0x9e3779b97f4a7c15ull;
     memset(segs, 0, sizeof(segs));
@@ -667,8 +669,9 @@ static int run_limit(int out, int back)
         peaks();
         if (opt.mode == M_REMUS && !wait_ack())
             die("no ack");
-        /* the guest's writes to its working set, as on the other sides */
-        for (size_t j = 0; j < s->niov; j++) {
+        /* the guest's writes to its working set, as on the other sides (a sparse guest's
+         * initial migration, segment 0, is every page: not its working set) */
+        for (size_t j = 0; !(sparse() && k == 0) && j < s->niov; j++) {
             char *b = s->iov[j].iov_base;
             if (b < mem || b >= mem + (npages << 12))
                 continue;
