@@ -335,7 +335,8 @@ PATTERNS = ["hot", "drift", "random", "sweep"]
 
 
 def pat_key(r):
-    return (r.get("pattern"), r.get("dom0"), int(r.get("mem_mib", 0)), int(r.get("dirty", 0)),
+    dom0 = r.get("dom0") or r.get("scenario", "pat-?-?-").split("-")[2]
+    return (r.get("pattern", ""), dom0, int(r.get("mem_mib", 0)), int(r.get("dirty", 0)),
             int(r.get("cost_page_ns", 0)))
 
 
@@ -358,7 +359,9 @@ def patterns(md, rows, by):
         "places every checkpoint; **random**: uniformly random pages of all RAM, drawn afresh "
         "every checkpoint; **sweep**: the next consecutive pages every checkpoint. MB/s at p50 as "
         "in the headline; maps = MMAPBATCH calls per warm checkpoint. dom0 cost of the saving "
-        "process at its peak: mapped MiB (pages in privcmd VMAs), privcmd VMAs, page tables "
+        "process at its peak: mapped MiB and privcmd VMAs (xcsave: its cache's peak; stock: "
+        "sampled at the checkpoint callbacks, where its per-batch mappings of at most 1,024 "
+        "pages are already gone, hence 0), page tables "
         "(VmPTE of the saver, KiB), dom0 frames taken (xensim's PVH models only; ballooned RAM "
         "in pvh-balloon). First pass = iteration 1 of the initial live migration, s (ratio to "
         "stock's). Guests above 4 GiB are sparse (unfilled RAM).\n")
@@ -370,7 +373,11 @@ def patterns(md, rows, by):
     for s in scen:
         st, xc, li = (by.get((s, x), {}) for x in SIDES)
         ref = xc or st
-        mib = lambda d: f((num(d, "peak_map_pages", 0) or 0) * 4096 / 1048576) if d else "–"
+        def mib(d):
+            if not d:
+                return "–"
+            m = num(d, "cache_peak_mib")
+            return f(m if m is not None else (num(d, "peak_map_pages", 0) or 0) * 4096 / 1048576)
         md.append("| %s | %s | %s MiB | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             ref.get("pattern", "?"), ref.get("dom0", "?"), ref.get("mem_mib", "?"),
             ref.get("dirty", "?"), cost_name(ref.get("cost_page_ns", 0)),
@@ -381,7 +388,8 @@ def patterns(md, rows, by):
                               f(num(xc, "first_pass_s"), "{:.2f}"),
                               ratio(num(xc, "first_pass_s"), num(st, "first_pass_s"))),
             "%s / %s" % (mib(st), mib(xc)),
-            "%s / %s" % (st.get("peak_map_vmas", "–"), xc.get("peak_map_vmas", "–")),
+            "%s / %s" % (st.get("peak_map_vmas", "–"),
+                         xc.get("cache_peak_vmas", xc.get("peak_map_vmas", "–"))),
             "%s / %s" % (f(num(st, "peak_vmpte_kib")), f(num(xc, "peak_vmpte_kib"))),
             f(num(xc, "dom0_frames_peak"))))
     md.append("")
@@ -398,12 +406,12 @@ def plot_patterns(out, rows):
     series = []
     with open(data, "w") as fo:
         for pat in PATTERNS:
-            for r0 in sorted({(r.get("dom0"), int(r["dirty"]), int(r["cost_page_ns"]))
-                              for r in pr if r.get("pattern") == pat}):
+            for r0 in sorted({pat_key(r)[1:2] + pat_key(r)[3:] for r in pr
+                              if r.get("pattern") == pat}):
                 for side in SIDES:
                     pts = sorted((int(r["mem_mib"]) / 1024, tput50(r) or 0) for r in pr
                                  if r.get("pattern") == pat and r["side"] == side and
-                                 (r.get("dom0"), int(r["dirty"]), int(r["cost_page_ns"])) == r0)
+                                 pat_key(r)[1:2] + pat_key(r)[3:] == r0)
                     if not pts:
                         continue
                     fo.write("# %s %s %s\n" % (pat, r0, side))
