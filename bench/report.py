@@ -254,7 +254,9 @@ def main():
                     "–" if side == "limit" else d.get("cache_peak_vmas", d.get("peak_map_vmas", "–"))))
         md.append("")
 
-    plots = plot(out, rows)
+    patterns(md, rows, by)
+
+    plots = plot(out, rows) + plot_patterns(out, rows)
     if plots:
         md.append("## Plots\n")
         for p in plots:
@@ -269,7 +271,8 @@ def plot(out, rows):
     if not gp:
         print("report: gnuplot not found (apt-get install gnuplot-nox): no plot", file=sys.stderr)
         return []
-    ck = [r for r in rows if r.get("mode") in ("remus", "colo") and r.get("ok") == "1"]
+    ck = [r for r in rows if r.get("mode") in ("remus", "colo") and r.get("ok") == "1"
+          and not r.get("scenario", "").startswith("pat-")]
     mems = sorted({int(r["mem_mib"]) for r in ck})
     costs = sorted({int(r["cost_page_ns"]) for r in ck})
     made = []
@@ -326,6 +329,125 @@ def plot(out, rows):
         os.unlink(data)
         made.append(png)
     return made
+
+
+PATTERNS = ["hot", "drift", "random", "sweep"]
+
+
+def pat_key(r):
+    dom0 = r.get("dom0") or r.get("scenario", "pat-?-?-").split("-")[2]
+    return (r.get("pattern", ""), dom0, int(r.get("mem_mib", 0)), int(r.get("dirty", 0)),
+            int(r.get("cost_page_ns", 0)))
+
+
+def patterns(md, rows, by):
+    """The dirty-pattern axis: stock, xcsave and the limit side by side, plus dom0's cost."""
+    pr = [r for r in rows if r.get("scenario", "").startswith("pat-")]
+    if not pr:
+        return
+    scen = []
+    for r in sorted(pr, key=lambda r: (PATTERNS.index(r.get("pattern", "hot"))
+                                       if r.get("pattern") in PATTERNS else 9,) + pat_key(r)[1:]):
+        if r["scenario"] not in scen:
+            scen.append(r["scenario"])
+    md.append("## Dirty patterns (Remus)\n")
+    md.append(
+        "One save per guest size, cost and dom0 model serves every pattern at 2,048 and 16,384 "
+        "pages per checkpoint, in the order hot, drift, random, sweep (1 cold + N measured "
+        "checkpoints each). **hot**: the same 64-page-clustered set every checkpoint (the "
+        "headline's workload); **drift**: that set with 25 % of its 64-page runs moved to fresh "
+        "places every checkpoint; **random**: uniformly random pages of all RAM, drawn afresh "
+        "every checkpoint; **sweep**: the next consecutive pages every checkpoint. MB/s at p50 as "
+        "in the headline; maps = MMAPBATCH calls per warm checkpoint. dom0 cost of the saving "
+        "process at its peak: mapped MiB and privcmd VMAs (xcsave: its cache's peak; stock: "
+        "sampled at the checkpoint callbacks, where its per-batch mappings of at most 1,024 "
+        "pages are already gone, hence 0), page tables "
+        "(VmPTE of the saver, KiB), dom0 frames taken (xensim's PVH models only; ballooned RAM "
+        "in pvh-balloon). First pass = iteration 1 of the initial live migration, s (ratio to "
+        "stock's). Guests above 4 GiB are sparse (unfilled RAM).\n")
+    md.append("| pattern | dom0 | guest | dirty | cost | stock MB/s | xcsave MB/s | limit MB/s "
+              "| xcsave/limit | p50 ms stock / xcsave / limit | maps/ckpt stock / xcsave "
+              "| first pass s stock / xcsave (ratio) | peak mapped MiB stock / xcsave "
+              "| privcmd VMAs stock / xcsave | VmPTE KiB stock / xcsave | dom0 frames xcsave |")
+    md.append("|---|---|---:|---:|---|" + "---:|" * 11)
+    for s in scen:
+        st, xc, li = (by.get((s, x), {}) for x in SIDES)
+        ref = xc or st
+        def mib(d):
+            if not d:
+                return "–"
+            m = num(d, "cache_peak_mib")
+            return f(m if m is not None else (num(d, "peak_map_pages", 0) or 0) * 4096 / 1048576)
+        md.append("| %s | %s | %s MiB | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            ref.get("pattern", "?"), ref.get("dom0", "?"), ref.get("mem_mib", "?"),
+            ref.get("dirty", "?"), cost_name(ref.get("cost_page_ns", 0)),
+            f(tput50(st)), f(tput50(xc)), f(tput50(li)), ratio(tput50(xc), tput50(li)),
+            " / ".join(f(num(x, "dt_p50_ms"), "{:.1f}") for x in (st, xc, li)),
+            " / ".join(f(num(x, "warm_maps_per_ckpt"), "{:.1f}") for x in (st, xc)),
+            "%s / %s (%s)" % (f(num(st, "first_pass_s"), "{:.2f}"),
+                              f(num(xc, "first_pass_s"), "{:.2f}"),
+                              ratio(num(xc, "first_pass_s"), num(st, "first_pass_s"))),
+            "%s / %s" % (mib(st), mib(xc)),
+            "%s / %s" % (st.get("peak_map_vmas", "–"),
+                         xc.get("cache_peak_vmas", xc.get("peak_map_vmas", "–"))),
+            "%s / %s" % (f(num(st, "peak_vmpte_kib")), f(num(xc, "peak_vmpte_kib"))),
+            f(num(xc, "dom0_frames_peak"))))
+    md.append("")
+
+
+def plot_patterns(out, rows):
+    """One panel per pattern: MB/s at p50 of every side against the guest size."""
+    gp = shutil.which("gnuplot")
+    pr = [r for r in rows if r.get("scenario", "").startswith("pat-") and r.get("ok") == "1"]
+    if not gp or not pr:
+        return []
+    data = os.path.join(out, ".plot-patterns.dat")
+    colors = {"stock": "#d62728", "xcsave": "#1f77b4", "limit": "#2ca02c"}
+    series = []
+    with open(data, "w") as fo:
+        for pat in PATTERNS:
+            for r0 in sorted({pat_key(r)[1:2] + pat_key(r)[3:] for r in pr
+                              if r.get("pattern") == pat}):
+                for side in SIDES:
+                    pts = sorted((int(r["mem_mib"]) / 1024, tput50(r) or 0) for r in pr
+                                 if r.get("pattern") == pat and r["side"] == side and
+                                 pat_key(r)[1:2] + pat_key(r)[3:] == r0)
+                    if not pts:
+                        continue
+                    fo.write("# %s %s %s\n" % (pat, r0, side))
+                    for p in pts:
+                        fo.write("%g %f\n" % p)
+                    fo.write("\n\n")
+                    series.append((pat, r0, side))
+    png = "patterns.png"
+    g = ['set terminal pngcairo size 1600,1000 font "sans,9"',
+         'set output "%s"' % os.path.join(out, png),
+         'set multiplot layout 2,2 title "Remus, dirty patterns: MB/s at p50 against guest size; '
+         'solid 16,384 / dashed 2,048 pages per checkpoint; thick = cost 2 us/page; '
+         'circles PV dom0, triangles ballooned PVH"',
+         'set logscale x 2', 'set logscale y', 'set grid', 'set key top left font ",7"',
+         'set xlabel "guest GiB"', 'set ylabel "MB/s at p50"']
+    for pat in PATTERNS:
+        parts = []
+        for i, (p, (dom0, dirty, cost), side) in enumerate(series):
+            if p != pat:
+                continue
+            parts.append("'%s' index %d using 1:2 with linespoints lw %d pt %d dt %d lc rgb '%s' "
+                         "title '%s %s %d c%g'" % (
+                             data, i, 3 if cost else 1, 7 if dom0 == "pv" else 9,
+                             1 if dirty > 2048 else 2, colors[side], side, dom0, dirty,
+                             cost / 1000))
+        if not parts:
+            continue
+        g.append('set title "%s"' % pat)
+        g.append("plot " + ", \\\n     ".join(parts))
+    g.append("unset multiplot")
+    r = subprocess.run([gp], input="\n".join(g) + "\n", text=True, capture_output=True)
+    if r.returncode:
+        print("report: gnuplot failed: " + r.stderr, file=sys.stderr)
+        return []
+    os.unlink(data)
+    return [png]
 
 
 if __name__ == "__main__":

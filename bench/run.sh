@@ -9,6 +9,9 @@
 #   BENCH_REPS=N    run every scenario N times, interleaved (default 2, quick 1); the report
 #                   takes medians
 #   BENCH_COSTS="0 2000"   xensim per-mapped-page costs (ns) to run every scenario at
+#   BENCH_PATTERNS=0   skip the dirty-pattern axis (below), =only run nothing else (no
+#                   correctness sample either); BENCH_PAT_CKPTS=N its measured
+#                   checkpoints per phase (default 10, quick 6)
 #   BENCH_LIB=path  the libxcsave.so.0 to measure (default: build/lib's); BENCH_LIB_NOTE says
 #                   what it is (e.g. "built from commit abc123") in machine.txt
 #
@@ -17,6 +20,14 @@
 # framing). One Remus/COLO save serves the three dirty-set sizes in turn (20 measured
 # checkpoints each), so the initial migration of the guest is paid once. Output: raw.txt (one
 # key=value line per side, scenario and rep), machine.txt, results.md and the plots (report.py).
+#
+# The dirty-pattern axis (scenarios pat-DOM0-MEM-cCOST, Remus only): one save per guest size,
+# cost and dom0 model serves the patterns hot, drift, random and sweep (c-tests/bench.h) at
+# 2,048 and 16,384 pages per checkpoint, in that order, each phase 1 cold + BENCH_PAT_CKPTS
+# measured checkpoints. Guests of 1, 4 and 16 GiB; xensim's dom0 models pv and pvh-balloon
+# (XENSIM_DOM0). Guests above 4 GiB are sparse: their RAM is not filled and lives in a
+# sparse file on disk (page cache, reclaimable) rather than tmpfs; the limit's copy is
+# untouched anonymous memory (the zero page) except where checkpoints dirty it.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -28,6 +39,8 @@ OUT=${BENCH_OUT:-$here/results/$def}
 CKPTS=${BENCH_CKPTS:-20}
 [ "$QUICK" = 1 ] && REPS=${BENCH_REPS:-1} || REPS=${BENCH_REPS:-2}
 COSTS=${BENCH_COSTS:-0 2000}
+PATTERNS=${BENCH_PATTERNS:-1}
+[ "$QUICK" = 1 ] && PAT_CKPTS=${BENCH_PAT_CKPTS:-6} || PAT_CKPTS=${BENCH_PAT_CKPTS:-10}
 [ -x "$TOOL" ] || { echo "bench: $TOOL not built (run make bench from the top)"; exit 1; }
 # Run a private copy of the tool and the libraries: a rebuild during the run (a shared work
 # tree) must neither break runs nor mix library versions. (RUNPATH: LD_LIBRARY_PATH wins.)
@@ -60,6 +73,7 @@ export XENSIM_STRICT=0
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), $CKPTS measured checkpoints, $REPS rep(s), costs: $COSTS ns/page"
+    [ "$PATTERNS" != 0 ] && echo "patterns: hot drift random sweep x 2048 16384 pages, $PAT_CKPTS measured checkpoints per phase"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
@@ -79,6 +93,9 @@ run() {
         name=$scen
         d=$(echo "$line" | sed -n 's/.* dirty=\([0-9]*\).*/\1/p')
         [ -n "$d" ] && name=${scen%-c*}-d$d-${scen##*-}
+        pat=$(echo "$line" | sed -n 's/.* pattern=\([a-z]*\).*/\1/p')
+        [ -n "$d" ] && [ "${scen#pat-}" != "$scen" ] && name=pat-$pat-${scen#pat-} &&
+            name=${name%-c*}-d$d-${scen##*-}
         echo "scenario=$name rep=$rep $line" >>"$RAW"
         n=$((n + 1))
         printf '%-28s %-6s %s\n' "$name" "$side" "$(echo "$line" | grep -o 'ok=[01]\|tput_mbps=[0-9.]*\|dt_p50_ms=[0-9.]*\|warm_maps_per_ckpt=[0-9.]*\|downtime_ms=[0-9.]*\|first_pass_mbps=[0-9.]*\|error=.*' | tr '\n' ' ')"
@@ -91,6 +108,7 @@ trio() {
     local scen=$1; shift
     local lay=/dev/shm/xcsave-bench-layout.$$ dir
     dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
+    [ -n "${RAMDIR:-}" ] && rm -rf "$RAMDIR"/*
     if [ $((rep % 2)) -eq 1 ]; then
         run "$dir" "$scen" stock "$@"
         run "$dir" "$scen" xcsave "$@" --layout-out "$lay"
@@ -102,17 +120,36 @@ trio() {
     dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
     if [ -s "$lay" ]; then run "$dir" "$scen" limit "$@" --layout-in "$lay"; fi
     rm -rf "$dir" "$lay"
+    [ -n "${RAMDIR:-}" ] && rm -rf "$RAMDIR"/*
+}
+# a pattern scenario: MEM DOM0 COST
+pattrio() {
+    local mem=$1 dom0=$2 cost=$3
+    if [ "$mem" -gt 4096 ]; then
+        RAMDIR=$(mktemp -d /var/tmp/xcsave-bench-ram.XXXXXX)
+        export XENSIM_RAM_DIR=$RAMDIR
+    fi
+    XENSIM_DOM0=$dom0 trio "pat-$dom0-${mem}M-c$cost" --mode remus --mem-mib "$mem" \
+        --patterns hot,drift,random,sweep --dirty 2048,16384 --ckpts "$PAT_CKPTS" \
+        --cost-page-ns "$cost"
+    [ -n "${RAMDIR:-}" ] && rm -rf "$RAMDIR"
+    unset RAMDIR XENSIM_RAM_DIR
 }
 
 if [ "$QUICK" = 1 ]; then
     CK_MEMS="1024"; CK_DIRTY="512 2048 16384"; LIVE_MEMS="2048"; NONLIVE_MEMS="1024"
+    PAT_MEMS="1024"; PAT_DOM0="pv"; PAT_COSTS="2000"
 else
     CK_MEMS="1024 4096"; CK_DIRTY="512 2048 16384"; LIVE_MEMS="2048 8192"; NONLIVE_MEMS="2048"
+    PAT_MEMS="1024 4096 16384"; PAT_DOM0="pv pvh-balloon"; PAT_COSTS=$COSTS
 fi
+[ "$PATTERNS" = 0 ] && PAT_MEMS=""
+[ "$PATTERNS" = only ] && CK_MEMS="" LIVE_MEMS="" NONLIVE_MEMS=""
+export XENSIM_DOM0=pv
 # The correctness sample (not timed): xcsave, the bench's workload, into the stock restore with
 # equality at every checkpoint and verify-stream-v2.
 rep=0
-for mode in remus colo; do
+for mode in $([ "$PATTERNS" = only ] || echo remus colo); do
     dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
     run "$dir" "verify-$mode-1024M-c2000" verify --mode $mode --mem-mib 1024 --dirty 2048 \
         --ckpts 5 --cost-page-ns 2000
@@ -131,6 +168,13 @@ for cost in $COSTS; do
     done
     for mem in $NONLIVE_MEMS; do
         trio "nonlive-${mem}M-c$cost" --mode nonlive --mem-mib $mem --cost-page-ns $cost
+    done
+done
+for mem in $PAT_MEMS; do
+    for cost in $PAT_COSTS; do
+        for dom0 in $PAT_DOM0; do
+            pattrio "$mem" "$dom0" "$cost"
+        done
     done
 done
 done

@@ -157,4 +157,140 @@ static inline uint64_t *bench_hot_set(uint64_t mem_bytes, unsigned int *n, uint6
     return set;
 }
 
+/* VmPTE of this process (its page tables), KiB. */
+static inline unsigned long bench_vmpte_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long v = 0;
+
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "VmPTE:", 6)) {
+            v = strtoul(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/*
+ * Dirty patterns (the bench's pattern axis). Every pattern dirties n pages per checkpoint:
+ *   hot:    bench_hot_set's clustered set, the same at every checkpoint;
+ *   drift:  starts as the hot set; every checkpoint BENCH_DRIFT_PCT % of its 64-page runs (the
+ *           oldest first) move to fresh random slots, so a run lives 100/BENCH_DRIFT_PCT
+ *           checkpoints;
+ *   random: n distinct pages drawn uniformly from all of the guest's RAM (above 1 MiB, high
+ *           RAM included), afresh at every checkpoint;
+ *   sweep:  n consecutive pages of RAM, the next n at the next checkpoint, wrapping around.
+ * The state is deterministic in (seed, checkpoint sequence), so every side sees the same sets.
+ */
+enum bench_pattern { BP_HOT, BP_DRIFT, BP_RANDOM, BP_SWEEP };
+static const char *const bench_pattern_name[] = {"hot", "drift", "random", "sweep"};
+#define BENCH_DRIFT_PCT 25u
+
+struct bench_pat {
+    enum bench_pattern kind;
+    uint64_t mem_bytes, seed, step; /* step: checkpoints generated so far */
+    unsigned int n;                 /* pages per checkpoint (a multiple of 64) */
+    uint64_t *hot;                  /* hot/drift: the current set (n gfns) */
+    unsigned int next_run;          /* drift: the oldest run */
+    uint64_t *cur;                  /* random/sweep: this checkpoint's set */
+    unsigned char *seen;            /* random: per RAM page, drawn this checkpoint */
+};
+
+/* RAM page index (0 = gfn 0x100) -> gfn, for the layout of xensim's HVM guests. */
+static inline uint64_t bench_ram_gfn(uint64_t idx)
+{
+    uint64_t g = 0x100 + idx;
+
+    return g < 0xF0000 ? g : g - 0xF0000 + 0x100000;
+}
+
+/* RAM pages a pattern may touch: above 1 MiB, short of the last 64 (xensim's VGA hole moves
+ * 32 pages of low RAM up). */
+static inline uint64_t bench_ram_pages(uint64_t mem_bytes)
+{
+    return (mem_bytes >> 12) - 0x100 - 64;
+}
+
+/* Set up pattern `kind` of *n pages (rounded up to 64); 0 or -1 if it does not fit. */
+static inline int bench_pat_init(struct bench_pat *p, enum bench_pattern kind,
+                                 uint64_t mem_bytes, unsigned int *n, uint64_t seed)
+{
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    p->mem_bytes = mem_bytes;
+    p->seed = seed;
+    p->hot = bench_hot_set(mem_bytes, n, seed);
+    p->n = *n;
+    if (!p->hot)
+        return -1;
+    if (kind == BP_RANDOM || kind == BP_SWEEP) {
+        p->cur = malloc((size_t)p->n * sizeof(*p->cur));
+        if (!p->cur)
+            return -1;
+    }
+    if (kind == BP_RANDOM) {
+        p->seen = calloc(bench_ram_pages(mem_bytes), 1);
+        if (!p->seen || p->n > bench_ram_pages(mem_bytes) / 2)
+            return -1;
+    }
+    return 0;
+}
+
+/* The set of the next checkpoint (p->n gfns, valid until the next call). */
+static inline const uint64_t *bench_pat_next(struct bench_pat *p)
+{
+    uint64_t ram = bench_ram_pages(p->mem_bytes), s = p->seed ^ (p->step * 0x9e37u);
+    unsigned int runs = p->n / BENCH_RUN_PAGES;
+
+    p->step++;
+    switch (p->kind) {
+    case BP_HOT:
+        return p->hot;
+    case BP_DRIFT:
+        if (p->step > 1) {
+            uint64_t lo = 0x100, hi = (p->mem_bytes >> 12) < 0xF0000 ? p->mem_bytes >> 12 : 0xF0000;
+            uint64_t slots = (hi - lo) / BENCH_RUN_PAGES;
+            unsigned int move = runs * BENCH_DRIFT_PCT / 100 ? runs * BENCH_DRIFT_PCT / 100 : 1;
+            for (unsigned int m = 0; m < move; m++) {
+                uint64_t slot, base;
+                int clash;
+                do { /* a slot no run of the set holds */
+                    slot = bench_rand(&s) % slots;
+                    base = lo + slot * BENCH_RUN_PAGES;
+                    clash = 0;
+                    for (unsigned int r = 0; r < runs && !clash; r++)
+                        clash = p->hot[(size_t)r * BENCH_RUN_PAGES] == base;
+                } while (clash);
+                for (unsigned int i = 0; i < BENCH_RUN_PAGES; i++)
+                    p->hot[(size_t)p->next_run * BENCH_RUN_PAGES + i] = base + i;
+                p->next_run = (p->next_run + 1) % runs;
+            }
+        }
+        return p->hot;
+    case BP_RANDOM:
+        for (unsigned int i = 0; i < p->n; i++) {
+            uint64_t idx;
+            do
+                idx = bench_rand(&s) % ram;
+            while (p->seen[idx]);
+            p->seen[idx] = 1;
+            p->cur[i] = idx;
+        }
+        for (unsigned int i = 0; i < p->n; i++) {
+            p->seen[p->cur[i]] = 0;
+            p->cur[i] = bench_ram_gfn(p->cur[i]);
+        }
+        return p->cur;
+    case BP_SWEEP:
+        for (unsigned int i = 0; i < p->n; i++)
+            p->cur[i] = bench_ram_gfn(((p->step - 1) * p->n + i) % ram);
+        return p->cur;
+    }
+    return p->hot;
+}
+
 #endif

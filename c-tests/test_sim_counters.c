@@ -22,6 +22,7 @@
 #include "harness.h"
 
 #include <xen/sys/privcmd.h>
+#include <xen/features.h>
 
 #define MiB (1024ull * 1024)
 
@@ -253,7 +254,50 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* The dom0 frame budget and the unmap cost. */
+/* XENVER_get_features submap 0 as the hypervisor reports it (through
+ * libxenctrl, as a toolstack would), or -1. */
+static long features(xc_interface *xch)
+{
+    xen_feature_info_t fi = {.submap_idx = 0};
+
+    return xc_version(xch, XENVER_get_features, &fi) ? -1 : (long)fi.submap;
+}
+
+/* The dom0 model: the feature bit privcmd keys on, and who takes frames. */
+static void dom0_modes(void)
+{
+    static const char *name[] = {"pv", "pvh", "pvh-balloon"};
+    xc_interface *xch = harness_xc_open();
+    xen_pfn_t g[4] = {0x10, 0x11, 0x12, 0x13};
+    int err[4];
+
+    for (int m = XENSIM_DOM0_PV; m <= XENSIM_DOM0_PVH_BALLOON; m++) {
+        struct xensim_counters c0, c;
+        long f;
+        void *a;
+
+        xensim_set_dom0_mode(m);
+        H_CHECK(xensim_dom0_mode() == m, "mode %s not set", name[m]);
+        f = features(xch);
+        H_CHECK(f >= 0 && !(f & (1L << XENFEAT_auto_translated_physmap)) == (m == XENSIM_DOM0_PV) &&
+                    (f & (1L << XENFEAT_dom0)),
+                "%s dom0: features %#lx", name[m], f);
+        xensim_counters(&c0);
+        a = xc_map_foreign_bulk(xch, 1, PROT_READ, g, err, 4);
+        H_CHECK(a != NULL, "%s: map 4 pages: %s", name[m], strerror(errno));
+        xensim_counters(&c);
+        H_CHECK(c.dom0_frames - c0.dom0_frames == (m == XENSIM_DOM0_PV ? 0u : 4u),
+                "%s dom0: 4 mapped pages took %llu dom0 frames", name[m],
+                (unsigned long long)(c.dom0_frames - c0.dom0_frames));
+        munmap(a, 4 * 4096);
+        xensim_counters(&c);
+        H_CHECK(c.dom0_frames == c0.dom0_frames, "%s: frames not given back", name[m]);
+    }
+    xensim_set_dom0_mode(XENSIM_DOM0_PV);
+    harness_xc_close(xch);
+}
+
+/* The dom0 frame budget (ballooned PVH dom0) and the unmap cost. */
 static void dom0_budget(void)
 {
     xc_interface *xch = harness_xc_open();
@@ -263,6 +307,7 @@ static void dom0_budget(void)
     void *a, *b;
     double t0, took;
 
+    xensim_set_dom0_mode(XENSIM_DOM0_PVH_BALLOON);
     xensim_counters_reset();
     xensim_counters(&c0);
     xensim_set_dom0_frames(c0.dom0_frames + 8);
@@ -293,6 +338,7 @@ static void dom0_budget(void)
             strerror(errno));
     munmap(b, 4096);
     xensim_set_dom0_frames(0);
+    xensim_set_dom0_mode(XENSIM_DOM0_PV);
     harness_xc_close(xch);
 }
 
@@ -301,6 +347,7 @@ int main(void)
     xensim_destroy_all();
     round_trip_counts();
     foreign_mappings();
+    dom0_modes();
     dom0_budget();
     vma_rules();
     xensim_destroy_all();

@@ -5,7 +5,8 @@
  * limit one after the other for every scenario and collects the result lines.
  *
  *   tool_bench --side stock|xcsave|limit --mode remus|colo|live|nonlive --mem-mib N
- *              [--dirty N[,N...]] [--ckpts N] [--warmup N] [--cost-page-ns N]
+ *              [--dirty N[,N...]] [--patterns P[,P...]] [--ckpts N] [--warmup N]
+ *              [--cost-page-ns N]
  *              [--dirty-rate N] [--layout-out F] [--layout-in F] [--pipe-kib N]
  *
  * Processes: this one saves (stock xc_domain_save via dlvsym, or xcsave_domain_save) into a
@@ -20,7 +21,8 @@
  * Checkpoint k (k >= 1) is timed from the suspend callback's return to the postcopy
  * callback. Checkpoint 1 ends the initial live migration. Then, for each dirty-set size of
  * --dirty in turn (a "phase", one output line each; one save serves them all so the initial
- * migration is paid once): --warmup checkpoints (default 1, reported as "cold") and --ckpts
+ * migration is paid once; with --patterns hot,drift,random,sweep (bench.h) every pattern
+ * runs every size, pattern-major): --warmup checkpoints (default 1, reported as "cold") and --ckpts
  * measured checkpoints, each carrying that phase's working set. If the domain already exists
  * in $XENSIM_DIR (an earlier side of the same scenario), it is reused as it is. COLO's checkpoint callback (stock calls it
  * before postcopy) waits for the drain's ack, so COLO downtime includes draining; Remus's
@@ -56,6 +58,8 @@
 #define REC_CHECKPOINT 0x0eu
 #define REC_DIRTY_PFN_LIST 0x0fu
 #define BACK_PFNS 8
+#define MAXPH 16 /* phases of one save */
+#define SPARSE_MIB 4096 /* bigger guests: RAM left unfilled (sparse), the limit's too */
 
 enum side { S_STOCK, S_XCSAVE, S_LIMIT, S_VERIFY };
 enum mode { M_REMUS, M_COLO, M_LIVE, M_NONLIVE };
@@ -66,7 +70,8 @@ static struct {
     enum side side;
     enum mode mode;
     uint64_t mem_bytes;
-    unsigned int ndirty, dirty[8], ckpts, warmup;
+    unsigned int ndirty, dirty[MAXPH], ckpts, warmup; /* phases: pattern x size */
+    enum bench_pattern pattern[MAXPH];
     uint64_t cost_page_ns, dirty_rate;
     const char *layout_out, *layout_in;
     unsigned int pipe_kib;
@@ -132,8 +137,9 @@ struct drain_shm {
 };
 
 static struct drain_shm *shm;
-static uint64_t *hots[8];       /* the dirty working set of each phase */
-static unsigned int nhots[8];
+static uint64_t *hots[MAXPH];       /* the first dirty set of each phase */
+static unsigned int nhots[MAXPH];
+static struct bench_pat pats[MAXPH]; /* the guest's dirty pattern of each phase */
 
 /* The phase of checkpoint k (k >= 2), and whether it is a measured one. */
 static unsigned int phase_of(unsigned int k, int *measured)
@@ -341,7 +347,9 @@ static void guest_main(int cmd, int rep)
             xensim_resume(DOM);
         while (di.paused && xensim_unpause(DOM) == 0 && xensim_dominfo(DOM, &di) == 0)
             ;
-    } else if ((rc = xensim_create_domain(DOM, &cfg)) || (rc = xensim_fill(DOM, 0xbe9c4000))) {
+    } else if ((rc = xensim_create_domain(DOM, &cfg)) ||
+               (opt.mem_bytes <= ((uint64_t)SPARSE_MIB << 20) &&
+                (rc = xensim_fill(DOM, 0xbe9c4000)))) {
         _exit(10);
     }
     xensim_set_cost(0, opt.cost_page_ns);
@@ -351,10 +359,12 @@ static void guest_main(int cmd, int rep)
             uint32_t k, ph;
             if (read_all(cmd, &k, 4))
                 break;
+            const uint64_t *set;
             ph = phase_of(k + 1, NULL);
+            set = bench_pat_next(&pats[ph]);
             for (unsigned int i = 0; i < nhots[ph]; i++) {
-                uint64_t v[2] = {k, hots[ph][i]};
-                if (xensim_guest_write(DOM, hots[ph][i], (k * 64u) % 4096, v, sizeof(v)))
+                uint64_t v[2] = {k, set[i]};
+                if (xensim_guest_write(DOM, set[i], (k * 64u) % 4096, v, sizeof(v)))
                     _exit(11);
             }
             write_all(rep, "D", 1);
@@ -388,7 +398,7 @@ static struct {
     unsigned int k; /* suspends so far */
     struct sample sus[MAXC + 2], post[MAXC + 2];
     double peak_anon, t_end;
-    unsigned long peak_proc_vmas;
+    unsigned long peak_proc_vmas, peak_vmpte_kib;
     uint64_t peak_live_pages, peak_live_vmas;
     /* live: precopy iterations */
     double t_iter[64];
@@ -410,7 +420,7 @@ static void peaks(void)
 {
     struct xensim_counters c;
     double a = bench_rss_anon_mib();
-    unsigned long v = bench_proc_vmas();
+    unsigned long v = bench_proc_vmas(), pte = bench_vmpte_kib();
 
     memset(&c, 0, sizeof(c));
     if (opt.side != S_LIMIT)
@@ -423,6 +433,8 @@ static void peaks(void)
         S.peak_anon = a;
     if (v > S.peak_proc_vmas)
         S.peak_proc_vmas = v;
+    if (pte > S.peak_vmpte_kib)
+        S.peak_vmpte_kib = pte;
 }
 
 static int cb_suspend(void *data)
@@ -558,6 +570,11 @@ static int writev_all(int fd, struct iovec *iov, size_t n)
     return 0;
 }
 
+static int sparse(void)
+{
+    return opt.mem_bytes > ((uint64_t)SPARSE_MIB << 20);
+}
+
 /* Replay the framing of --layout-in with writev from ordinary memory. */
 static int run_limit(int out, int back)
 {
@@ -580,11 +597,14 @@ static int run_limit(int out, int back)
     if (!raw || fread(raw, 1, (size_t)fsz, f) != (size_t)fsz)
         die("read layout");
     fclose(f);
+    /* a sparse (big) guest: pages never written read as the zero page */
     mem = mmap(NULL, npages << 12, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+               MAP_PRIVATE | MAP_ANONYMOUS | (sparse() ? 0 : MAP_POPULATE), -1, 0);
     if (mem == MAP_FAILED)
         die("mmap %llu MiB: %s", (unsigned long long)(opt.mem_bytes >> 20), strerror(errno));
-    for (uint64_t p = 0; p < npages; p++)
+    if (sparse()) /* read faults then map the 4 KiB zero page, never a fresh huge page */
+        madvise(mem, npages << 12, MADV_NOHUGEPAGE);
+    for (uint64_t p = 0; !sparse() && p < npages; p++)
         *(uint64_t *)(mem + (p << 12)) = p * 0x9e3779b97f4a7c15ull;
     memset(segs, 0, sizeof(segs));
     while (pos + 8 <= (size_t)fsz) {
@@ -649,8 +669,9 @@ static int run_limit(int out, int back)
         peaks();
         if (opt.mode == M_REMUS && !wait_ack())
             die("no ack");
-        /* the guest's writes to its working set, as on the other sides */
-        for (size_t j = 0; j < s->niov; j++) {
+        /* the guest's writes to its working set, as on the other sides (a sparse guest's
+         * initial migration, segment 0, is every page: not its working set) */
+        for (size_t j = 0; !(sparse() && k == 0) && j < s->niov; j++) {
             char *b = s->iov[j].iov_base;
             if (b < mem || b >= mem + (npages << 12))
                 continue;
@@ -728,7 +749,10 @@ int main(int argc, char **argv)
         {"side", 1, 0, 's'},       {"mode", 1, 0, 'm'},         {"mem-mib", 1, 0, 'M'},
         {"dirty", 1, 0, 'd'},      {"ckpts", 1, 0, 'c'},        {"cost-page-ns", 1, 0, 'p'},
         {"dirty-rate", 1, 0, 'r'}, {"layout-out", 1, 0, 'o'},   {"layout-in", 1, 0, 'i'},
-        {"pipe-kib", 1, 0, 'P'},   {"warmup", 1, 0, 'w'},       {0, 0, 0, 0}};
+        {"pipe-kib", 1, 0, 'P'},   {"warmup", 1, 0, 'w'},       {"patterns", 1, 0, 't'},
+        {0, 0, 0, 0}};
+    unsigned int nsizes = 0, sizes[8], npat = 0;
+    enum bench_pattern pat[4];
     int ch, sink[2], back[2] = {-1, -1}, ackp[2], gc[2], gr[2];
     pid_t drain, guest = -1;
     int checkpointed, rc = 0, st;
@@ -742,12 +766,20 @@ int main(int argc, char **argv)
         case 'M': opt.mem_bytes = strtoull(optarg, NULL, 0) << 20; break;
         case 'd': {
             char *e = optarg;
-            opt.ndirty = 0;
-            while (*e && opt.ndirty < 8) {
-                opt.dirty[opt.ndirty++] = (unsigned int)strtoul(e, &e, 0);
+            nsizes = 0;
+            while (*e && nsizes < 8) {
+                sizes[nsizes++] = (unsigned int)strtoul(e, &e, 0);
                 if (*e == ',')
                     e++;
             }
+            break;
+        }
+        case 't': {
+            char *save, *tok;
+            npat = 0;
+            for (tok = strtok_r(optarg, ",", &save); tok && npat < 4;
+                 tok = strtok_r(NULL, ",", &save))
+                pat[npat++] = (enum bench_pattern)pick(tok, (const char **)bench_pattern_name, 4);
             break;
         }
         case 'w': opt.warmup = (unsigned int)strtoul(optarg, NULL, 0); break;
@@ -760,8 +792,15 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (!opt.ndirty)
-        opt.dirty[opt.ndirty++] = 2048;
+    if (!nsizes)
+        sizes[nsizes++] = 2048;
+    if (!npat)
+        pat[npat++] = BP_HOT;
+    for (unsigned int i = 0; i < npat * nsizes && i < MAXPH; i++) {
+        opt.pattern[i] = pat[i / nsizes];
+        opt.dirty[i] = sizes[i % nsizes];
+        opt.ndirty = i + 1;
+    }
     if (!opt.mem_bytes || opt.ckpts < 1 || total_ckpts() >= MAXC - 1)
         usage();
     if (opt.side == S_LIMIT && !opt.layout_in)
@@ -770,7 +809,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     for (unsigned int p = 0; p < opt.ndirty; p++) {
         nhots[p] = opt.dirty[p];
-        hots[p] = bench_hot_set(opt.mem_bytes, &nhots[p], 0x5eed0000u + opt.dirty[p] + p);
+        /* the seed of today's hot sets (phase p of size-only runs) */
+        if (bench_pat_init(&pats[p], opt.pattern[p], opt.mem_bytes, &nhots[p],
+                           0x5eed0000u + opt.dirty[p] + p % nsizes))
+            die("a %s working set of %u pages does not fit %llu MiB",
+                bench_pattern_name[opt.pattern[p]], opt.dirty[p],
+                (unsigned long long)(opt.mem_bytes >> 20));
+        hots[p] = pats[p].hot;
         if (!hots[p])
             die("a working set of %u pages does not fit %llu MiB", opt.dirty[p],
                 (unsigned long long)(opt.mem_bytes >> 20));
@@ -891,14 +936,23 @@ int main(int argc, char **argv)
                (unsigned long long)(opt.mem_bytes >> 20), (unsigned long long)opt.cost_page_ns,
                rc == 0, rc);
         fprintf(cf, " stream_bytes=%llu wall_s=%.3f cpu_s=%.3f maxrss_mib=%.1f peak_anon_mib=%.1f"
-               " peak_proc_vmas=%lu peak_map_pages=%llu peak_map_vmas=%llu",
+               " peak_proc_vmas=%lu peak_map_pages=%llu peak_map_vmas=%llu peak_vmpte_kib=%lu"
+               " sparse=%d",
                (unsigned long long)shm->bytes, t_save, cpu_total, bench_maxrss_mib(),
                S.peak_anon, S.peak_proc_vmas, (unsigned long long)S.peak_live_pages,
-               (unsigned long long)S.peak_live_vmas);
-        if (opt.side != S_LIMIT)
-            fprintf(cf, " total_map_calls=%llu total_pages_mapped=%llu",
+               (unsigned long long)S.peak_live_vmas, S.peak_vmpte_kib, sparse());
+        if (opt.side != S_LIMIT) {
+            static const char *dom0[] = {"pv", "pvh", "pvh-balloon"};
+            int m = xensim_dom0_mode();
+            fprintf(cf, " total_map_calls=%llu total_pages_mapped=%llu dom0=%s"
+                        " dom0_frames_peak=%llu",
                    (unsigned long long)cend.mmapbatch_calls,
-                   (unsigned long long)cend.pages_mapped);
+                   (unsigned long long)cend.pages_mapped, m >= 0 && m <= 2 ? dom0[m] : "?",
+                   (unsigned long long)cend.dom0_frames_peak);
+        }
+        if (checkpointed && S.iters >= 2)
+            fprintf(cf, " first_pass_s=%.3f first_pass_mbps=%.1f", S.t_iter[1] - S.t_iter[0],
+                    (S.b_iter[1] - S.b_iter[0]) / (S.t_iter[1] - S.t_iter[0]) / 1e6);
         if (has_cs)
             fprintf(cf, " cache_peak_mib=%.1f cache_peak_vmas=%llu cache_hits=%llu cache_misses=%llu"
                    " cache_maps=%llu cache_evictions=%llu cache_invalidations=%llu"
@@ -952,11 +1006,11 @@ int main(int argc, char **argv)
                 continue;
             }
             fputs(common, stdout);
-            printf(" dirty=%u ckpts=%u ckpt_bytes=%.0f ckpt_pages=%.1f tput_mbps=%.1f"
+            printf(" pattern=%s dirty=%u ckpts=%u ckpt_bytes=%.0f ckpt_pages=%.1f tput_mbps=%.1f"
                    " tput_gbps=%.3f dt_p50_ms=%.3f dt_p99_ms=%.3f dt_mean_ms=%.3f"
                    " dt_cold_ms=%.3f cold_maps=%.2f maps_per_ckpt=%.2f warm_maps_per_ckpt=%.2f"
                    " pages_mapped_per_ckpt=%.1f cpu_s_per_gib=%.3f",
-                   nhots[ph], n, (double)bytes / n, (double)pages / n, bytes / sum_dt / 1e6,
+                   bench_pattern_name[opt.pattern[ph]], nhots[ph], n, (double)bytes / n, (double)pages / n, bytes / sum_dt / 1e6,
                    bytes * 8 / sum_dt / 1e9, bench_pct(dt, n, 50) * 1e3,
                    bench_pct(dt, n, 99) * 1e3, sum_dt / n * 1e3,
                    ncold ? cold / ncold * 1e3 : 0.0, ncold ? (double)cold_maps / ncold : 0.0,

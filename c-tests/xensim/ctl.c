@@ -32,6 +32,7 @@ static void usage(void)
             "  compare DOMID_REF DOMID [ram|all]\n"
             "  stats | stats-reset | count OP SUBOP\n"
             "  cost CALL_NS PAGE_NS\n"
+            "  dom0 pv|pvh|pvh-balloon           (the dom0 model, XENSIM_DOM0)\n"
             "  fault-call OP SUBOP NTH REPEAT ERRNO [DOMID]\n"
             "  fault-map DOMID GFN ERRNO | fault-paged DOMID GFN ATTEMPTS\n"
             "  fault-die DOMID OP SUBOP NTH | fault-clear\n");
@@ -222,6 +223,16 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "cost")) {
         NEED(2);
         xensim_set_cost(num(argv[2]), num(argv[3]));
+    } else if (!strcmp(cmd, "dom0")) {
+        NEED(1);
+        if (!strcmp(argv[2], "pv"))
+            xensim_set_dom0_mode(XENSIM_DOM0_PV);
+        else if (!strcmp(argv[2], "pvh"))
+            xensim_set_dom0_mode(XENSIM_DOM0_PVH);
+        else if (!strcmp(argv[2], "pvh-balloon"))
+            xensim_set_dom0_mode(XENSIM_DOM0_PVH_BALLOON);
+        else
+            usage();
     } else if (!strcmp(cmd, "fault-call")) {
         NEED(5);
         if (argc > 7)

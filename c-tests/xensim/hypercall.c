@@ -13,6 +13,7 @@
 #define __XEN_TOOLS__ 1
 #include <xen/xen.h>
 #include <xen/domctl.h>
+#include <xen/features.h>
 #include <xen/grant_table.h>
 #include <xen/hvm/hvm_op.h>
 #include <xen/hvm/params.h>
@@ -113,7 +114,22 @@ static long do_xen_version(uint64_t cmd, void *arg)
         xen_feature_info_t *f = arg;
         if (!f)
             return -EFAULT;
-        f->submap = 0;
+        if (f->submap_idx != 0)   /* XENFEAT_NR_SUBMAPS is 1 */
+            return -EINVAL;
+        /* submap 0 of a hardware domain, as 4.17's xen/common/kernel.c */
+        f->submap = (1u << XENFEAT_memory_op_vnode_supported) |
+                    (1u << XENFEAT_dom0);
+        if (sim->dom0_mode == XENSIM_DOM0_PV)
+            f->submap |= (1u << XENFEAT_mmu_pt_update_preserve_ad) |
+                         (1u << XENFEAT_highmem_assist) |
+                         (1u << XENFEAT_gnttab_map_avail_bits) |
+                         (1u << XENFEAT_direct_mapped);
+        else
+            f->submap |= (1u << XENFEAT_writable_page_tables) |
+                         (1u << XENFEAT_auto_translated_physmap) |
+                         (1u << XENFEAT_hvm_safe_pvclock) |
+                         (1u << XENFEAT_hvm_callback_vector) |
+                         (1u << XENFEAT_not_direct_mapped);
         return 0;
     }
     default:

@@ -67,6 +67,7 @@ struct vma {
     size_t npages;
     int prot;
     int locked;        /* a first MMAPBATCH has claimed it */
+    int frames;        /* ... and took dom0 frames for it (PVH dom0) */
     struct vpage *pg;  /* per page: what is mapped there */
 };
 
@@ -128,7 +129,7 @@ static int vma_remove_range(uintptr_t addr, size_t len)
         uint64_t dropped = 0;
 
         touched++;
-        if (v->locked) {
+        if (v->locked && v->frames) {
             /* the dom0 frames behind these pages go back */
             __atomic_fetch_sub(&sim->ctr.dom0_frames, (uint64_t)(last - first),
                                __ATOMIC_RELAXED);
@@ -508,15 +509,21 @@ int munmap(void *addr, size_t len)
 
 /* ---- MMAPBATCH ---- */
 
-/* Reserve dom0 frames for a VMA's first MMAPBATCH (PVH dom0's
- * alloc_empty_pages); -ENOMEM beyond the budget. */
+/* Reserve dom0 frames for a VMA's first MMAPBATCH: a PVH dom0's privcmd
+ * (xen_feature(XENFEAT_auto_translated_physmap)) calls alloc_empty_pages for
+ * every page of the VMA; a PV dom0 takes none.  Returns 1 if frames were
+ * taken, 0 if none (PV), -ENOMEM beyond the budget (ballooned PVH only: the
+ * unpopulated allocator costs address space, not RAM). */
 static int dom0_frames_take(uint64_t pages)
 {
-    int rc = 0;
+    int rc = 1;
 
     sim_lock();
-    if (sim->dom0_frames_limit &&
-        sim->ctr.dom0_frames + pages > sim->dom0_frames_limit) {
+    if (sim->dom0_mode == XENSIM_DOM0_PV) {
+        rc = 0;
+    } else if (sim->dom0_mode == XENSIM_DOM0_PVH_BALLOON &&
+               sim->dom0_frames_limit &&
+               sim->ctr.dom0_frames + pages > sim->dom0_frames_limit) {
         sim->ctr.dom0_frame_failures++;
         rc = -ENOMEM;
     } else {
@@ -593,10 +600,12 @@ static int mmapbatch(uint32_t domid, uintptr_t addr, unsigned int num,
                                 (unsigned long)addr, num);
             return -EINVAL;
         }
-        if (dom0_frames_take(v->npages)) {
+        rc = dom0_frames_take(v->npages);
+        if (rc < 0) {
             pthread_mutex_unlock(&vma_lock);
-            return -ENOMEM;
+            return rc;
         }
+        v->frames = rc;
         v->locked = 1;
     } else {
         int bad = first + num > v->npages;

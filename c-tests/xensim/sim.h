@@ -99,6 +99,7 @@ struct sim_state {
     uint64_t cost_call_ns, cost_page_ns, cost_unmap_page_ns;
     uint64_t dom0_frames_limit;  /* 0: unlimited */
     int p2m_add_marks_dirty;     /* Xen >= 4.19.5/4.20.3: p2m_add_page marks the gfn */
+    uint64_t dom0_mode;          /* XENSIM_DOM0_* */
     struct sim_counters_shared ctr;
     struct sim_fault faults[SIM_MAX_FAULTS];
     struct sim_dom doms[SIM_MAX_DOMS];

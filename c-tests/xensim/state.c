@@ -33,6 +33,7 @@ static struct sim_local_dom locals[SIM_MAX_DOMS];
 static char ram_dir[4096];
 static int env_cost_set, env_unmap_set, env_dom0_set;
 static uint64_t env_cost_call, env_cost_page, env_unmap, env_dom0;
+static int env_dom0_mode = -1;  /* XENSIM_DOM0, -1: unset */
 
 void sim_log(const char *fmt, ...)
 {
@@ -104,6 +105,17 @@ int sim_attach(void)
     env_cost_page = env_u64("XENSIM_COST_PAGE_NS", 0, &env_cost_set);
     env_unmap = env_u64("XENSIM_COST_UNMAP_PAGE_NS", 0, &env_unmap_set);
     env_dom0 = env_u64("XENSIM_DOM0_FRAMES", 0, &env_dom0_set);
+    {
+        const char *m = getenv("XENSIM_DOM0");
+        if (m && *m) {
+            env_dom0_mode = !strcmp(m, "pv")            ? XENSIM_DOM0_PV
+                            : !strcmp(m, "pvh")         ? XENSIM_DOM0_PVH
+                            : !strcmp(m, "pvh-balloon") ? XENSIM_DOM0_PVH_BALLOON
+                                                        : -1;
+            if (env_dom0_mode < 0)
+                sim_log("XENSIM_DOM0=%s: not pv, pvh or pvh-balloon (ignored)", m);
+        }
+    }
 
     snprintf(path, sizeof(path), "%s/state", dir);
     fd = sim_sys_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -166,6 +178,8 @@ int sim_attach(void)
         sim->cost_unmap_page_ns = env_unmap;
     if (env_dom0_set)
         sim->dom0_frames_limit = env_dom0;
+    if (env_dom0_mode >= 0)
+        sim->dom0_mode = (uint64_t)env_dom0_mode;
     for (int i = 0; i < SIM_MAX_DOMS; i++)
         locals[i].ramfd = -1;
 out_close:
@@ -633,6 +647,18 @@ void xensim_set_dom0_frames(uint64_t limit)
     if (sim_attach())
         return;
     sim->dom0_frames_limit = limit;
+}
+
+void xensim_set_dom0_mode(int mode)
+{
+    if (sim_attach() || mode < XENSIM_DOM0_PV || mode > XENSIM_DOM0_PVH_BALLOON)
+        return;
+    sim->dom0_mode = (uint64_t)mode;
+}
+
+int xensim_dom0_mode(void)
+{
+    return sim_attach() ? -1 : (int)sim->dom0_mode;
 }
 
 /* ---- guest model defaults ---- */

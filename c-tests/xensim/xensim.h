@@ -243,6 +243,19 @@ void xensim_set_unmap_cost(uint64_t page_ns);
  */
 void xensim_set_dom0_frames(uint64_t limit);
 
+/*
+ * The dom0 the simulated hypervisor reports and models (env XENSIM_DOM0 =
+ * pv | pvh | pvh-balloon, default pv).  XENVER_get_features answers with the
+ * bits Xen 4.17's xen/common/kernel.c gives such a hardware domain: PV
+ * without, both PVH modes with XENFEAT_auto_translated_physmap.  PV takes no
+ * dom0 frames for privcmd VMAs; both PVH modes count them (dom0_frames);
+ * only pvh-balloon (a kernel without CONFIG_XEN_UNPOPULATED_ALLOC, whose
+ * frames are ballooned-out RAM) applies the dom0 frame budget.
+ */
+enum { XENSIM_DOM0_PV = 0, XENSIM_DOM0_PVH = 1, XENSIM_DOM0_PVH_BALLOON = 2 };
+void xensim_set_dom0_mode(int mode);
+int xensim_dom0_mode(void);
+
 /* ---- fault injection ------------------------------------------------- */
 
 /*
