@@ -27,24 +27,6 @@ impl ForeignMapping {
         }
     }
 
-    /// An anonymous zero-filled mapping, standing in for guest pages in tests.
-    #[cfg(test)]
-    pub fn anonymous(pages: usize) -> ForeignMapping {
-        // SAFETY: a fresh private anonymous mapping, owned by the returned value.
-        unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                pages.max(1) * PAGE_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED, "anonymous mmap");
-            ForeignMapping::from_raw(p as *mut u8, pages.max(1))
-        }
-    }
-
     /// Number of pages.
     pub fn pages(&self) -> usize {
         self.pages
@@ -59,14 +41,6 @@ impl ForeignMapping {
         );
         // SAFETY: the range lies within the mapping, which stays mapped while &self lives.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(i * PAGE_SIZE), PAGE_SIZE) }
-    }
-
-    /// Page `i`, writable (test fakes fill guest memory through this).
-    #[cfg(test)]
-    pub fn page_mut(&mut self, i: usize) -> &mut [u8] {
-        assert!(i < self.pages);
-        // SAFETY: in range; anonymous test mappings are writable; &mut self is exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(i * PAGE_SIZE), PAGE_SIZE) }
     }
 }
 
