@@ -11,7 +11,8 @@
 #   BENCH_COSTS="0 2000"   xensim per-mapped-page costs (ns) to run every scenario at
 #   BENCH_PATTERNS=0   skip the dirty-pattern axis (below), =only run nothing else (no
 #                   correctness sample either); BENCH_PAT_CKPTS=N its measured
-#                   checkpoints per phase (default 10, quick 6)
+#                   checkpoints per phase (default 10, quick 6); BENCH_PAT_REPS=N its reps
+#                   (default 1: the axis alone takes ~23 min on 2 loaded cores)
 #   BENCH_LIB=path  the libxcsave.so.0 to measure (default: build/lib's); BENCH_LIB_NOTE says
 #                   what it is (e.g. "built from commit abc123") in machine.txt
 #
@@ -40,6 +41,7 @@ CKPTS=${BENCH_CKPTS:-20}
 [ "$QUICK" = 1 ] && REPS=${BENCH_REPS:-1} || REPS=${BENCH_REPS:-2}
 COSTS=${BENCH_COSTS:-0 2000}
 PATTERNS=${BENCH_PATTERNS:-1}
+PAT_REPS=${BENCH_PAT_REPS:-1}
 [ "$QUICK" = 1 ] && PAT_CKPTS=${BENCH_PAT_CKPTS:-6} || PAT_CKPTS=${BENCH_PAT_CKPTS:-10}
 [ -x "$TOOL" ] || { echo "bench: $TOOL not built (run make bench from the top)"; exit 1; }
 # Run a private copy of the tool and the libraries: a rebuild during the run (a shared work
@@ -73,7 +75,7 @@ export XENSIM_STRICT=0
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), $CKPTS measured checkpoints, $REPS rep(s), costs: $COSTS ns/page"
-    [ "$PATTERNS" != 0 ] && echo "patterns: hot drift random sweep x 2048 16384 pages, $PAT_CKPTS measured checkpoints per phase"
+    [ "$PATTERNS" != 0 ] && echo "patterns: hot drift random sweep x 2048 16384 pages, $PAT_CKPTS measured checkpoints per phase, $PAT_REPS rep(s)"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
@@ -122,9 +124,12 @@ trio() {
     rm -rf "$dir" "$lay"
     [ -n "${RAMDIR:-}" ] && rm -rf "$RAMDIR"/*
 }
-# a pattern scenario: MEM DOM0 COST
+# a pattern scenario: MEM DOM0 COST. With one rep, the side that goes first (and meets the
+# fresh guest: for a sparse guest, its page cache) alternates from scenario to scenario,
+# and between reps.
 pattrio() {
-    local mem=$1 dom0=$2 cost=$3
+    local mem=$1 dom0=$2 cost=$3 rep=$(( rep + patn ))
+    patn=$((patn + 1))
     if [ "$mem" -gt 4096 ]; then
         RAMDIR=$(mktemp -d /var/tmp/xcsave-bench-ram.XXXXXX)
         export XENSIM_RAM_DIR=$RAMDIR
@@ -170,6 +175,9 @@ for cost in $COSTS; do
         trio "nonlive-${mem}M-c$cost" --mode nonlive --mem-mib $mem --cost-page-ns $cost
     done
 done
+done
+for rep in $(seq 1 "$PAT_REPS"); do
+patn=0
 for mem in $PAT_MEMS; do
     for cost in $PAT_COSTS; do
         for dom0 in $PAT_DOM0; do

@@ -252,7 +252,8 @@ static inline const uint64_t *bench_pat_next(struct bench_pat *p)
         return p->hot;
     case BP_DRIFT:
         if (p->step > 1) {
-            uint64_t lo = 0x100, hi = (p->mem_bytes >> 12) < 0xF0000 ? p->mem_bytes >> 12 : 0xF0000;
+            uint64_t pages = p->mem_bytes >> 12, lo = 0x100;
+            uint64_t hi = pages < 0xF0000 ? pages : 0xF0000;
             uint64_t slots = (hi - lo) / BENCH_RUN_PAGES;
             unsigned int move = runs * BENCH_DRIFT_PCT / 100 ? runs * BENCH_DRIFT_PCT / 100 : 1;
             for (unsigned int m = 0; m < move; m++) {

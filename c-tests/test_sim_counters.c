@@ -279,8 +279,8 @@ static void dom0_modes(void)
         xensim_set_dom0_mode(m);
         H_CHECK(xensim_dom0_mode() == m, "mode %s not set", name[m]);
         f = features(xch);
-        H_CHECK(f >= 0 && !(f & (1L << XENFEAT_auto_translated_physmap)) == (m == XENSIM_DOM0_PV) &&
-                    (f & (1L << XENFEAT_dom0)),
+        H_CHECK(f >= 0 && (f & (1L << XENFEAT_dom0)) &&
+                    !(f & (1L << XENFEAT_auto_translated_physmap)) == (m == XENSIM_DOM0_PV),
                 "%s dom0: features %#lx", name[m], f);
         xensim_counters(&c0);
         a = xc_map_foreign_bulk(xch, 1, PROT_READ, g, err, 4);

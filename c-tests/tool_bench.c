@@ -1010,7 +1010,8 @@ int main(int argc, char **argv)
                    " tput_gbps=%.3f dt_p50_ms=%.3f dt_p99_ms=%.3f dt_mean_ms=%.3f"
                    " dt_cold_ms=%.3f cold_maps=%.2f maps_per_ckpt=%.2f warm_maps_per_ckpt=%.2f"
                    " pages_mapped_per_ckpt=%.1f cpu_s_per_gib=%.3f",
-                   bench_pattern_name[opt.pattern[ph]], nhots[ph], n, (double)bytes / n, (double)pages / n, bytes / sum_dt / 1e6,
+                   bench_pattern_name[opt.pattern[ph]], nhots[ph], n, (double)bytes / n,
+                   (double)pages / n, bytes / sum_dt / 1e6,
                    bytes * 8 / sum_dt / 1e9, bench_pct(dt, n, 50) * 1e3,
                    bench_pct(dt, n, 99) * 1e3, sum_dt / n * 1e3,
                    ncold ? cold / ncold * 1e3 : 0.0, ncold ? (double)cold_maps / ncold : 0.0,
