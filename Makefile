@@ -6,12 +6,30 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
-BUILD   := $(CURDIR)/build
 CARGO   ?= cargo
 CC      ?= gcc
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml 2>/dev/null | head -1)
 
+# The Xen release to build for: the installed headers' (pkg-config), or `make XEN=4.20`
+# (build.rs refuses an XEN the installed headers contradict). 4.17 builds in target/ and build/
+# as always; another release in target/xen-$(XEN) and build/xen-$(XEN), because xenctrl-sys
+# does not regenerate its bindings when the headers change.
+XEN_INSTALLED := $(shell pkg-config --modversion xenguest 2>/dev/null | cut -d. -f1,2)
+XEN     ?= $(XEN_INSTALLED)
+ifeq ($(XEN),4.17)
+BUILD   := $(CURDIR)/build
+export CARGO_TARGET_DIR := $(CURDIR)/target
+else
+BUILD   := $(CURDIR)/build/xen-$(XEN)
+export CARGO_TARGET_DIR := $(CURDIR)/target/xen-$(XEN)
+endif
+# Where xen-utils-$(XEN) is unpacked (verify-stream-v2, libxl-save-helper): build/deps on the
+# host (scripts/install-deps.sh), /xcsave-deps in a Debian root (scripts/debian-root.sh).
+XEN_UTILS ?= $(CURDIR)/build/deps/xen-utils
+
 export XCSAVE_BUILD := $(BUILD)
+export XCSAVE_XEN_VERSION := $(XEN)
+export XCSAVE_XEN_UTILS := $(XEN_UTILS)
 
 .PHONY: all deps lib xensim tests check check-rust check-c check-header check-install demo bench \
         check-leaks check-xen soak install uninstall clean
@@ -28,10 +46,10 @@ lib:
 	bash scripts/link-so.sh $(BUILD)/lib
 
 xensim:
-	$(MAKE) -C c-tests/xensim BUILD=$(BUILD)
+	$(MAKE) -C c-tests/xensim BUILD=$(BUILD) XEN=$(XEN)
 
 tests: lib xensim
-	$(MAKE) -C c-tests BUILD=$(BUILD) all
+	$(MAKE) -C c-tests BUILD=$(BUILD) XEN=$(XEN) all
 
 check-rust:
 	$(CARGO) fmt --check
@@ -47,7 +65,7 @@ check-install: lib
 
 # T=name runs one C test (e.g. `make check-c T=test_sim_roundtrip`).
 check-c: tests
-	$(MAKE) -C c-tests BUILD=$(BUILD) check T="$(T)"
+	$(MAKE) -C c-tests BUILD=$(BUILD) XEN=$(XEN) check T="$(T)"
 
 # The whole suite, as CI runs it: Rust checks, header freshness, every C test on xensim, and
 # 1,000 saves under LeakSanitizer.

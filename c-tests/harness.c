@@ -31,12 +31,13 @@ harness_save_fn harness_stock_save(void)
 
     if (fn)
         return fn;
-    h = dlopen("libxenguest.so.4.17", RTLD_NOW | RTLD_GLOBAL);
+    /* XEN_GUEST_SONAME/XEN_GUEST_NODE: the release under test (c-tests/Makefile). */
+    h = dlopen(XEN_GUEST_SONAME, RTLD_NOW | RTLD_GLOBAL);
     if (!h)
-        H_FAIL("dlopen libxenguest.so.4.17: %s", dlerror());
-    fn = (harness_save_fn)dlvsym(h, "xc_domain_save", "VERS_4.17.0");
+        H_FAIL("dlopen " XEN_GUEST_SONAME ": %s", dlerror());
+    fn = (harness_save_fn)dlvsym(h, "xc_domain_save", XEN_GUEST_NODE);
     if (!fn)
-        H_FAIL("dlvsym xc_domain_save@VERS_4.17.0: %s", dlerror());
+        H_FAIL("dlvsym xc_domain_save@" XEN_GUEST_NODE ": %s", dlerror());
     return fn;
 }
 

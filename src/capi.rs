@@ -118,7 +118,7 @@ fn stock_save() -> Option<SaveFn> {
         libc::dlvsym(
             libc::RTLD_NEXT,
             c"xc_domain_save".as_ptr(),
-            c"VERS_4.17.0".as_ptr(),
+            crate::xen::version::NODE.as_ptr(),
         )
     };
     let ours = [
@@ -253,7 +253,8 @@ fn save_entry(
 }
 
 /// Drop-in replacement for libxenguest's `xc_domain_save` (exported as
-/// `xc_domain_save@@VERS_4.17.0`). Same arguments, return value and errno as stock.
+/// `xc_domain_save@@VERS_4.17.0` on Xen 4.17, `@@libxenguest_4.20.0` on 4.20). Same arguments,
+/// return value and errno as stock.
 ///
 /// # Safety
 /// The arguments must satisfy stock `xc_domain_save`'s contract: `xch` a live handle,

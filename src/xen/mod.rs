@@ -5,10 +5,12 @@
 //! The save engine sees Xen through the small, safe [`Hypervisor`] trait, so its logic can be
 //! driven by a fake in tests. [`XenCtrl`] implements it over a caller's `xc_interface *`.
 
+mod dominfo;
 pub mod extra;
 pub mod fdio;
 mod mapping;
 mod signals;
+pub mod version;
 
 pub use mapping::ForeignMapping;
 
@@ -19,7 +21,8 @@ use std::ffi::CString;
 use std::os::raw::{c_int, c_uint, c_ulong};
 use xenctrl_sys as sys;
 
-/// Domain information the saver needs (from `xc_domain_getinfo`).
+/// Domain information the saver needs (`xc_domain_getinfo` on 4.17, `xc_domain_getinfo_single`
+/// on 4.20: see `dominfo`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DomInfo {
     /// Domain id.
@@ -332,16 +335,10 @@ impl Hypervisor for XenCtrl {
     type Bitmap = HcBitmap;
 
     fn domain_info(&self, dom: u32) -> Result<Option<DomInfo>> {
-        let mut info = sys::xc_dominfo_t::default();
-        // SAFETY: xch is live (XenCtrl::new contract); info is a valid out-parameter for one.
-        let n = check(unsafe { sys::xc_domain_getinfo(self.xch, dom, 1, &mut info) })?;
-        if n != 1 {
-            return Ok(None);
-        }
-        Ok(Some(DomInfo {
+        Ok(dominfo::get(self.xch, dom)?.map(|info| DomInfo {
             domid: info.domid,
-            hvm: info.hvm() != 0,
-            shutdown: info.shutdown() != 0,
+            hvm: info.hvm,
+            shutdown: info.shutdown,
             shutdown_reason: info.shutdown_reason,
             nr_pages: info.nr_pages,
             max_memkb: info.max_memkb,
