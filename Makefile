@@ -32,7 +32,8 @@ export XCSAVE_XEN_VERSION := $(XEN)
 export XCSAVE_XEN_UTILS := $(XEN_UTILS)
 
 .PHONY: all deps lib xensim tests check check-rust check-c check-header check-install demo bench \
-        check-leaks check-xen soak install uninstall clean
+        check-leaks check-xen soak install uninstall clean root-trixie check-420 check-420-inside \
+        deb check-deb
 
 all: lib xensim
 
@@ -75,6 +76,29 @@ check: deps
 	$(MAKE) check-install
 	$(MAKE) check-c
 	$(MAKE) check-leaks
+	$(MAKE) check-deb
+	$(MAKE) check-420
+
+# Debian 13 (trixie) root from Debian's packages, cached in build/trixie (scripts/debian-root.sh).
+TRIXIE := $(CURDIR)/build/trixie
+root-trixie:
+	bash scripts/debian-root.sh trixie $(TRIXIE)
+
+# The suite again against Debian 13's real Xen 4.20 libraries and tools, in the Debian 13 root:
+# the 4.20 build (target/xen-4.20, build/xen-4.20), clippy on its 4.20 code paths, every C test
+# with xensim simulating 4.20 and stock 4.20's save, restore, verify-stream-v2 and
+# libxl-save-helper, and the leak check; then its Debian packages, installed, used and removed
+# in a throwaway overlay of the root (scripts/check-deb.sh).
+check-420: root-trixie
+	bash scripts/in-root.sh $(TRIXIE) $(MAKE) XEN=4.20 check-420-inside
+	bash scripts/check-deb.sh 4.20 $(TRIXIE) $(CURDIR)/build/xen-4.20/deb $(CURDIR)/build/xen-4.20
+
+check-420-inside:
+	@test "$(XEN)" = 4.20 || { echo "check-420-inside: runs in the Debian 13 root" >&2; exit 1; }
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(MAKE) check-c
+	$(MAKE) -C c-tests BUILD=$(BUILD) XEN=$(XEN) check-leaks
+	$(MAKE) deb
 
 demo: deps lib xensim
 	$(MAKE) -C c-tests BUILD=$(BUILD) demo
@@ -91,6 +115,16 @@ soak: deps lib xensim
 check-xen: lib
 	bash scripts/check-xen.sh
 
+# Debian packages for this Xen release into build/deb (or build/xen-X/deb): libxcsave0,
+# libxcsave-dev and the opt-in xcsave-xl (scripts/make-deb.sh).
+deb: lib
+	bash scripts/make-deb.sh $(XEN) $(BUILD) $(BUILD)/deb
+
+# Install, use, remove the packages in a throwaway overlay of this host (scripts/check-deb.sh);
+# check-420 does the same for Debian 13 over build/trixie.
+check-deb: deb tests
+	bash scripts/check-deb.sh $(XEN) / $(BUILD)/deb $(BUILD)
+
 install: lib
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 0755 $(BUILD)/lib/libxcsave.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
@@ -99,7 +133,7 @@ install: lib
 	install -m 0644 $(BUILD)/lib/libxcsave.a $(DESTDIR)$(LIBDIR)/
 	install -m 0644 include/xcsave.h $(DESTDIR)$(INCDIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' xcsave.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/xcsave.pc
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@XEN@|$(XEN)|' xcsave.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/xcsave.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libxcsave.so* $(DESTDIR)$(LIBDIR)/libxcsave.a \

@@ -57,6 +57,28 @@ xc_interface *harness_xc_open(void)
     return xch;
 }
 
+int harness_dominfo(xc_interface *xch, uint32_t dom, struct harness_dominfo *out)
+{
+#if XEN_RELEASE_MINOR == 17
+    xc_dominfo_t i;
+
+    if (xc_domain_getinfo(xch, dom, 1, &i) != 1)
+        return -1;
+    out->domid = i.domid;
+    out->hvm = i.hvm;
+    out->nr_pages = i.nr_pages;
+#else
+    xc_domaininfo_t i;
+
+    if (xc_domain_getinfo_single(xch, dom, &i) < 0)
+        return -1;
+    out->domid = i.domain;
+    out->hvm = !!(i.flags & XEN_DOMINF_hvm_guest);
+    out->nr_pages = i.tot_pages;
+#endif
+    return 0;
+}
+
 void harness_xc_close(xc_interface *xch)
 {
     /* The logger is leaked on purpose: xc_interface_close does not own it,
