@@ -31,6 +31,8 @@ pub enum BackChannelError {
     PfnOutOfRange(u64),
     /// No memory for the record (its length was valid).
     NoMemory(usize),
+    /// Xen 4.20's header pad (see [`read_record`]) is not zero.
+    HeaderPad(u64),
 }
 
 impl BackChannelError {
@@ -73,6 +75,9 @@ impl BackChannelError {
             BackChannelError::NoMemory(n) => {
                 format!("Unable to allocate {n} bytes for the dirty pfn list")
             }
+            BackChannelError::HeaderPad(p) => {
+                format!("Dirty pfn list record header pad {p:#x} is not zero")
+            }
         }
     }
 }
@@ -105,12 +110,30 @@ pub struct RawRecord {
     pub body: Vec<u8>,
 }
 
+/// The bytes a secondary writes before a record's body. Xen 4.18+'s restore
+/// (`send_checkpoint_dirty_pfn_list` since commit efe8de1f91) writes its whole in-memory
+/// `struct xc_sr_record` as the header: type, length and the NULL `data` pointer, 16 bytes,
+/// where the stream format (and 4.17) has 8. Stock 4.20's saver reads 8 and fails at the next
+/// record ("Expect dirty bitmap record, but received ..."); the 4.20 build reads all 16 and
+/// requires the pointer's 8 bytes to be zero (docs/decisions.md).
+#[cfg(xen = "4.17")]
+const HEADER_LEN: usize = 8;
+/// See the 4.17 variant.
+#[cfg(xen = "4.20")]
+const HEADER_LEN: usize = 16;
+
 /// Read one record (header, body, padding) from `r`.
 pub fn read_record<R: Read + ?Sized>(r: &mut R) -> Result<RawRecord, BackChannelError> {
-    let mut hdr = [0u8; 8];
+    let mut hdr = [0u8; HEADER_LEN];
     read_full(r, &mut hdr)?;
     let rtype = u32::from_le_bytes(hdr[0..4].try_into().expect("4 bytes"));
     let length = u32::from_le_bytes(hdr[4..8].try_into().expect("4 bytes"));
+    if let Some(pad) = hdr.get(8..16) {
+        let pad = u64::from_le_bytes(pad.try_into().expect("8 bytes"));
+        if pad != 0 {
+            return Err(BackChannelError::HeaderPad(pad));
+        }
+    }
     if length > REC_LENGTH_MAX {
         return Err(BackChannelError::TooLong(length));
     }
