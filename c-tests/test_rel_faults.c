@@ -110,11 +110,11 @@ struct row {
 /* Back-channel records (0xf = CHECKPOINT_DIRTY_PFN_LIST; a 16 MiB guest's p2m ends at
  * 0xff000): what a broken or hostile secondary sends. */
 static const uint32_t bc_closed[1] = {0};
-static const uint32_t bc_pfn[4] = {0xf, 8, 0xff000, 0};
-static const uint32_t bc_length[4] = {0xf, 5, 1, 0};
-static const uint32_t bc_truncated[4] = {0xf, 16, 1, 0};
-static const uint32_t bc_type[2] = {0xe, 0};
-static const uint32_t bc_huge[2] = {0xf, 0xfffffff8u};
+static const uint32_t bc_pfn[] = {BC_HDR(0xf, 8), 0xff000, 0};
+static const uint32_t bc_length[] = {BC_HDR(0xf, 5), 1, 0};
+static const uint32_t bc_truncated[] = {BC_HDR(0xf, 16), 1, 0};
+static const uint32_t bc_type[] = {BC_HDR(0xe, 0)};
+static const uint32_t bc_huge[] = {BC_HDR(0xf, 0xfffffff8u)};
 
 static void arm_getinfo(uint32_t d)
 {
@@ -435,7 +435,7 @@ static void run_row(const struct row *r, harness_save_fn save, struct outcome *o
     }
     if (r->stream == XC_STREAM_COLO) {
         /* the secondary's (empty) dirty-pfn lists for the checkpoints after the first */
-        static const uint32_t empty_list[2] = {0xf, 0};
+        static const uint32_t empty_list[] = {BC_HDR(0xf, 0)};
         cb.wait_checkpoint = c_wait;
         H_CHECK(pipe(back) == 0, "pipe");
         for (int i = 0; i < 8 && !r->back; i++)
