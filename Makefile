@@ -33,7 +33,7 @@ export XCSAVE_XEN_UTILS := $(XEN_UTILS)
 
 .PHONY: all deps lib xensim tests check check-rust check-c check-header check-install demo bench \
         check-leaks check-xen soak install uninstall clean root-trixie check-420 check-420-inside \
-        deb check-deb
+        deb check-deb install-xl
 
 all: lib xensim
 
@@ -119,6 +119,12 @@ check-xen: lib
 # libxcsave-dev and the opt-in xcsave-xl (scripts/make-deb.sh).
 deb: lib
 	bash scripts/make-deb.sh $(XEN) $(BUILD) $(BUILD)/deb
+
+# The one command that switches xl to xcsave on a Debian 12 or 13 Xen host (as root): build the
+# packages for the installed Xen and install the library and the activation package with apt.
+# `apt-get remove xcsave-xl` switches back to the stock helper.
+install-xl: deb
+	apt-get install -y $(BUILD)/deb/libxcsave0_*.deb $(BUILD)/deb/xcsave-xl_*.deb
 
 # Install, use, remove the packages in a throwaway overlay of this host (scripts/check-deb.sh);
 # check-420 does the same for Debian 13 over build/trixie.
