@@ -91,8 +91,9 @@ echo "libxcsave 0 libxcsave0 (>= $ver)" >"$r/DEBIAN/shlibs"
 # The symbols file: every versioned export, with the version that introduced it.
 {
     echo "libxcsave.so.0 libxcsave0 #MINVER#"
+    echo "* Build-Depends-Package: libxcsave-dev"
     nm -D --defined-only --with-symbol-versions "$r$libdir/libxcsave.so.$ver" |
-        awk '{print $3}' | sed 's/@@*/@/' | sort | sed "s/\$/ $ver/; s/^/ /"
+        awk '{print $3}' | sed 's/@@*/@/; /@/!s/.*/&@&/' | sort | sed "s/\$/ $ver/; s/^/ /"
 } >"$r/DEBIAN/symbols"
 echo "activate-noawait ldconfig" >"$r/DEBIAN/triggers"
 mkdir -p "$work/shlibdeps/debian"
