@@ -31,12 +31,13 @@ harness_save_fn harness_stock_save(void)
 
     if (fn)
         return fn;
-    h = dlopen("libxenguest.so.4.17", RTLD_NOW | RTLD_GLOBAL);
+    /* XEN_GUEST_SONAME/XEN_GUEST_NODE: the release under test (c-tests/Makefile). */
+    h = dlopen(XEN_GUEST_SONAME, RTLD_NOW | RTLD_GLOBAL);
     if (!h)
-        H_FAIL("dlopen libxenguest.so.4.17: %s", dlerror());
-    fn = (harness_save_fn)dlvsym(h, "xc_domain_save", "VERS_4.17.0");
+        H_FAIL("dlopen " XEN_GUEST_SONAME ": %s", dlerror());
+    fn = (harness_save_fn)dlvsym(h, "xc_domain_save", XEN_GUEST_NODE);
     if (!fn)
-        H_FAIL("dlvsym xc_domain_save@VERS_4.17.0: %s", dlerror());
+        H_FAIL("dlvsym xc_domain_save@" XEN_GUEST_NODE ": %s", dlerror());
     return fn;
 }
 
@@ -54,6 +55,28 @@ xc_interface *harness_xc_open(void)
     if (!xch)
         H_FAIL("xc_interface_open failed: %s", strerror(errno));
     return xch;
+}
+
+int harness_dominfo(xc_interface *xch, uint32_t dom, struct harness_dominfo *out)
+{
+#if XEN_RELEASE_MINOR == 17
+    xc_dominfo_t i;
+
+    if (xc_domain_getinfo(xch, dom, 1, &i) != 1)
+        return -1;
+    out->domid = i.domid;
+    out->hvm = i.hvm;
+    out->nr_pages = i.nr_pages;
+#else
+    xc_domaininfo_t i;
+
+    if (xc_domain_getinfo_single(xch, dom, &i) < 0)
+        return -1;
+    out->domid = i.domain;
+    out->hvm = !!(i.flags & XEN_DOMINF_hvm_guest);
+    out->nr_pages = i.tot_pages;
+#endif
+    return 0;
 }
 
 void harness_xc_close(xc_interface *xch)

@@ -48,6 +48,27 @@ harness_save_fn harness_stock_save(void);
 /* An xc_interface logging to stderr at env HARNESS_XTL_LEVEL (a number,
  * default XTL_WARN).  Fails the test if it cannot be opened. */
 xc_interface *harness_xc_open(void);
+
+/* A COLO back-channel record header in uint32_t words, as the release's stock restore writes
+ * it: type and length; from Xen 4.18 also the 8 bytes of struct xc_sr_record's NULL data
+ * pointer, because send_checkpoint_dirty_pfn_list() writes the whole struct (commit
+ * efe8de1f91; src/backchannel.rs). Fake secondaries in the tests use it. */
+#if XEN_RELEASE_MINOR == 17
+#define BC_HDR(type, len) (type), (len)
+#else
+#define BC_HDR(type, len) (type), (len), 0, 0
+#endif
+
+/* What the tests read of one domain's info, through the release's libxenctrl call:
+ * 4.17's xc_domain_getinfo (the first domain with an id >= dom) or, from 4.18, where that
+ * call is gone, xc_domain_getinfo_single (exactly dom, else -1 with errno ESRCH).
+ * Returns 0, or -1 with errno. */
+struct harness_dominfo {
+    uint32_t domid;
+    int hvm;
+    unsigned long nr_pages;
+};
+int harness_dominfo(xc_interface *xch, uint32_t dom, struct harness_dominfo *out);
 void harness_xc_close(xc_interface *xch);
 
 /* Create a filled, running source (seed) and an empty, paused target of

@@ -11,9 +11,12 @@ OUT=$BUILD/tests
 LOGS=$BUILD/test-logs
 mkdir -p "$LOGS"
 export XENSIM_STRICT=${XENSIM_STRICT:-1}
-export XCSAVE_VERIFY_STREAM=${XCSAVE_VERIFY_STREAM:-$BUILD/deps/xen-utils/usr/lib/xen-4.17/bin/verify-stream-v2}
-export XCSAVE_XEN_PYTHONPATH=${XCSAVE_XEN_PYTHONPATH:-$BUILD/deps/xen-utils/usr/lib/xen-4.17/lib/python}
-export XCSAVE_SAVE_HELPER=${XCSAVE_SAVE_HELPER:-$BUILD/deps/xen-utils/usr/lib/xen-4.17/bin/libxl-save-helper}
+# The stock tools of the Xen release under test, from its unpacked xen-utils-<x.y>.
+xen=${XCSAVE_XEN_VERSION:-4.17}
+utils=${XCSAVE_XEN_UTILS:-$BUILD/deps/xen-utils}/usr/lib/xen-$xen
+export XCSAVE_VERIFY_STREAM=${XCSAVE_VERIFY_STREAM:-$utils/bin/verify-stream-v2}
+export XCSAVE_XEN_PYTHONPATH=${XCSAVE_XEN_PYTHONPATH:-$utils/lib/python}
+export XCSAVE_SAVE_HELPER=${XCSAVE_SAVE_HELPER:-$utils/bin/libxl-save-helper}
 export XCSAVE_LIB=${XCSAVE_LIB:-$BUILD/lib-test/libxcsave.so.0}
 export XENSIM_LIB=${XENSIM_LIB:-$BUILD/xensim/libxensim.so}
 

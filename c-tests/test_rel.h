@@ -258,7 +258,7 @@ static inline void rel_save_run(struct rel_save *s, harness_save_fn save, xc_int
         cb.checkpoint = rel_cb_checkpoint;
     }
     if (s->stream == XC_STREAM_COLO) {
-        static const uint32_t empty_list[2] = {0xf, 0};
+        static const uint32_t empty_list[] = {BC_HDR(0xf, 0)};
         cb.wait_checkpoint = rel_cb_wait;
         H_CHECK(pipe(back) == 0, "pipe: %s", strerror(errno));
         for (unsigned int i = 0; i <= s->checkpoints; i++)

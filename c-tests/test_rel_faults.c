@@ -110,11 +110,11 @@ struct row {
 /* Back-channel records (0xf = CHECKPOINT_DIRTY_PFN_LIST; a 16 MiB guest's p2m ends at
  * 0xff000): what a broken or hostile secondary sends. */
 static const uint32_t bc_closed[1] = {0};
-static const uint32_t bc_pfn[4] = {0xf, 8, 0xff000, 0};
-static const uint32_t bc_length[4] = {0xf, 5, 1, 0};
-static const uint32_t bc_truncated[4] = {0xf, 16, 1, 0};
-static const uint32_t bc_type[2] = {0xe, 0};
-static const uint32_t bc_huge[2] = {0xf, 0xfffffff8u};
+static const uint32_t bc_pfn[] = {BC_HDR(0xf, 8), 0xff000, 0};
+static const uint32_t bc_length[] = {BC_HDR(0xf, 5), 1, 0};
+static const uint32_t bc_truncated[] = {BC_HDR(0xf, 16), 1, 0};
+static const uint32_t bc_type[] = {BC_HDR(0xe, 0)};
+static const uint32_t bc_huge[] = {BC_HDR(0xf, 0xfffffff8u)};
 
 static void arm_getinfo(uint32_t d)
 {
@@ -434,13 +434,18 @@ static void run_row(const struct row *r, harness_save_fn save, struct outcome *o
         cb.checkpoint = c_checkpoint;
     }
     if (r->stream == XC_STREAM_COLO) {
-        /* the secondary's (empty) dirty-pfn lists for the checkpoints after the first */
-        static const uint32_t empty_list[2] = {0xf, 0};
+        /* the secondary's (empty) dirty-pfn lists for the checkpoints after the first. From
+         * Xen 4.18 stock's saver misreads the real secondary's 16-byte header (BC_HDR;
+         * test_sim_roundtrip:colo), so stock is fed the 8-byte header it reads: the rows
+         * compare the handling of the fault, not that defect. */
+        static const uint32_t empty_list[] = {BC_HDR(0xf, 0)};
+        static const uint32_t empty_list8[] = {0xf, 0};
+        const void *el = save == xcsave_domain_save ? (const void *)empty_list : empty_list8;
+        size_t ellen = save == xcsave_domain_save ? sizeof(empty_list) : sizeof(empty_list8);
         cb.wait_checkpoint = c_wait;
         H_CHECK(pipe(back) == 0, "pipe");
         for (int i = 0; i < 8 && !r->back; i++)
-            H_CHECK(write(back[1], empty_list, sizeof(empty_list)) == sizeof(empty_list),
-                    "back channel");
+            H_CHECK(write(back[1], el, ellen) == (ssize_t)ellen, "back channel");
         if (r->back) {
             H_CHECK(write(back[1], r->back, r->back_len) == (ssize_t)r->back_len,
                     "back channel");

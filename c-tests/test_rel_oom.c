@@ -80,7 +80,7 @@ static void *feed_thread(void *arg)
 {
     int fd = *(int *)arg;
     static char zero[1 << 16];
-    uint32_t hdr[2] = {0xf, BIG};   /* CHECKPOINT_DIRTY_PFN_LIST, 16 Mi x pfn 0 */
+    uint32_t hdr[] = {BC_HDR(0xf, BIG)}; /* CHECKPOINT_DIRTY_PFN_LIST, 16 Mi x pfn 0 */
     size_t left = BIG;
 
     if (write(fd, hdr, sizeof(hdr)) != sizeof(hdr))

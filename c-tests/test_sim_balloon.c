@@ -49,7 +49,7 @@ static void prims(void)
     xc_interface *xch = harness_xc_open();
     struct xensim_domain_config cfg = {.mem_bytes = 16 * MiB};
     struct xensim_dominfo di;
-    xc_dominfo_t info;
+    struct harness_dominfo info;
     uint8_t a[4096], b[4096], v = 0x77;
     xen_pfn_t g = BGFN;
     int err, set;
@@ -94,22 +94,22 @@ static void prims(void)
             "a new mapping must show the new frame");
     /* Xen frees a released frame (and drops it from tot_pages) only when
      * the last foreign mapping of it goes */
-    H_CHECK(xc_domain_getinfo(xch, 1, 1, &info) == 1 &&
+    H_CHECK(harness_dominfo(xch, 1, &info) == 0 &&
                 info.nr_pages == di.tot_pages + 1,
             "tot_pages %lu while the old frame is mapped, want %llu",
             info.nr_pages, (unsigned long long)(di.tot_pages + 1));
     munmap(old, 4096);
-    H_CHECK(xc_domain_getinfo(xch, 1, 1, &info) == 1 &&
+    H_CHECK(harness_dominfo(xch, 1, &info) == 0 &&
                 info.nr_pages == di.tot_pages,
             "tot_pages %lu after the old frame's unmap, want %llu",
             info.nr_pages, (unsigned long long)di.tot_pages);
     /* balloon out a mapped page: still counted until unmapped */
     H_CHECK(xensim_balloon_out(1, BGFN) == 0, "balloon out (mapped)");
-    H_CHECK(xc_domain_getinfo(xch, 1, 1, &info) == 1 &&
+    H_CHECK(harness_dominfo(xch, 1, &info) == 0 &&
                 info.nr_pages == di.tot_pages,
             "a mapped, ballooned-out frame must stay counted");
     munmap(fresh, 4096);
-    H_CHECK(xc_domain_getinfo(xch, 1, 1, &info) == 1 &&
+    H_CHECK(harness_dominfo(xch, 1, &info) == 0 &&
                 info.nr_pages == di.tot_pages - 1,
             "tot_pages %lu after unmap, want %llu", info.nr_pages,
             (unsigned long long)(di.tot_pages - 1));
@@ -118,7 +118,7 @@ static void prims(void)
 
     /* balloon out and back in */
     H_CHECK(xensim_balloon_out(1, BGFN) == 0, "balloon out");
-    H_CHECK(xc_domain_getinfo(xch, 1, 1, &info) == 1 &&
+    H_CHECK(harness_dominfo(xch, 1, &info) == 0 &&
                 info.nr_pages == di.tot_pages - 1,
             "tot_pages %lu after balloon out, want %llu", info.nr_pages,
             (unsigned long long)(di.tot_pages - 1));
@@ -131,7 +131,7 @@ static void prims(void)
         H_CHECK(b[i] == 0, "ballooned-in page not zero at %zu", i);
     n = logdirty(xch, 1, XEN_DOMCTL_SHADOW_OP_PEEK, di.p2m_size, BGFN, &set);
     H_CHECK(!set, "populate was logged dirty (4.17 does not)");
-    H_CHECK(xc_domain_getinfo(xch, 1, 1, &info) == 1 &&
+    H_CHECK(harness_dominfo(xch, 1, &info) == 0 &&
                 info.nr_pages == di.tot_pages, "tot_pages not restored");
     harness_xc_close(xch);
     printf("prims: ok\n");

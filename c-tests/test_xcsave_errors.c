@@ -4,7 +4,8 @@
  * and cleans up: log-dirty is off, QEMU's log-dirty was switched back off, no privcmd
  * mapping is left, and the caller's fds are still open.
  *
- * Sub-cases: baddomid, epipe, suspendfail, postcopyfail, qemufail, backchannel-pfn,
+ * Sub-cases (backchannel-pad on Xen 4.18+ only): baddomid, epipe, suspendfail, postcopyfail,
+ * qemufail, backchannel-pad, backchannel-pfn,
  * backchannel-length, backchannel-truncated, backchannel-type, backchannel-huge, mapfail,
  * mapcallfail. No argument runs them all.
  */
@@ -233,11 +234,11 @@ int main(int argc, char **argv)
     const char *only = argc > 1 ? argv[1] : NULL;
     xc_interface *xch = harness_xc_open();
     /* Record type 0xf = CHECKPOINT_DIRTY_PFN_LIST; a 16 MiB guest's p2m ends at 0xff000. */
-    const uint32_t bad_pfn[4] = {0xf, 8, 0xff000, 0};
-    const uint32_t bad_len[4] = {0xf, 5, 1, 0};
-    const uint32_t truncated[4] = {0xf, 16, 1, 0};
-    const uint32_t wrong_type[2] = {0xe, 0};
-    const uint32_t huge[2] = {0xf, 0xfffffff8u};
+    const uint32_t bad_pfn[] = {BC_HDR(0xf, 8), 0xff000, 0};
+    const uint32_t bad_len[] = {BC_HDR(0xf, 5), 1, 0};
+    const uint32_t truncated[] = {BC_HDR(0xf, 16), 1, 0};
+    const uint32_t wrong_type[] = {BC_HDR(0xe, 0)};
+    const uint32_t huge[] = {BC_HDR(0xf, 0xfffffff8u)};
     int ran = 0;
 
 #define CASE(n) ((!only || !strcmp(only, n)) && ++ran)
@@ -261,6 +262,14 @@ int main(int argc, char **argv)
         case_backchannel(xch, "backchannel-type", wrong_type, sizeof(wrong_type), EINVAL);
     if (CASE("backchannel-huge"))
         case_backchannel(xch, "backchannel-huge", huge, sizeof(huge), E2BIG);
+#if XEN_RELEASE_MINOR != 17
+    /* From 4.18 the header carries 8 bytes of a NULL pointer (BC_HDR): anything else there is
+     * refused, not taken as the start of the pfn list. */
+    if (CASE("backchannel-pad")) {
+        const uint32_t pad[] = {0xf, 8, 1, 0, 2, 0};
+        case_backchannel(xch, "backchannel-pad", pad, sizeof(pad), EINVAL);
+    }
+#endif
     if (CASE("mapfail"))
         case_mapfail(xch, 0);
     if (CASE("mapcallfail"))

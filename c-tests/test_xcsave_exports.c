@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-only
 /*
- * libxcsave.so exports exactly xc_domain_save@@VERS_4.17.0 and its own xcsave_* API under
- * XCSAVE_1.0, nothing else, has the SONAME libxcsave.so.0, and the versioned symbols resolve
- * with dlvsym as a toolstack linked against libxenguest would resolve them.
+ * libxcsave.so exports exactly xc_domain_save under the node of the Xen release it is built for
+ * (XEN_GUEST_NODE: @@VERS_4.17.0 on 4.17, @@libxenguest_4.20.0 on 4.20) and its own xcsave_*
+ * API under XCSAVE_1.0, nothing else, has the SONAME libxcsave.so.0, and the versioned symbols
+ * resolve with dlvsym as a toolstack linked against libxenguest would resolve them. It needs
+ * that release's libxenctrl and libxenguest SONAMEs, so the loader refuses it on the other
+ * release (docs/decisions.md, "One tree, two Xen releases").
  *
  * It is also inert where LD_PRELOAD puts it but nothing calls it (xl, dash, timeout): its only
  * load-time code is the C runtime's frame_dummy and Rust std's argv capture (no allocation,
@@ -89,7 +92,7 @@ int main(void)
     const char *lib = getenv("XCSAVE_LIB");
     char cmd[1024], line[512], sym[400];
     unsigned int stock = 0, ours = 0, total = 0;
-    int soname = 0;
+    int soname = 0, needs_ctrl = 0, needs_guest = 0;
     FILE *p;
     void *h;
 
@@ -105,7 +108,7 @@ int main(void)
         if (type == 'A')
             continue; /* the version definitions themselves */
         total++;
-        if (!strcmp(sym, "xc_domain_save@@VERS_4.17.0"))
+        if (!strcmp(sym, "xc_domain_save@@" XEN_GUEST_NODE))
             stock++;
         else if (!strncmp(sym, "xcsave_", 7) && strstr(sym, "@@XCSAVE_1.0"))
             ours++;
@@ -113,24 +116,32 @@ int main(void)
             H_FAIL("unexpected export: %s", sym);
     }
     H_CHECK(pclose(p) == 0, "nm failed on %s", lib);
-    printf("%u exports: xc_domain_save@@VERS_4.17.0 x%u, xcsave_*@@XCSAVE_1.0 x%u\n", total,
-           stock, ours);
-    H_CHECK(stock == 1, "xc_domain_save@@VERS_4.17.0 exported %u times", stock);
+    printf("%u exports: xc_domain_save@@" XEN_GUEST_NODE " x%u, xcsave_*@@XCSAVE_1.0 x%u\n",
+           total, stock, ours);
+    H_CHECK(stock == 1, "xc_domain_save@@" XEN_GUEST_NODE " exported %u times", stock);
     H_CHECK(ours >= 1, "no xcsave_* export");
 
     snprintf(cmd, sizeof(cmd), "objdump -p '%s'", lib);
     p = popen(cmd, "r");
     H_CHECK(p != NULL, "popen objdump");
-    while (fgets(line, sizeof(line), p))
+    while (fgets(line, sizeof(line), p)) {
         if (strstr(line, "SONAME") && strstr(line, "libxcsave.so.0"))
             soname = 1;
+        if (strstr(line, "NEEDED") && strstr(line, "libxenctrl.so." XEN_RELEASE "\n"))
+            needs_ctrl = 1;
+        if (strstr(line, "NEEDED") && strstr(line, XEN_GUEST_SONAME "\n"))
+            needs_guest = 1;
+    }
     pclose(p);
     H_CHECK(soname, "SONAME libxcsave.so.0 missing");
+    H_CHECK(needs_ctrl && needs_guest,
+            "NEEDED libxenctrl.so." XEN_RELEASE " (%d) and " XEN_GUEST_SONAME " (%d) missing",
+            needs_ctrl, needs_guest);
 
     h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
     H_CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
-    H_CHECK(dlvsym(h, "xc_domain_save", "VERS_4.17.0") != NULL,
-            "xc_domain_save@VERS_4.17.0 does not resolve");
+    H_CHECK(dlvsym(h, "xc_domain_save", XEN_GUEST_NODE) != NULL,
+            "xc_domain_save@" XEN_GUEST_NODE " does not resolve");
     H_CHECK(dlvsym(h, "xcsave_domain_save", "XCSAVE_1.0") != NULL,
             "xcsave_domain_save@XCSAVE_1.0 does not resolve");
     H_CHECK(dlsym(h, "rust_begin_unwind") == NULL && dlsym(h, "rust_eh_personality") == NULL,

@@ -8,7 +8,10 @@
  * through the helper's log messages. The control run, without xcsave preloaded, must not have
  * that line (so the check can fail) and must give the same restored state.
  *
- * Sub-cases: preload, control. No argument runs both.
+ * Sub-cases: preload, control. No argument runs both. A third, diverted, runs the helper at
+ * $XCSAVE_DIVERTED_HELPER (xcsave-xl's wrapper in place of the stock helper, after `dpkg -i`;
+ * scripts/check-deb.sh) with nothing of xcsave's preloaded by the test: the wrapper must
+ * bring xcsave in by itself.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,11 +66,13 @@ static const char *env(const char *name)
     return v;
 }
 
-static void run(const char *name, int preload_xcsave)
+/* Save through `helper`, xensim preloaded (and libxcsave too if preload_xcsave); xcsave's
+ * line must be in the helper's log exactly when expect_xcsave. */
+static void run(const char *name, const char *helper, int preload_xcsave, int expect_xcsave)
 {
     static uint32_t next = 1;
     uint32_t src = next++, dst = next++;
-    const char *helper = env("XCSAVE_SAVE_HELPER"), *sim = env("XENSIM_LIB");
+    const char *sim = env("XENSIM_LIB");
     const char *lib = env("XCSAVE_LIB"), *dir = env("XENSIM_DIR");
     char save_preload[1024], path[512];
     struct sctx sc = {.dom = src};
@@ -97,7 +102,7 @@ static void run(const char *name, int preload_xcsave)
     H_CHECK(sr.callbacks[LSH_SUSPEND] == 1, "%s: %u suspend callbacks", name,
             sr.callbacks[LSH_SUSPEND]);
     xcsave_ran = lsh_log_contains(&sr, "xcsave: saving d");
-    if (preload_xcsave)
+    if (expect_xcsave)
         H_CHECK(xcsave_ran, "%s: no xcsave line in the helper's log:\n%s", name,
                 sr.log ? sr.log : "");
     else
@@ -133,9 +138,11 @@ int main(int argc, char **argv)
     int ran = 0;
 
     if (!only || !strcmp(only, "preload"))
-        ran++, run("preload", 1);
+        ran++, run("preload", env("XCSAVE_SAVE_HELPER"), 1, 1);
     if (!only || !strcmp(only, "control"))
-        ran++, run("control", 0);
+        ran++, run("control", env("XCSAVE_SAVE_HELPER"), 0, 0);
+    if (only && !strcmp(only, "diverted"))
+        ran++, run("diverted", env("XCSAVE_DIVERTED_HELPER"), 0, 1);
     if (!ran)
         H_FAIL("unknown sub-case '%s'", only);
     return 0;

@@ -5,11 +5,13 @@
 #   - libxen-dev: Xen 4.17 headers and the real libxenctrl/libxenguest we link and test against;
 #   - libclang-dev: bindgen, for xenctrl-sys;
 #   - gnuplot-nox: the plots of `make bench` and `make demo`;
+#   - debootstrap: the Debian 13 root of `make check-420` (scripts/debian-root.sh);
+#   - dpkg-dev, lintian: `make deb` (dpkg-shlibdeps) and `make check-deb`;
 #   - xen-utils-4.17: only downloaded and unpacked into build/deps (never installed, it would pull
 #     in the toolstack's services) for verify-stream-v2, its python module and libxl-save-helper.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS="libxen-dev libclang-dev pkg-config gcc make python3 valgrind gnuplot-nox"
+PKGS="libxen-dev libclang-dev pkg-config gcc make python3 valgrind gnuplot-nox debootstrap dpkg-dev lintian"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -229,7 +229,8 @@ fn save_entry(call: SaveCall) -> c_int {
 }
 
 /// Drop-in replacement for libxenguest's `xc_domain_save` (exported as
-/// `xc_domain_save@@VERS_4.17.0`). Same arguments, return value and errno as stock.
+/// `xc_domain_save@@VERS_4.17.0` on Xen 4.17, `@@libxenguest_4.20.0` on 4.20). Same arguments,
+/// return value and errno as stock.
 ///
 /// # Safety
 /// The arguments must satisfy stock `xc_domain_save`'s contract: `xch` a live handle,

@@ -88,12 +88,12 @@ static long do_xen_version(uint64_t cmd, void *arg)
 {
     switch (cmd) {
     case XENVER_version:
-        return (4 << 16) | 17;
+        return (4 << 16) | XENSIM_XEN_MINOR;
     case XENVER_extraversion:
         if (!arg)
             return -EFAULT;
         memset(arg, 0, sizeof(xen_extraversion_t));
-        strcpy(arg, ".7");
+        strcpy(arg, XENSIM_XEN_EXTRA);
         return 0;
     case XENVER_capabilities:
         if (!arg)
@@ -579,7 +579,9 @@ static long do_domctl(struct xen_domctl *dc)
 
     switch (dc->cmd) {
     case XEN_DOMCTL_getdomaininfo:
-        d = sim_find_ge(dc->domain);
+        /* 4.17: the first domain with an id >= the one asked for; from 4.18 (commit
+         * 31c6554974) exactly that domain, or ESRCH. */
+        d = XENSIM_GETDOMAININFO_EXACT ? sim_find(dc->domain) : sim_find_ge(dc->domain);
         if (!d)
             return -ESRCH;
         fill_dominfo(d, &dc->u.getdomaininfo);

@@ -27,6 +27,21 @@
 #define SIM_PAGE         4096ul
 #define XENSIM_ANY_DOM   0xffffffffu /* fault rule matching any domain */
 
+/* The Xen release simulated (xensim/Makefile: -DXENSIM_XEN_MINOR=17 or 20). The domctl and
+ * sysctl interface versions come with that release's headers; what differs beyond them: */
+#ifndef XENSIM_XEN_MINOR
+#error "build with -DXENSIM_XEN_MINOR (xensim/Makefile)"
+#endif
+#if XENSIM_XEN_MINOR == 17
+#define XENSIM_XEN_EXTRA ".7"               /* XENVER_extraversion: Debian 12's 4.17.7 */
+#define XENSIM_GETDOMAININFO_EXACT 0        /* first domain with an id >= the one asked */
+#elif XENSIM_XEN_MINOR == 20
+#define XENSIM_XEN_EXTRA ".4"               /* Debian 13's 4.20.4 */
+#define XENSIM_GETDOMAININFO_EXACT 1        /* exactly that domain, or ESRCH */
+#else
+#error "xensim simulates Xen 4.17 or 4.20"
+#endif
+
 /* Special pages of an HVM guest, as the 4.17 domain builder lays them. */
 #define SIM_SPECIAL_END   0xff000ul
 #define SIM_SPECIAL_NR    8ul

@@ -1,14 +1,51 @@
 // SPDX-License-Identifier: GPL-3.0-only
-//! Facts of the Xen version xcsave is built for (4.17; the 4.20 port changes them here):
-//! constants from Xen's public and tools headers, libxenctrl's private handle layout, and the
-//! symbol version node `xc_domain_save` is exported under.
+//! Facts of the Xen release xcsave is built for: constants from Xen's public and tools
+//! headers, libxenctrl's private handle layout, the symbol version node `xc_domain_save` is
+//! exported under, and what differs between 4.17 and 4.20.
+//!
+//! build.rs chooses the release (`XCSAVE_XEN_VERSION`, else `pkg-config --modversion
+//! xenguest`), sets `cfg(xen = "...")` and the `XCSAVE_XEN_*` build variables; this is the one
+//! place in `src/` that reads them. A built library serves exactly one release: its imports
+//! carry that release's nodes and it needs that release's libxenctrl SONAME
+//! (docs/decisions.md, "One tree, two Xen releases").
 
 use std::os::raw::c_int;
 use xenctrl_sys::xentoollog_logger;
 
+/// The Xen release, `major.minor` (`4.17` or `4.20`).
+pub const XEN_VERSION: &str = env!("XCSAVE_XEN_VERSION");
+
 /// The symbol version node of libxenguest's `xc_domain_save`: what xcsave exports it under
-/// (`xcsave.map`) and what it looks the stock saver up by.
-pub const SYMBOL_VERSION: &std::ffi::CStr = c"VERS_4.17.0";
+/// (the version script build.rs writes from `xcsave.map.in`) and what it looks the stock saver
+/// up by: `VERS_4.17.0` (4.17), `libxenguest_4.20.0` (4.20).
+pub const SYMBOL_VERSION: &std::ffi::CStr =
+    match std::ffi::CStr::from_bytes_with_nul(concat!(env!("XCSAVE_XEN_NODE"), "\0").as_bytes()) {
+        Ok(c) => c,
+        Err(_) => panic!("XCSAVE_XEN_NODE has no NUL"),
+    };
+
+/// The first value stock prints in "Domain has not been suspended: shutdown %d, reason %d"
+/// when the domain is shut down: 4.17 prints `dominfo.shutdown` (1), 4.20 prints
+/// `flags & XEN_DOMINF_shutdown` (4).
+#[cfg(xen = "4.17")]
+pub const SHUTDOWN_SHOWN: i32 = 1;
+/// See the 4.17 variant.
+#[cfg(xen = "4.20")]
+pub const SHUTDOWN_SHOWN: i32 = 1 << 2;
+
+/// `XEN_DOMINF_*` bits of `xen_domctl_getdomaininfo.flags` (`public/domctl.h`), read directly
+/// on 4.20, which has no `xc_dominfo_t`.
+#[cfg(xen = "4.20")]
+pub mod dominf {
+    /// The domain is an HVM (or PVH) guest.
+    pub const HVM_GUEST: u32 = 1 << 1;
+    /// The domain is shut down.
+    pub const SHUTDOWN: u32 = 1 << 2;
+    /// Shift of the SHUTDOWN_* reason.
+    pub const SHUTDOWN_SHIFT: u32 = 16;
+    /// Mask of the SHUTDOWN_* reason (after the shift).
+    pub const SHUTDOWN_MASK: u32 = 255;
+}
 
 /// Page shift of x86.
 pub const PAGE_SHIFT: u32 = 12;
@@ -146,13 +183,13 @@ mod tests {
     }
 
     #[test]
-    fn symbol_version_matches_the_map() {
-        let map = include_str!("../../xcsave.map");
+    fn symbol_version_follows_the_release() {
         let node = SYMBOL_VERSION.to_str().expect("ASCII");
-        assert!(
-            map.contains(&format!("{node} {{")),
-            "xcsave.map exports {node}"
-        );
+        match XEN_VERSION {
+            "4.17" => assert_eq!(node, "VERS_4.17.0"),
+            v => assert_eq!(node, format!("libxenguest_{v}.0")),
+        }
+        assert!(include_str!("../../xcsave.map.in").contains("@XEN_NODE@ {"));
     }
 }
 

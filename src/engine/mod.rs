@@ -421,7 +421,9 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
             return Err(self.error(
                 &format!(
                     "Domain has not been suspended: shutdown {}, reason {}",
-                    self.dominfo.shutdown as i32, self.dominfo.shutdown_reason
+                    // Stock's first value differs by release (4.17: 1, 4.20: 4).
+                    self.dominfo.shutdown as i32 * crate::abi::xen::SHUTDOWN_SHOWN,
+                    self.dominfo.shutdown_reason
                 ),
                 Errno(libc::EINVAL),
             ));

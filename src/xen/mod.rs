@@ -6,6 +6,7 @@
 //! memory, HVM state, reporting), so that their logic can be driven by a fake in tests.
 //! [`XenCtrl`] implements all four over a caller's `xc_interface *`.
 
+mod dominfo;
 pub mod extra;
 pub mod fdio;
 mod mapping;
@@ -194,16 +195,10 @@ impl DomainControl for XenCtrl {
     type Bitmap = HcBitmap;
 
     fn domain_info(&self, dom: u32) -> Result<Option<DomInfo>> {
-        let mut info = sys::xc_dominfo_t::default();
-        // SAFETY: xch is live (XenCtrl::new contract); info is a valid out-parameter for one.
-        let n = check(unsafe { sys::xc_domain_getinfo(self.xch, dom, 1, &mut info) })?;
-        if n != 1 {
-            return Ok(None);
-        }
-        Ok(Some(DomInfo {
+        Ok(dominfo::get(self.xch, dom)?.map(|info| DomInfo {
             domid: info.domid,
-            hvm: info.hvm() != 0,
-            shutdown: info.shutdown() != 0,
+            hvm: info.hvm,
+            shutdown: info.shutdown,
             shutdown_reason: info.shutdown_reason,
             nr_pages: info.nr_pages,
             max_memkb: info.max_memkb,

@@ -22,12 +22,10 @@ pub(super) fn read(xch: *mut sys::xc_interface, dom: u32) -> Result<DomainSignal
 }
 
 fn query(xch: *mut sys::xc_interface, dom: u32) -> Result<DomainSignals> {
-    let mut info = sys::xc_dominfo_t::default();
-    // SAFETY: xch is live (XenCtrl::new contract); info is a valid out-parameter for one entry.
-    let n = check(unsafe { sys::xc_domain_getinfo(xch, dom, 1, &mut info) })?;
-    if n != 1 || info.domid != dom {
-        return Err(Errno(libc::ESRCH));
-    }
+    let info = match super::dominfo::get(xch, dom)? {
+        Some(info) if info.domid == dom => info,
+        _ => return Err(Errno(libc::ESRCH)),
+    };
     let mut gpfn: sys::xen_pfn_t = 0;
     // SAFETY: as above; gpfn is a valid out-parameter.
     check(unsafe { sys::xc_domain_maximum_gpfn(xch, dom, &mut gpfn) })?;
@@ -52,8 +50,8 @@ fn query(xch: *mut sys::xc_interface, dom: u32) -> Result<DomainSignals> {
     Ok(DomainSignals {
         tot_pages: info.nr_pages,
         max_pages: info.max_memkb / 4,
-        shr_pages: info.nr_shared_pages,
-        paged_pages: info.nr_paged_pages,
+        shr_pages: info.shr_pages,
+        paged_pages: info.paged_pages,
         max_gpfn: gpfn,
         pod_entries,
         pod_cache_pages: pod_cache,
