@@ -66,6 +66,9 @@ check-rust:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release
+	# The fuzz targets share the crate's testkit and readers: they must keep compiling.
+	$(CARGO) fmt --check --manifest-path fuzz/Cargo.toml
+	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins
 
 check-header: lib
 	bash scripts/check-header.sh

@@ -9,11 +9,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xcsave::engine::StreamType;
+use xcsave::abi::xen::StreamType;
+use xcsave::abi::xen::{page_type_has_data, MAX_BATCH_SIZE, PAGE_SIZE};
 use xcsave::restore::checkpoint::{Commit, Sequencer, Step};
 use xcsave::restore::reader::{read_domain_header, read_image_header, Limits, Reader};
 use xcsave::restore::records::Record;
-use xcsave::stream::{page_type_has_stream_data, MAX_BATCH_SIZE, PAGE_SIZE};
 
 /// The pending checkpoint's bound: small, so the bound's path is reached.
 const BOUND: usize = 1 << 20;
@@ -23,7 +23,11 @@ fn check(r: &Record, limit: u64) {
         assert!(!p.pfns.is_empty() && p.pfns.len() <= MAX_BATCH_SIZE);
         assert_eq!(p.pfns.len(), p.types.len());
         assert!(p.pfns.iter().all(|&f| f < limit), "pfn past the limit");
-        let data = p.types.iter().filter(|&&t| page_type_has_stream_data(t)).count();
+        let data = p
+            .types
+            .iter()
+            .filter(|&&t| page_type_has_data(u64::from(t)))
+            .count();
         assert_eq!(p.data.len(), data * PAGE_SIZE);
     }
 }
