@@ -30,10 +30,11 @@ else utils_deb=$(ls "$root"/xcsave-deps/dl/xen-utils-"$xen"_*.deb | head -1); fi
 log=$build/test-logs/check-deb.log
 mkdir -p "$build/test-logs"
 echo "check-deb: Xen $xen packages in an overlay of $root ($log)"
+t=$(mktemp -d /tmp/xcsave-check-deb.XXXXXX)
+trap 'rmdir "$t/m" "$t" 2>/dev/null || true' EXIT
 set +e
 unshare --mount --propagation private bash -euo pipefail -c '
-    root=$1 xen=$2 debs=$3 build=$4 wt=$5 utils_deb=$6 ma=$7
-    t=$(mktemp -d /tmp/xcsave-check-deb.XXXXXX)
+    root=$1 xen=$2 debs=$3 build=$4 wt=$5 utils_deb=$6 ma=$7 t=$8
     mount -t tmpfs -o size=4g xcsave-deb "$t"
     mkdir "$t/upper" "$t/work" "$t/m"
     mount -t overlay xcsave-deb -o "lowerdir=$root,upperdir=$t/upper,workdir=$t/work" "$t/m"
@@ -100,7 +101,7 @@ EOF
         { echo "FAIL files left after dpkg -r"; exit 1; }
     echo "packages removed, nothing left"
 ' _ "$root" "$xen" "$debs" "$build" "$wt" "$utils_deb" "$(dpkg-architecture -qDEB_HOST_MULTIARCH)" \
-    >"$log" 2>&1
+    "$t" >"$log" 2>&1
 rc=$?
 set -e
 grep -E '^(==|stock|FAIL|packaged|diversion|diverted:|control:|packages)' "$log" | sed 's/^/    /'
