@@ -5,7 +5,8 @@
  * mapping is left, and the caller's fds are still open.
  *
  * Sub-cases: baddomid, epipe, suspendfail, postcopyfail, qemufail, backchannel-pfn,
- * backchannel-length, backchannel-truncated, backchannel-type, backchannel-huge, mapfail,
+ * backchannel-length, backchannel-truncated, backchannel-type, backchannel-huge,
+ * backchannel-longer (a list longer than the p2m: EINVAL from its header), mapfail,
  * mapcallfail. No argument runs them all.
  */
 #include <errno.h>
@@ -238,6 +239,9 @@ int main(int argc, char **argv)
     const uint32_t truncated[4] = {0xf, 16, 1, 0};
     const uint32_t wrong_type[2] = {0xe, 0};
     const uint32_t huge[2] = {0xf, 0xfffffff8u};
+    /* One pfn more than the p2m holds (8 x 0xff001 bytes), then one pfn and EOF: refused
+     * from the header (EINVAL), where reading on would end in EIO (truncated). */
+    const uint32_t longer[4] = {0xf, 8 * 0xff001u, 1, 0};
     int ran = 0;
 
 #define CASE(n) ((!only || !strcmp(only, n)) && ++ran)
@@ -261,6 +265,8 @@ int main(int argc, char **argv)
         case_backchannel(xch, "backchannel-type", wrong_type, sizeof(wrong_type), EINVAL);
     if (CASE("backchannel-huge"))
         case_backchannel(xch, "backchannel-huge", huge, sizeof(huge), E2BIG);
+    if (CASE("backchannel-longer"))
+        case_backchannel(xch, "backchannel-longer", longer, sizeof(longer), EINVAL);
     if (CASE("mapfail"))
         case_mapfail(xch, 0);
     if (CASE("mapcallfail"))
