@@ -5,8 +5,9 @@
  * mapping is left, and the caller's fds are still open.
  *
  * Sub-cases (backchannel-pad on Xen 4.18+ only): baddomid, epipe, suspendfail, postcopyfail,
- * qemufail, backchannel-pad, backchannel-pfn,
- * backchannel-length, backchannel-truncated, backchannel-type, backchannel-huge, mapfail,
+ * qemufail, backchannel-pad, backchannel-pfn, backchannel-length, backchannel-truncated,
+ * backchannel-type, backchannel-huge, backchannel-longer (a list longer than the p2m: EINVAL
+ * from its header), mapfail,
  * mapcallfail. No argument runs them all.
  */
 #include <errno.h>
@@ -239,6 +240,9 @@ int main(int argc, char **argv)
     const uint32_t truncated[] = {BC_HDR(0xf, 16), 1, 0};
     const uint32_t wrong_type[] = {BC_HDR(0xe, 0)};
     const uint32_t huge[] = {BC_HDR(0xf, 0xfffffff8u)};
+    /* One pfn more than the p2m holds (8 x 0xff001 bytes), then one pfn and EOF: refused
+     * from the header (EINVAL), where reading on would end in EIO (truncated). */
+    const uint32_t longer[] = {BC_HDR(0xf, 8 * 0xff001u), 1, 0};
     int ran = 0;
 
 #define CASE(n) ((!only || !strcmp(only, n)) && ++ran)
@@ -270,6 +274,8 @@ int main(int argc, char **argv)
         case_backchannel(xch, "backchannel-pad", pad, sizeof(pad), EINVAL);
     }
 #endif
+    if (CASE("backchannel-longer"))
+        case_backchannel(xch, "backchannel-longer", longer, sizeof(longer), EINVAL);
     if (CASE("mapfail"))
         case_mapfail(xch, 0);
     if (CASE("mapcallfail"))

@@ -13,12 +13,15 @@ use crate::logging;
 use crate::settings::Settings;
 use crate::xen::fdio::{FdReader, FdSink};
 use crate::xen::XenCtrl;
+use inflight::Claim;
+use std::cell::RefCell;
 use std::ffi::c_void;
 use std::os::raw::{c_int, c_uint};
 use xenctrl_sys::xc_interface;
 
 mod boundary;
 pub(crate) mod cache;
+mod inflight;
 
 /// The caller's callbacks behind the engine's safe trait.
 struct CCallbacks<'a> {
@@ -159,10 +162,27 @@ impl SaveCall {
         }
     }
 
-    /// The save, inside the panic boundary: settings, delegation, the engine and teardown.
-    fn run(&self) -> c_int {
+    /// The save, inside the panic boundary: argument checks, the claim on the domain and the
+    /// handle (kept in `held` until the boundary is left), settings, delegation, the engine
+    /// and teardown.
+    fn run(&self, held: &RefCell<Option<Claim<'static>>>) -> c_int {
         // SAFETY: xch is the caller's live handle (checked non-NULL) for this call.
         let xen = unsafe { XenCtrl::new(self.xch) };
+        // Before anything is handed on: the stock saver dereferences NULL callbacks.
+        // SAFETY: a non-NULL callbacks pointer is the caller's live struct for this call.
+        let Some(cb_ref) = (unsafe { self.callbacks.as_ref() }) else {
+            xen.report_error("xcsave: xc_domain_save called without callbacks");
+            set_errno(libc::EINVAL);
+            return -1;
+        };
+        match inflight::SAVES.claim(self.dom, self.xch as usize) {
+            Ok(c) => *held.borrow_mut() = Some(c),
+            Err(busy) => {
+                xen.report_error(&busy.message());
+                set_errno(libc::EBUSY);
+                return -1;
+            }
+        }
         let (settings, warnings) = Settings::for_save();
         for w in warnings {
             xen.log(Level::Warn, &format!("xcsave: {w}"));
@@ -171,16 +191,10 @@ impl SaveCall {
         if settings.disable {
             return self.delegate(&xen, "XCSAVE_DISABLE is set");
         }
-        // SAFETY: a non-NULL callbacks pointer is the caller's live struct for this call.
-        let Some(cb_ref) = (unsafe { self.callbacks.as_ref() }) else {
-            xen.report_error("xcsave: xc_domain_save called without callbacks");
-            set_errno(libc::EINVAL);
-            return -1;
-        };
         let outcome = {
             let _faults = faults::arm_from_env();
             let mut sink = FdSink::new(self.io_fd);
-            let mut recv = FdReader::new(self.recv_fd);
+            let mut recv = FdReader::with_timeout(self.recv_fd, settings.backchannel_timeout);
             let mut pages = CachedPages::new(settings.cache);
             let mut cb = CCallbacks { cb: cb_ref };
             let io = engine::Io {
@@ -210,13 +224,16 @@ impl SaveCall {
     }
 
     /// After a panic escaped [`SaveCall::run`] (everything it held is dropped, so every
-    /// mapping is released): report it through the caller's logger and leave log-dirty off.
-    fn after_panic(&self, what: &str) {
+    /// mapping is released): report it through the caller's logger and, if this call holds
+    /// the domain's claim (so no other save of it runs), leave log-dirty off.
+    fn after_panic(&self, what: &str, claimed: bool) {
         // SAFETY: xch is the caller's live handle for this call (checked non-NULL); this is
         // a fresh wrapper, the one `run` made was dropped by unwinding.
         let xen = unsafe { XenCtrl::new(self.xch) };
         xen.report_error(&format!("xcsave: internal error, save aborted: {what}"));
-        let _ = xen.shadow_off(self.dom);
+        if claimed {
+            let _ = xen.shadow_off(self.dom);
+        }
     }
 }
 
@@ -225,7 +242,14 @@ fn save_entry(call: SaveCall) -> c_int {
         set_errno(libc::EINVAL);
         return -1;
     }
-    boundary::ffi_boundary(-1, || call.run(), |what| call.after_panic(what))
+    // The claim outlives the boundary's panic handling, which may still touch the domain;
+    // it is released when `held` goes, on every path.
+    let held = RefCell::new(None);
+    boundary::ffi_boundary(
+        -1,
+        || call.run(&held),
+        |what| call.after_panic(what, held.borrow().is_some()),
+    )
 }
 
 /// Drop-in replacement for libxenguest's `xc_domain_save` (exported as

@@ -8,6 +8,15 @@
 //! validation ([`cache_from_args`]).
 
 use crate::cache::{current_override, CacheConfig, Limits, DEFAULT_MAX_MAP_COUNT};
+use std::time::Duration;
+
+/// `XCSAVE_BACKCHANNEL_TIMEOUT_MS`'s default: 150 s, above what the secondary's libxl itself
+/// allows the step before its answer (docs/decisions.md, issue 14).
+pub const BACKCHANNEL_TIMEOUT_DEFAULT_MS: u64 = 150_000;
+/// The shortest timeout (a smaller non-zero value is raised to it, with a warning).
+pub const BACKCHANNEL_TIMEOUT_MIN_MS: u64 = 1_000;
+/// The longest timeout (a larger value is lowered to it, with a warning).
+pub const BACKCHANNEL_TIMEOUT_MAX_MS: u64 = 3_600_000;
 
 /// Settings of one save.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +28,9 @@ pub struct Settings {
     /// The mapping cache: `xcsave_cache_init`'s settings if it was called, else
     /// `XCSAVE_CACHE`, `XCSAVE_CACHE_MB`, `XCSAVE_CACHE_BUCKET_KB`, `XCSAVE_CACHE_MAX_AGE`.
     pub cache: CacheConfig,
+    /// `XCSAVE_BACKCHANNEL_TIMEOUT_MS`: how long the COLO secondary's answer (one dirty pfn
+    /// list) may take as a whole; None (the value 0) waits forever, as stock.
+    pub backchannel_timeout: Option<Duration>,
 }
 
 /// A yes/no value: `1/y/yes/on/true` or `0/n/no/off/false` (any case, spaces ignored);
@@ -53,6 +65,36 @@ pub fn parse_number(name: &str, raw: Option<&str>, warn: &mut Vec<String>) -> u6
         warn.push(format!("ignoring {name}={v:?}: not a number"));
         0
     })
+}
+
+/// `XCSAVE_BACKCHANNEL_TIMEOUT_MS`: unset, empty or invalid (with a warning) gives the
+/// default; 0 turns the timeout off; other values are clamped to
+/// [`BACKCHANNEL_TIMEOUT_MIN_MS`, `BACKCHANNEL_TIMEOUT_MAX_MS`] with a warning.
+fn parse_backchannel_timeout(raw: Option<&str>, warn: &mut Vec<String>) -> Option<Duration> {
+    const NAME: &str = "XCSAVE_BACKCHANNEL_TIMEOUT_MS";
+    let v = raw.map(str::trim).unwrap_or("");
+    let ms = match v.parse::<u64>() {
+        _ if v.is_empty() => BACKCHANNEL_TIMEOUT_DEFAULT_MS,
+        Ok(ms) => ms,
+        Err(_) => {
+            warn.push(format!(
+                "ignoring {NAME}={v:?}: not a number of milliseconds; using \
+                 {BACKCHANNEL_TIMEOUT_DEFAULT_MS}"
+            ));
+            BACKCHANNEL_TIMEOUT_DEFAULT_MS
+        }
+    };
+    if ms == 0 {
+        return None;
+    }
+    let clamped = ms.clamp(BACKCHANNEL_TIMEOUT_MIN_MS, BACKCHANNEL_TIMEOUT_MAX_MS);
+    if clamped != ms {
+        warn.push(format!(
+            "{NAME}={ms} is out of range ({BACKCHANNEL_TIMEOUT_MIN_MS}..={BACKCHANNEL_TIMEOUT_MAX_MS}, \
+             or 0 for none): using {clamped}"
+        ));
+    }
+    Some(Duration::from_millis(clamped))
 }
 
 fn parse_level(raw: Option<&str>, warn: &mut Vec<String>) -> log::LevelFilter {
@@ -140,10 +182,13 @@ impl Settings {
                 c
             }
         };
+        let backchannel_timeout =
+            parse_backchannel_timeout(get("XCSAVE_BACKCHANNEL_TIMEOUT_MS").as_deref(), &mut warn);
         let s = Settings {
             disable,
             log_level,
             cache,
+            backchannel_timeout,
         };
         (s, warn)
     }
@@ -178,6 +223,35 @@ mod tests {
         assert!(!s.disable);
         assert_eq!(s.log_level, log::LevelFilter::Debug);
         assert_eq!(s.cache, CacheConfig::default());
+        assert_eq!(
+            s.backchannel_timeout,
+            Some(Duration::from_millis(BACKCHANNEL_TIMEOUT_DEFAULT_MS))
+        );
+    }
+
+    #[test]
+    fn the_backchannel_timeout_is_bounded() {
+        let ms = |v: &str| {
+            let (s, w) = env(&[("XCSAVE_BACKCHANNEL_TIMEOUT_MS", v)]);
+            (s.backchannel_timeout.map(|d| d.as_millis() as u64), w.len())
+        };
+        let default = Some(BACKCHANNEL_TIMEOUT_DEFAULT_MS);
+        assert_eq!(ms("1000"), (Some(1000), 0));
+        assert_eq!(ms(" 45000 "), (Some(45000), 0));
+        assert_eq!(ms(""), (default, 0));
+        // 0: no timeout, as stock.
+        assert_eq!(ms("0"), (None, 0));
+        // Invalid: the default, with a warning (never "no timeout").
+        assert_eq!(ms("soon"), (default, 1));
+        assert_eq!(ms("-5"), (default, 1));
+        // Out of range: clamped, with a warning.
+        assert_eq!(ms("1"), (Some(BACKCHANNEL_TIMEOUT_MIN_MS), 1));
+        assert_eq!(ms("99999999999"), (Some(BACKCHANNEL_TIMEOUT_MAX_MS), 1));
+        let (_, w) = env(&[("XCSAVE_BACKCHANNEL_TIMEOUT_MS", "1")]);
+        assert!(
+            w[0].contains("XCSAVE_BACKCHANNEL_TIMEOUT_MS=1 is out of range"),
+            "{w:?}"
+        );
     }
 
     #[test]

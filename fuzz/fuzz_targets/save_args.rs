@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::io::Read;
 use xcsave::abi::c::PrecopyStats;
+use xcsave::backchannel::Channel;
 use xcsave::engine::{self, Callback, Callbacks, Io, Outcome, SaveArgs};
 use xcsave::error::{Errno, Result};
 use xcsave::hv::DomInfo;
@@ -216,7 +216,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let io = Io {
         sink: &mut sink,
-        recv: &mut recv as &mut dyn Read,
+        recv: &mut recv as &mut dyn Channel,
         pages: &mut pages,
         cb: &mut cb,
     };

@@ -15,7 +15,7 @@ use crate::abi::xen::{
     is_known_page_type, page_type_has_data, Level, MAX_BATCH_SIZE, SHUTDOWN_SUSPEND, XCFLAGS_DEBUG,
     XCFLAGS_LIVE, XGS_POLICY_ABORT, XGS_POLICY_CONTINUE_PRECOPY, XGS_POLICY_STOP_AND_COPY,
 };
-use crate::backchannel;
+use crate::backchannel::{self, BackChannelError, Channel};
 use crate::error::Errno;
 use crate::fallible;
 use crate::faults::{self, Stage};
@@ -24,7 +24,6 @@ use crate::pages::{BatchError, PageRef, PageSource};
 use crate::stream::{self, Sink};
 
 pub use crate::abi::xen::StreamType;
-use std::io::Read;
 
 /// Stock's default policy: stop after 5 rounds or below 50 dirty pages.
 const SPP_MAX_ITERATIONS: u32 = 5;
@@ -179,7 +178,7 @@ pub struct Ctx<'a, H: Hypervisor> {
     /// Hypervisor access.
     pub xen: &'a H,
     sink: &'a mut dyn Sink,
-    recv: &'a mut dyn Read,
+    recv: &'a mut dyn Channel,
     pages: &'a mut dyn PageSource<H>,
     /// The caller's callbacks.
     pub cb: &'a mut dyn Callbacks,
@@ -578,22 +577,33 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         Ok(())
     }
 
-    /// COLO: OR the secondary's dirty pfns into the bitmap.
+    /// COLO: OR the secondary's dirty pfns into the bitmap, straight from the back channel
+    /// (one 4 KiB chunk at a time, nothing buffered). The answer's clock starts here: the
+    /// whole record must arrive within the channel's timeout, else ETIMEDOUT.
     fn colo_merge_secondary_dirty_bitmap(&mut self) -> Res {
-        match backchannel::read_dirty_pfn_list(&mut *self.recv, self.p2m_size) {
-            Ok(pfns) => {
-                log::debug!(
-                    "xcsave: d{} secondary reported {} dirty pfns",
-                    self.dom,
-                    pfns.len()
-                );
-                let words = self.bitmap_words();
-                for p in pfns {
-                    bitmap::set(words, p);
-                }
+        self.recv.start_answer();
+        let words = self
+            .dirty
+            .as_mut()
+            .expect("dirty bitmap allocated by setup")
+            .words_mut();
+        match backchannel::merge_dirty_pfn_list(&mut *self.recv, self.p2m_size, words) {
+            Ok(n) => {
+                log::debug!("xcsave: d{} secondary reported {n} dirty pfns", self.dom);
                 Ok(())
             }
-            Err(e) => Err(self.error(&e.message(), Errno(e.errno()))),
+            Err(e) => {
+                let mut msg = e.message();
+                if let (BackChannelError::Io(libc::ETIMEDOUT), Some(t)) = (&e, self.recv.timeout())
+                {
+                    msg += &format!(
+                        ": the secondary timed out, no whole answer within {} ms \
+                         (XCSAVE_BACKCHANNEL_TIMEOUT_MS)",
+                        t.as_millis()
+                    );
+                }
+                Err(self.error(&msg, Errno(e.errno())))
+            }
         }
     }
 
@@ -800,8 +810,8 @@ fn missing_callback(cb: &dyn Callbacks, st: StreamType, hvm: bool) -> Option<&'s
 pub struct Io<'a, H: Hypervisor> {
     /// The stream.
     pub sink: &'a mut dyn Sink,
-    /// The COLO back channel.
-    pub recv: &'a mut dyn Read,
+    /// The COLO back channel, with the clock of the secondary's answer.
+    pub recv: &'a mut dyn Channel,
     /// The source of mapped pages.
     pub pages: &'a mut dyn PageSource<H>,
     /// The caller's callbacks.

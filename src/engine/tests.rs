@@ -7,6 +7,7 @@ use crate::abi::xen::PAGE_SIZE;
 use crate::pages::PerBatch;
 use crate::stream::rec;
 use crate::testkit::FakeXen;
+use std::io::Read;
 
 /// Callbacks that record their calls and return scripted values.
 struct Script<'a> {
@@ -312,6 +313,84 @@ fn colo_rejects_bad_back_channel() {
         assert_eq!(cb.calls.last(), Some(&"qemu_off"), "cleanup ran");
         assert_eq!(xen.live_mappings(), 0, "every mapping released");
     }
+}
+
+/// A back channel whose answers run out of time from the `late`-th on (counting from 1):
+/// reads after that answer's `start_answer` fail with ETIMEDOUT, as `FdReader`'s do.
+struct Clocked<'a> {
+    bytes: &'a [u8],
+    answers: u32,
+    late: u32,
+}
+
+impl Read for Clocked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.answers >= self.late {
+            return Err(std::io::Error::from_raw_os_error(libc::ETIMEDOUT));
+        }
+        self.bytes.read(buf)
+    }
+}
+
+impl Channel for Clocked<'_> {
+    fn start_answer(&mut self) {
+        self.answers += 1;
+    }
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(1000))
+    }
+}
+
+#[test]
+fn colo_secondary_out_of_time_fails_with_etimedout() {
+    let xen = FakeXen::new(64);
+    let body = 5u64.to_le_bytes();
+    let back = stream::encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&body]).unwrap();
+    // The first answer arrives in time, the second never does.
+    let mut recv = Clocked {
+        bytes: &back,
+        answers: 0,
+        late: 2,
+    };
+    let mut cb = Script {
+        checkpoints_left: 5,
+        colo: true,
+        ..Script::new(&xen)
+    };
+    let mut out = Vec::new();
+    let io = Io {
+        sink: &mut out,
+        recv: &mut recv,
+        pages: &mut PerBatch,
+        cb: &mut cb,
+    };
+    let args = SaveArgs {
+        dom: 7,
+        flags: 0,
+        stream_type: 2,
+        io_fd: 3,
+    };
+    let o = domain_save(&xen, io, &args);
+    assert_eq!(
+        o,
+        Outcome::Done {
+            rc: -1,
+            errno: Errno(libc::ETIMEDOUT)
+        }
+    );
+    assert_eq!(recv.answers, 2, "the clock starts again for each answer");
+    assert!(
+        xen.logged("the secondary timed out, no whole answer within 1000 ms"),
+        "{:?}",
+        xen.logs.borrow()
+    );
+    assert!(xen.logged("Failed to get secondary vm's dirty pages (110"));
+    assert_eq!(cb.calls.last(), Some(&"qemu_off"), "cleanup ran");
+    assert!(!xen.logdirty_on.get(), "log-dirty off");
+    assert_eq!(xen.live_mappings(), 0, "every mapping released");
+    // One checkpoint went out (with the secondary's pfn 5), the second did not.
+    let recs = records(&out);
+    assert_eq!(recs.iter().filter(|r| r.0 == rec::CHECKPOINT).count(), 1);
 }
 
 #[test]

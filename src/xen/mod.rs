@@ -147,8 +147,12 @@ impl XenCtrl {
 
 impl Drop for XenCtrl {
     fn drop(&mut self) {
-        // Never leave libxenctrl pointing at our freed prefix string.
-        self.set_progress_prefix(None);
+        // Never leave libxenctrl pointing at our freed prefix string; a wrapper that set
+        // none leaves the handle's progress state alone (a save refused because another
+        // one runs on the same handle must not clear that save's prefix).
+        if self.prefix.borrow().is_some() {
+            self.set_progress_prefix(None);
+        }
         let buf = self.scratch.borrow_mut().take();
         self.free_scratch(buf);
     }

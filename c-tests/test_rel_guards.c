@@ -1,14 +1,13 @@
 // SPDX-License-Identifier: GPL-3.0-only
 /*
- * PENDING (issue 14, phase 2): built, not in the default run list (rename to
- * test_rel_guards.c when the fixes land). Run alone: c-tests/run.sh pending_rel_guards[:case]
- *
- * What the saver must refuse or give up on instead of hanging, corrupting or aborting. Each
+ * Issue 14: what the saver must refuse or give up on instead of hanging, corrupting or
+ * aborting. Run one case: make check-c T=test_rel_guards:stalled. Each
  * case runs in a child process with a watchdog (SIGALRM kills a save that hangs), so a hang
  * or an abort is reported as a failure, not as a stuck test.
  *  stalled:   a COLO secondary that never answers (back channel open, silent): with
  *             XCSAVE_BACKCHANNEL_TIMEOUT_MS=1000, -1/ETIMEDOUT, a logged reason, log-dirty
- *             off, no mapping left;
+ *             off, no mapping left (stock, and xcsave before issue 14: the save hangs with
+ *             the primary suspended; the watchdog reports it);
  *  slowdrip:  a secondary that sends one byte every 300 ms and never finishes its record:
  *             the timeout covers the whole answer, not each read: -1/ETIMEDOUT;
  *  ebusy:     a second save of a domain that a Remus save in this process is saving:
@@ -66,7 +65,7 @@ static void *feeder(void *arg)
 {
     int fd = *(int *)arg;
     /* a list of 4096 pfns: a valid length for any guest here, never completed */
-    const uint32_t hdr[2] = {0xf, 8 * 4096};
+    const uint32_t hdr[] = {BC_HDR(0xf, 8 * 4096)};
     const uint8_t *b = (const uint8_t *)hdr;
 
     for (size_t i = 0; drip; i++) {
@@ -83,7 +82,9 @@ static void colo_timeout(void)
 {
     struct rel_log lg;
     xc_interface *xch;
-    struct rel_save s = {.dom = 40, .stream = XC_STREAM_COLO, .live = 1, .checkpoints = 3};
+    /* one domain per case: both cases may run in one xensim */
+    struct rel_save s = {.dom = drip ? 45 : 40, .stream = XC_STREAM_COLO, .live = 1,
+                         .checkpoints = 3};
     struct save_callbacks cb = {.suspend = rel_cb_suspend, .postcopy = rel_cb_postcopy,
                                 .checkpoint = rel_cb_checkpoint, .wait_checkpoint = rel_cb_wait,
                                 .switch_qemu_logdirty = rel_cb_qemu, .data = &s};
