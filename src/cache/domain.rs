@@ -29,6 +29,10 @@ enum Loc {
     Failed(i32),
 }
 
+/// Largest bucket index and history, in bytes (12 a bucket): 16 MiB, about 1.4 M buckets or
+/// 1.3 TiB of guest with 1 MiB buckets (docs/coherence.md §8.4). Pfns past it go per batch.
+const INDEX_CAP_BYTES: u64 = 16 << 20;
+
 /// The mapping cache of one domain during one save. Dropping it unmaps everything.
 pub struct DomainCache<M> {
     cfg: CacheConfig,
@@ -110,7 +114,7 @@ impl<M> DomainCache<M> {
         };
         if !disabled {
             // Caching off needs no index: nothing is looked up (`p2m_size` stays 0).
-            c.resize(signals.max_gpfn.saturating_add(1));
+            c.size_index(signals.max_gpfn.saturating_add(1));
         }
         c.publish();
         c
@@ -432,18 +436,20 @@ impl<M> DomainCache<M> {
         }
     }
 
-    /// Sizes the bucket index and history for `p2m_size` pfns. Only called with nothing
-    /// mapped. Both are allocated fallibly (`fallible.rs`, one counted allocation each): if
-    /// either fails, caching is off for the rest of the save and `p2m_size` is 0, so no
-    /// lookup indexes the empty index or history (the save goes on, mapped per batch).
-    fn resize(&mut self, p2m_size: u64) {
-        // The old index goes first: it is rebuilt whole, and need not coexist with the new.
-        self.store.drop_index();
+    /// Sizes the bucket index and history, once, for the `p2m_size` pfns the guest has when
+    /// the cache starts, capped at [`INDEX_CAP_BYTES`] (docs/coherence.md §8.4): they never
+    /// grow on the guest's say-so, and a pfn past them is mapped per batch, as stock. Both are
+    /// allocated fallibly (`fallible.rs`, one counted allocation each): if either fails,
+    /// caching is off for the rest of the save and `p2m_size` is 0, so no lookup indexes the
+    /// empty index or history (the save goes on, mapped per batch).
+    fn size_index(&mut self, p2m_size: u64) {
+        let per_bucket = (std::mem::size_of::<u32>() + std::mem::size_of::<History>()) as u64;
+        let cap_pfns =
+            (INDEX_CAP_BYTES / per_bucket).saturating_mul(u64::from(self.cfg.bucket_pages));
+        let p2m_size = p2m_size.min(cap_pfns);
         let n = self.store.buckets_for(p2m_size);
         let sized = self.store.new_index(p2m_size).and_then(|index| {
             let mut seen = fallible::try_with_capacity(n)?;
-            // The history of the buckets that stay is still true.
-            seen.extend(self.seen.iter().take(n).copied());
             seen.resize(n, History::default());
             Ok((index, seen))
         });
@@ -453,7 +459,6 @@ impl<M> DomainCache<M> {
                 self.seen = seen;
             }
             Err(_) => {
-                self.seen = Vec::new();
                 self.deferred.clear();
                 self.disable("no memory for the bucket index");
             }
@@ -571,17 +576,13 @@ impl<M> DomainCache<M> {
     pub fn observe(&mut self, signals: DomainSignals, suspended: bool) -> Verdict {
         self.check_teardown();
         let verdict = signals.judge(&self.signals);
-        let grew = signals.max_gpfn != self.signals.max_gpfn;
         self.signals = signals;
         match verdict {
             Verdict::Keep => {}
             Verdict::Flush(why) => {
                 log::debug!("dom{}: mapping cache flushed: {why} changed", self.domid);
+                // A moved max gpfn flushes too, but the index keeps the size it was given.
                 self.flush(true);
-                // A disabled cache has no index to grow (`p2m_size` stays 0).
-                if grew && !self.disabled {
-                    self.resize(signals.max_gpfn.saturating_add(1));
-                }
             }
             Verdict::Disable(why) => self.disable(why),
         }
