@@ -7,7 +7,8 @@
 //! 32 MiB; the budget is at least one batch's reserve plus one bucket, at most what the
 //! process's VMA limit allows (half of `vm.max_map_count` buckets), and, once the guest is
 //! known, at most 1.25 times its p2m (more could never be mapped); the maximum age is 1 to
-//! 4096 checkpoints. A value out of range is clamped to the nearest bound, with a warning.
+//! 4096 checkpoints; the patrol bound is 0 (off) or 2 to 4096 checkpoints. A value out of range
+//! is clamped to the nearest bound, with a warning.
 
 use std::sync::Mutex;
 

@@ -453,7 +453,9 @@ impl<M> DomainCache<M> {
             let n = bk.pages();
             let first = self.store.first_pfn(bk.number);
             let served = bk.served().count();
-            if served != 0 && fallible::try_reserve(&mut self.resend, served).is_err() {
+            // Not a fault-injection point (`fallible`): running short here does not fail the
+            // save; the pages that do not fit are not sent again, with a warning.
+            if served != 0 && self.resend.try_reserve(served).is_err() {
                 log::warn!(
                     "dom{}: no memory to note {served} pages to send again",
                     self.domid
@@ -549,7 +551,7 @@ impl<M> DomainCache<M> {
             &self.err_buf,
             |j| {
                 changed += 1;
-                if fallible::try_reserve(&mut self.resend, 1).is_ok() {
+                if self.resend.try_reserve(1).is_ok() {
                     self.resend.push(first + u64::from(j));
                 }
             },
