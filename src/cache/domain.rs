@@ -431,6 +431,15 @@ impl<M> DomainCache<M> {
         mapper: &mut X,
         b: u64,
     ) -> io::Result<u32> {
+        let m = self.map_whole(mapper, b)?;
+        let bk = Bucket::new(b, m, &self.err_buf, (self.epoch, self.batch, self.pass));
+        let slot = self.store.insert(bk);
+        self.pinned.push(slot);
+        Ok(slot)
+    }
+
+    /// Maps every page of bucket `b` into one VMA, with its per-page errors in `err_buf`.
+    fn map_whole<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X, b: u64) -> io::Result<M> {
         let first = self.store.first_pfn(b);
         let n = self.store.bucket_len(b);
         self.pfn_buf.clear();
@@ -439,10 +448,7 @@ impl<M> DomainCache<M> {
         self.err_buf.resize(n as usize, 0);
         let m = mapper.map(&self.pfn_buf, &mut self.err_buf)?;
         self.stats.note_map(n * PAGE_BYTES);
-        let bk = Bucket::new(b, m, &self.err_buf, (self.epoch, self.batch, self.pass));
-        let slot = self.store.insert(bk);
-        self.pinned.push(slot);
-        Ok(slot)
+        Ok(m)
     }
 
     /// Unmaps the bucket in `slot` and forgets it. The pages it served since the patrol last
@@ -534,12 +540,7 @@ impl<M> DomainCache<M> {
     {
         let first = self.store.first_pfn(b);
         let n = self.store.bucket_len(b);
-        self.pfn_buf.clear();
-        self.pfn_buf.extend(first..first + n);
-        self.err_buf.clear();
-        self.err_buf.resize(n as usize, 0);
-        let fresh = mapper.map(&self.pfn_buf, &mut self.err_buf)?;
-        self.stats.note_map(n * PAGE_BYTES);
+        let fresh = self.map_whole(mapper, b)?;
         let slot = self.store.slot_of(b).expect("a visited bucket is cached");
         let bk = self.store.get(slot);
         let before = self.resend.len();
