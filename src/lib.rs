@@ -8,7 +8,7 @@
 //! - [`settings`]: every `XCSAVE_*` setting, read once per save and validated;
 //! - [`logging`]: the `log` facade routed to the caller's xentoollog logger;
 //! - [`engine`]: the `xc_domain_save` state machine and the per-guest-type `SaveOps`;
-//! - `cache`: the persistent cache of guest mappings, behind [`pages::PageSource`];
+//! - [`cache`]: the persistent cache of guest mappings, behind [`pages::PageSource`];
 //! - [`xen`]: the only place that talks to libxenctrl/libxenguest (and the caller's fds);
 //! - [`pages`]: the page-source trait (a batch's mapped pages) and the per-batch source;
 //! - [`backchannel`]: pure, untrusted COLO back-channel parsing;
@@ -26,7 +26,7 @@ pub mod abi;
 /// cbindgen:ignore
 pub mod backchannel;
 /// cbindgen:ignore
-mod cache;
+pub mod cache;
 pub mod capi;
 /// cbindgen:ignore
 pub mod engine;

@@ -45,6 +45,14 @@ pub trait PageSource<H: GuestMemory> {
     /// that it kept out of the downtime.
     fn resumed(&mut self, _xen: &H, _dom: u32) {}
 
+    /// A source that keeps mappings checks them against fresh ones and calls `resend` with
+    /// every gfn it may have served from a frame the guest no longer has there; the engine
+    /// sends those gfns in its next pass (its deferred bitmap). Called after each
+    /// checkpoint's postcopy, after [`PageSource::resumed`], and, with `whole`, once a plain
+    /// live save's precopy has ended, before [`PageSource::before_suspend`] (the last
+    /// chance: the last pass follows).
+    fn revalidate(&mut self, _xen: &H, _dom: u32, _whole: bool, _resend: &mut dyn FnMut(u64)) {}
+
     /// A plain (not checkpointed) live save has ended its precopy: the guest is about to be
     /// suspended for the last pass. Called after the precopy policy chose stop-and-copy and
     /// before the suspend callback, while the guest still runs; never for Remus or COLO. A

@@ -26,7 +26,8 @@ pub struct Settings {
     /// `XCSAVE_LOG`: level of xcsave's own log lines.
     pub log_level: log::LevelFilter,
     /// The mapping cache: `xcsave_cache_init`'s settings if it was called, else
-    /// `XCSAVE_CACHE`, `XCSAVE_CACHE_MB`, `XCSAVE_CACHE_BUCKET_KB`, `XCSAVE_CACHE_MAX_AGE`.
+    /// `XCSAVE_CACHE`, `XCSAVE_CACHE_MB`, `XCSAVE_CACHE_BUCKET_KB`, `XCSAVE_CACHE_MAX_AGE`;
+    /// with `XCSAVE_CACHE_PATROL` either way (`xcsave_cache_init` has no argument for it).
     pub cache: CacheConfig,
     /// `XCSAVE_BACKCHANNEL_TIMEOUT_MS`: how long the COLO secondary's answer (one dirty pfn
     /// list) may take as a whole; None (the value 0) waits forever, as stock.
@@ -95,6 +96,23 @@ fn parse_backchannel_timeout(raw: Option<&str>, warn: &mut Vec<String>) -> Optio
         ));
     }
     Some(Duration::from_millis(clamped))
+}
+
+/// `XCSAVE_CACHE_PATROL`: unset or empty is the default (`None`), where 0 means off, so it
+/// cannot go through [`parse_number`]; anything else but a number is a warning and the default.
+fn parse_patrol(raw: Option<String>, warn: &mut Vec<String>) -> Option<u64> {
+    let raw = raw?;
+    let v = raw.trim();
+    if v.is_empty() {
+        return None;
+    }
+    v.parse::<u64>().map_or_else(
+        |_| {
+            warn.push(format!("ignoring XCSAVE_CACHE_PATROL={v:?}: not a number"));
+            None
+        },
+        Some,
+    )
 }
 
 fn parse_level(raw: Option<&str>, warn: &mut Vec<String>) -> log::LevelFilter {
@@ -184,6 +202,8 @@ impl Settings {
         };
         let backchannel_timeout =
             parse_backchannel_timeout(get("XCSAVE_BACKCHANNEL_TIMEOUT_MS").as_deref(), &mut warn);
+        let (cache, w) = cache.with_patrol(parse_patrol(get("XCSAVE_CACHE_PATROL"), &mut warn));
+        warn.extend(w);
         let s = Settings {
             disable,
             log_level,
@@ -316,6 +336,23 @@ mod tests {
             Some(o),
         );
         assert_eq!(s.cache, o);
+    }
+
+    #[test]
+    fn the_patrol_bound_is_read_with_or_without_the_override() {
+        assert_eq!(env(&[]).0.cache.patrol, 64);
+        let (s, w) = env(&[("XCSAVE_CACHE_PATROL", "0")]);
+        assert_eq!((s.cache.patrol, w.len()), (0, 0));
+        let (s, w) = env(&[("XCSAVE_CACHE_PATROL", "x")]);
+        assert_eq!((s.cache.patrol, w.len()), (64, 1));
+        let (s, w) = env(&[("XCSAVE_CACHE_PATROL", "1")]);
+        assert_eq!((s.cache.patrol, w.len()), (2, 1));
+        let (s, _) = Settings::from_lookup(
+            |k| (k == "XCSAVE_CACHE_PATROL").then(|| "8".into()),
+            Limits::default(),
+            Some(CacheConfig::default()),
+        );
+        assert_eq!(s.cache.patrol, 8);
     }
 
     #[test]

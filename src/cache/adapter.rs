@@ -133,6 +133,12 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
         }
     }
 
+    fn revalidate(&mut self, xen: &H, dom: u32, whole: bool, resend: &mut dyn FnMut(u64)) {
+        if let Some(c) = self.cache.as_mut() {
+            c.revalidate(&mut XenMapper { xen, dom }, whole, resend);
+        }
+    }
+
     fn before_suspend(&mut self, _xen: &H, _dom: u32) {
         // The last pass maps nothing whole (`Admit::Nothing`): every bucket goes now.
         if let Some(c) = self.cache.as_mut() {

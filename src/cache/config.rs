@@ -7,7 +7,8 @@
 //! 32 MiB; the budget is at least one batch's reserve plus one bucket, at most what the
 //! process's VMA limit allows (half of `vm.max_map_count` buckets), and, once the guest is
 //! known, at most 1.25 times its p2m (more could never be mapped); the maximum age is 1 to
-//! 4096 checkpoints. A value out of range is clamped to the nearest bound, with a warning.
+//! 4096 checkpoints; the patrol bound is 0 (off) or 2 to 4096 checkpoints. A value out of range
+//! is clamped to the nearest bound, with a warning.
 
 use std::sync::Mutex;
 
@@ -36,6 +37,12 @@ pub(crate) const DEFAULT_MAX_AGE: u32 = 64;
 /// Largest maximum age: 4096 checkpoints (under an hour at COLO's fastest rates). Without a
 /// bound a stale mapping the signals miss would live for the whole stream.
 pub(crate) const MAX_MAX_AGE: u32 = 4096;
+/// Default patrol bound N, in checkpoints (docs/coherence.md §8.1, docs/decisions.md).
+pub(crate) const DEFAULT_PATROL: u32 = 64;
+/// Smallest patrol bound: each visit covers `ceil(B_max / (N - 1))` buckets, so N >= 2.
+pub(crate) const MIN_PATROL: u32 = 2;
+/// Largest patrol bound, as for the maximum age.
+pub(crate) const MAX_PATROL: u32 = 4096;
 /// `vm.max_map_count`'s default, used when /proc cannot be read.
 pub const DEFAULT_MAX_MAP_COUNT: u64 = 65_530;
 
@@ -55,6 +62,11 @@ pub struct CacheConfig {
     pub bucket_pages: u32,
     /// A bucket is remapped after this many suspended checkpoints (at least 1).
     pub max_age: u32,
+    /// The patrol's bound N (`XCSAVE_CACHE_PATROL`): every cached bucket is compared with a
+    /// fresh mapping at least once in N - 1 checkpoints, so the secondary holds a cached
+    /// pfn's current content within N checkpoints of any p2m change (docs/coherence.md §8).
+    /// 0 turns the checkpoint patrol off.
+    pub patrol: u32,
 }
 
 impl Default for CacheConfig {
@@ -65,6 +77,7 @@ impl Default for CacheConfig {
             budget_from_guest: true,
             bucket_pages: DEFAULT_BUCKET_PAGES,
             max_age: DEFAULT_MAX_AGE,
+            patrol: DEFAULT_PATROL,
         }
     }
 }
@@ -180,6 +193,32 @@ impl CacheConfig {
         }
     }
 
+    /// The patrol bound `n` (`XCSAVE_CACHE_PATROL`; `None`: unset, the default): 0 is off, 1
+    /// becomes 2 and values above 4096 become 4096, each with a warning.
+    pub fn with_patrol(self, n: Option<u64>) -> (Self, Option<String>) {
+        let Some(n) = n else {
+            return (self, None);
+        };
+        let lo = u64::from(MIN_PATROL);
+        let hi = u64::from(MAX_PATROL);
+        let clamped = if n == 0 { 0 } else { n.clamp(lo, hi) };
+        let warn = (clamped != n).then(|| {
+            format!(
+                "cache patrol {n} is outside 0 (off) or {lo}..={hi} checkpoints; using {clamped}"
+            )
+        });
+        let c = CacheConfig {
+            patrol: clamped as u32,
+            ..self
+        };
+        (c, warn)
+    }
+
+    /// Buckets the cache can hold at most (the patrol's `B_max`).
+    pub fn max_buckets(&self) -> u64 {
+        self.cache_capacity_pages() / u64::from(self.bucket_pages)
+    }
+
     /// Smallest usable budget: one batch's reserve plus one bucket.
     pub fn min_budget_bytes(&self) -> u64 {
         (RESERVE_PAGES + u64::from(self.bucket_pages)) * PAGE_BYTES
@@ -248,7 +287,8 @@ mod tests {
                 budget_bytes: 64 << 20,
                 budget_from_guest: false,
                 bucket_pages: 16,
-                max_age: 3
+                max_age: 3,
+                patrol: DEFAULT_PATROL,
             }
         );
         // An explicit budget wins over the guest's size when the guest is large enough.
@@ -317,5 +357,17 @@ mod tests {
         let g = c.for_guest(1000, 4096);
         assert_eq!(g.budget_bytes, (4096 + 1024 + 1024 + 256) * PAGE_BYTES);
         assert!(!g.budget_from_guest);
+    }
+
+    #[test]
+    fn the_patrol_bound_is_off_or_2_to_4096() {
+        let d = CacheConfig::default();
+        assert_eq!(d.with_patrol(None), (d, None));
+        for (n, want, warns) in [(0, 0, false), (1, 2, true), (2, 2, false), (64, 64, false)] {
+            let (c, w) = d.with_patrol(Some(n));
+            assert_eq!((c.patrol, w.is_some()), (want, warns), "{n}");
+        }
+        let (c, w) = d.with_patrol(Some(u64::MAX));
+        assert_eq!((c.patrol, w.is_some()), (MAX_PATROL, true));
     }
 }

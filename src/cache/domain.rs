@@ -11,6 +11,7 @@ use std::io;
 use super::coherence::Verdict;
 use super::config::{CacheConfig, PAGE_BYTES};
 use super::mapper::BucketMapper;
+use super::patrol::{changed_pages, Patrol};
 use super::policy::{fits, Admit, History};
 use super::stats::{CacheStats, Registry};
 use super::store::{Bucket, Store};
@@ -28,6 +29,10 @@ enum Loc {
     Transient(u32),
     Failed(i32),
 }
+
+/// Largest bucket index and history, in bytes (12 a bucket): 16 MiB, about 1.4 M buckets or
+/// 1.3 TiB of guest with 1 MiB buckets (docs/coherence.md §8.4). Pfns past it go per batch.
+const INDEX_CAP_BYTES: u64 = 16 << 20;
 
 /// The mapping cache of one domain during one save. Dropping it unmaps everything.
 pub struct DomainCache<M> {
@@ -65,6 +70,16 @@ pub struct DomainCache<M> {
     defer: bool,
     /// Buckets admitted during the pass, to map when the guest runs again.
     deferred: Vec<u64>,
+    /// The patrol (`None`: off).
+    patrol: Option<Patrol>,
+    /// Pfns to send again at the next checkpoint: served from a bucket that went before the
+    /// patrol visited it, or found changed by a visit ([`DomainCache::revalidate`]).
+    resend: Vec<u64>,
+    /// The (tot_pages, max_pages) at which the guest was last found at its limit and every
+    /// bucket released: the rule sleeps until they change (docs/coherence.md §8.3).
+    at_limit: Option<(u64, u64)>,
+    /// Buckets of one patrol visit.
+    visit_buf: Vec<u64>,
 }
 
 impl<M> DomainCache<M> {
@@ -107,10 +122,14 @@ impl<M> DomainCache<M> {
             seen: Vec::new(),
             defer: false,
             deferred: Vec::new(),
+            patrol: Patrol::new(cfg.patrol, cfg.max_buckets()),
+            resend: Vec::new(),
+            at_limit: None,
+            visit_buf: Vec::new(),
         };
         if !disabled {
             // Caching off needs no index: nothing is looked up (`p2m_size` stays 0).
-            c.resize(signals.max_gpfn.saturating_add(1));
+            c.size_index(signals.max_gpfn.saturating_add(1));
         }
         c.publish();
         c
@@ -272,7 +291,7 @@ impl<M> DomainCache<M> {
                 // A mapped page, or a bucket mapped in this batch, whose errors are current.
                 self.pin(slot);
                 self.stats.hits += 1;
-                return Ok(Some(Self::loc(slot, page, err)));
+                return Ok(Some(self.served(slot, page, err)));
             }
             // The page had no frame when the bucket was mapped and now has data: the bucket
             // must be remapped whole (privcmd cannot refresh part of a VMA).
@@ -306,11 +325,14 @@ impl<M> DomainCache<M> {
         };
         self.stats.misses += 1;
         let err = self.store.get(slot).err(page);
-        Ok(Some(Self::loc(slot, page, err)))
+        Ok(Some(self.served(slot, page, err)))
     }
 
-    fn loc(slot: u32, page: u32, err: i32) -> Loc {
+    /// Where page `page` of the bucket in `slot` is, given its map error; a mapped page is
+    /// noted as served.
+    fn served(&mut self, slot: u32, page: u32, err: i32) -> Loc {
         if err == 0 {
+            self.store.get_mut(slot).mark_served(page);
             Loc::Cached { slot, page }
         } else {
             Loc::Failed(err)
@@ -409,6 +431,15 @@ impl<M> DomainCache<M> {
         mapper: &mut X,
         b: u64,
     ) -> io::Result<u32> {
+        let m = self.map_whole(mapper, b)?;
+        let bk = Bucket::new(b, m, &self.err_buf, (self.epoch, self.batch, self.pass));
+        let slot = self.store.insert(bk);
+        self.pinned.push(slot);
+        Ok(slot)
+    }
+
+    /// Maps every page of bucket `b` into one VMA, with its per-page errors in `err_buf`.
+    fn map_whole<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X, b: u64) -> io::Result<M> {
         let first = self.store.first_pfn(b);
         let n = self.store.bucket_len(b);
         self.pfn_buf.clear();
@@ -417,33 +448,147 @@ impl<M> DomainCache<M> {
         self.err_buf.resize(n as usize, 0);
         let m = mapper.map(&self.pfn_buf, &mut self.err_buf)?;
         self.stats.note_map(n * PAGE_BYTES);
-        let bk = Bucket::new(b, m, &self.err_buf, (self.epoch, self.batch, self.pass));
-        let slot = self.store.insert(bk);
-        self.pinned.push(slot);
-        Ok(slot)
+        Ok(m)
     }
 
-    /// Unmaps the bucket in `slot` and forgets it.
+    /// Unmaps the bucket in `slot` and forgets it. The pages it served since the patrol last
+    /// visited it are sent again at the next checkpoint: one may have come from a frame the
+    /// guest no longer has, and no visit will compare it now (docs/coherence.md §8.1).
     fn drop_slot(&mut self, slot: u32) {
         if let Some(bk) = self.store.remove(slot) {
             let n = bk.pages();
+            let first = self.store.first_pfn(bk.number);
+            let served = bk.served().count();
+            // Not a fault-injection point (`fallible`): running short here does not fail the
+            // save; the pages that do not fit are not sent again, with a warning.
+            if served != 0 && self.resend.try_reserve(served).is_err() {
+                log::warn!(
+                    "dom{}: no memory to note {served} pages to send again",
+                    self.domid
+                );
+            }
+            let room = self.resend.capacity() - self.resend.len();
+            self.resend
+                .extend(bk.served().take(room).map(|j| first + u64::from(j)));
             drop(bk);
             self.stats.note_unmap(n * PAGE_BYTES);
         }
     }
 
-    /// Sizes the bucket index and history for `p2m_size` pfns. Only called with nothing
-    /// mapped. Both are allocated fallibly (`fallible.rs`, one counted allocation each): if
-    /// either fails, caching is off for the rest of the save and `p2m_size` is 0, so no
-    /// lookup indexes the empty index or history (the save goes on, mapped per batch).
-    fn resize(&mut self, p2m_size: u64) {
-        // The old index goes first: it is rebuilt whole, and need not coexist with the new.
-        self.store.drop_index();
+    // ---- the patrol (patrol.rs) ----------------------------------------------------------
+
+    /// After a checkpoint's postcopy (the guest runs): visits the patrol's share of the cached
+    /// buckets, or every one with `whole` (a plain live save's precopy has ended: this is the
+    /// last chance), and calls `resend` with every pfn to send again at the next checkpoint
+    /// (or in the last round): pages a visit found changed, and pages served by buckets that
+    /// went unvisited. With `whole`, every bucket is unmapped afterwards.
+    pub fn revalidate<X: BucketMapper<Mapping = M>>(
+        &mut self,
+        mapper: &mut X,
+        whole: bool,
+        resend: &mut dyn FnMut(u64),
+    ) where
+        M: PageMapping,
+    {
+        self.check_teardown();
+        let want = match (&self.patrol, whole) {
+            (_, true) => u64::MAX,
+            (Some(p), false) => p.share(),
+            (None, false) => 0,
+        };
+        if !self.disabled && want != 0 && self.store.cached_pages() != 0 {
+            let mut todo = std::mem::take(&mut self.visit_buf);
+            let store = &self.store;
+            let mut walk = Patrol::new(2, 1).expect("a patrol of N = 2");
+            let p = self.patrol.as_mut().unwrap_or(&mut walk);
+            p.next_buckets(
+                want,
+                store.buckets(),
+                |b| store.slot_of(b).is_some(),
+                &mut todo,
+            );
+            self.batch += 1;
+            for &b in &todo {
+                if let Err(e) = self.visit(mapper, b) {
+                    if e.raw_os_error() == Some(libc::ENOMEM) {
+                        self.give_up_after_enomem();
+                        break;
+                    }
+                    log::debug!("dom{}: patrol visit of bucket {b} failed: {e}", self.domid);
+                    if let Some(slot) = self.store.slot_of(b) {
+                        self.drop_slot(slot);
+                    }
+                }
+            }
+            self.batch += 1;
+            self.visit_buf = todo;
+        }
+        if whole {
+            self.release_before_suspend();
+        }
+        for pfn in self.resend.drain(..) {
+            resend(pfn);
+        }
+        self.publish();
+    }
+
+    /// One patrol visit of bucket `b` (cached): maps it afresh, notes the pages whose content
+    /// changed, and keeps the fresh mapping in place of the old one.
+    fn visit<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X, b: u64) -> io::Result<()>
+    where
+        M: PageMapping,
+    {
+        let first = self.store.first_pfn(b);
+        let n = self.store.bucket_len(b);
+        let fresh = self.map_whole(mapper, b)?;
+        let slot = self.store.slot_of(b).expect("a visited bucket is cached");
+        let bk = self.store.get(slot);
+        let before = self.resend.len();
+        let mut changed = 0u64;
+        changed_pages(
+            &bk.mapping,
+            |j| bk.err(j),
+            &fresh,
+            &self.err_buf,
+            |j| {
+                changed += 1;
+                if self.resend.try_reserve(1).is_ok() {
+                    self.resend.push(first + u64::from(j));
+                }
+            },
+        );
+        if self.resend.len() - before != changed as usize {
+            log::warn!(
+                "dom{}: no memory to note changed pages to send again",
+                self.domid
+            );
+        }
+        if changed != 0 {
+            log::debug!(
+                "dom{}: patrol: {changed} page(s) of bucket {b} changed under the cache",
+                self.domid
+            );
+        }
+        let old = self.store.get_mut(slot).refresh(fresh, &self.err_buf);
+        drop(old);
+        self.stats.note_unmap(n * PAGE_BYTES);
+        Ok(())
+    }
+
+    /// Sizes the bucket index and history, once, for the `p2m_size` pfns the guest has when
+    /// the cache starts, capped at [`INDEX_CAP_BYTES`] (docs/coherence.md §8.4): they never
+    /// grow on the guest's say-so, and a pfn past them is mapped per batch, as stock. Both are
+    /// allocated fallibly (`fallible.rs`, one counted allocation each): if either fails,
+    /// caching is off for the rest of the save and `p2m_size` is 0, so no lookup indexes the
+    /// empty index or history (the save goes on, mapped per batch).
+    fn size_index(&mut self, p2m_size: u64) {
+        let per_bucket = (std::mem::size_of::<u32>() + std::mem::size_of::<History>()) as u64;
+        let cap_pfns =
+            (INDEX_CAP_BYTES / per_bucket).saturating_mul(u64::from(self.cfg.bucket_pages));
+        let p2m_size = p2m_size.min(cap_pfns);
         let n = self.store.buckets_for(p2m_size);
         let sized = self.store.new_index(p2m_size).and_then(|index| {
             let mut seen = fallible::try_with_capacity(n)?;
-            // The history of the buckets that stay is still true.
-            seen.extend(self.seen.iter().take(n).copied());
             seen.resize(n, History::default());
             Ok((index, seen))
         });
@@ -453,7 +598,6 @@ impl<M> DomainCache<M> {
                 self.seen = seen;
             }
             Err(_) => {
-                self.seen = Vec::new();
                 self.deferred.clear();
                 self.disable("no memory for the bucket index");
             }
@@ -571,20 +715,17 @@ impl<M> DomainCache<M> {
     pub fn observe(&mut self, signals: DomainSignals, suspended: bool) -> Verdict {
         self.check_teardown();
         let verdict = signals.judge(&self.signals);
-        let grew = signals.max_gpfn != self.signals.max_gpfn;
         self.signals = signals;
         match verdict {
             Verdict::Keep => {}
             Verdict::Flush(why) => {
                 log::debug!("dom{}: mapping cache flushed: {why} changed", self.domid);
+                // A moved max gpfn flushes too, but the index keeps the size it was given.
                 self.flush(true);
-                // A disabled cache has no index to grow (`p2m_size` stays 0).
-                if grew && !self.disabled {
-                    self.resize(signals.max_gpfn.saturating_add(1));
-                }
             }
             Verdict::Disable(why) => self.disable(why),
         }
+        self.release_at_limit();
         if suspended {
             self.epoch += 1;
             self.stats.checkpoints += 1;
@@ -592,6 +733,24 @@ impl<M> DomainCache<M> {
         }
         self.publish();
         verdict
+    }
+
+    /// A guest at its `max_pages` cannot populate a page, and frames the cache holds may be
+    /// the reason (a released frame stays counted while mapped): every bucket is unmapped.
+    /// The rule then sleeps until `tot_pages` or `max_pages` changes, so a guest that sits
+    /// at its limit is not flushed at every check (docs/coherence.md §8.3).
+    fn release_at_limit(&mut self) {
+        let s = (self.signals.tot_pages, self.signals.max_pages);
+        if s.0 < s.1 || self.at_limit == Some(s) || self.store.cached_pages() == 0 {
+            return;
+        }
+        log::debug!(
+            "dom{}: at max_pages ({}): every bucket released",
+            self.domid,
+            s.1
+        );
+        self.at_limit = Some(s);
+        self.flush(true);
     }
 
     /// True while the cache keeps mappings across batches.

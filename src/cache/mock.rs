@@ -47,7 +47,8 @@ impl Guest {
     pub(crate) fn populate(&mut self, pfn: u64) {
         let f = Rc::new(Frame {
             id: self.next_id,
-            bytes: vec![0; 1].into_boxed_slice(),
+            // Each frame's bytes differ from every other's, as a patrol visit compares them.
+            bytes: self.next_id.to_le_bytes().to_vec().into_boxed_slice(),
         });
         self.next_id += 1;
         self.all.push(Rc::downgrade(&f));

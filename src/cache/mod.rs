@@ -8,13 +8,16 @@
 //! written them. Pages the cache does not serve (a full pass, sparse and new, over budget,
 //! caching off, PoD) are mapped per batch exactly as the stock saver does.
 //! Coherence comes from cheap signals checked at every suspended checkpoint, per-batch page
-//! types, and a bounded bucket age. This module has no `unsafe`: it sees mappings only
+//! types, a patrol that compares a share of the cached buckets with fresh mappings after
+//! every checkpoint, and a bounded bucket age. This module has no `unsafe`: it sees mappings only
 //! through the `BucketMapper` and `PageMapping` traits.
 //!
 //! Files, one concept each (every field private to its file):
 //! - `store/`: the buckets of one domain: index (bucket -> slot), slots, LRU order;
 //! - `policy.rs`: which buckets to map whole: pure functions over what the passes asked;
 //! - `coherence.rs`: the per-checkpoint signals and what a change in them means;
+//! - `patrol.rs`: the patrol's cursor and the page comparison of a visit (the bound on the
+//!   secondary's divergence for p2m changes no signal sees);
 //! - `config.rs`: settings, their bounds, the `xcsave_cache_init` override;
 //! - `stats.rs`: the counters and the process-wide registry that publishes them;
 //! - `domain.rs`: `DomainCache`, which applies the above to batches, passes, checkpoints;
@@ -32,6 +35,7 @@ mod coherence;
 mod config;
 mod domain;
 mod mapper;
+mod patrol;
 mod policy;
 mod stats;
 mod store;

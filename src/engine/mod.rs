@@ -398,6 +398,19 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         Ok(())
     }
 
+    /// Lets the page source revalidate its mappings ([`PageSource::revalidate`]); the pfns it
+    /// gives back go in the deferred bitmap, sent with the next suspended pass.
+    fn revalidate_pages(&mut self, whole: bool) {
+        let (xen, dom, n) = (self.xen, self.dom, self.p2m_size);
+        let (words, count) = (&mut self.deferred, &mut self.nr_deferred);
+        self.pages.revalidate(xen, dom, whole, &mut |pfn| {
+            if pfn < n {
+                bitmap::set(words, pfn);
+                *count += 1;
+            }
+        });
+    }
+
     /// Call the suspend callback and check the domain is suspended.
     fn suspend_domain(&mut self) -> Res {
         let rc = self.cb.suspend();
@@ -662,8 +675,9 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         self.enable_logdirty()?;
         self.send_memory_live()?;
         if self.stream_type == StreamType::Plain {
-            // Stop-and-copy was chosen: the page source may release mappings while the guest
-            // still runs, outside the downtime.
+            // Stop-and-copy was chosen: the page source checks its mappings one last time
+            // and may release them while the guest still runs, outside the downtime.
+            self.revalidate_pages(true);
             self.pages.before_suspend(self.xen, self.dom);
         }
         self.suspend_and_send_dirty()?;
@@ -739,8 +753,10 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         if rc <= 0 {
             return Err(stop(rc));
         }
-        // The guest runs again: work deferred out of the downtime.
+        // The guest runs again: work deferred out of the downtime, then the page source's
+        // patrol (pages to send again go in the next checkpoint).
         self.pages.resumed(self.xen, self.dom);
+        self.revalidate_pages(false);
         let rc = match self.stream_type {
             StreamType::Colo => self.cb.wait_checkpoint(),
             _ => self.cb.checkpoint(),

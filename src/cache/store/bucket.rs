@@ -23,6 +23,9 @@ pub(in crate::cache) struct Bucket<M> {
     pub(in crate::cache) used_pass: u32,
     /// Found stale while pinned: serve nothing more from it, unmap at the end of the batch.
     pub(in crate::cache) doomed: bool,
+    /// Pages served since the bucket was mapped or last visited by the patrol, one bit each:
+    /// if it goes unvisited, they are sent again (docs/coherence.md §8.1).
+    served: Vec<u64>,
 }
 
 impl<M> Bucket<M> {
@@ -33,12 +36,7 @@ impl<M> Bucket<M> {
         errs: &[i32],
         (epoch, batch, pass): (u64, u64, u32),
     ) -> Self {
-        let errors = errs
-            .iter()
-            .enumerate()
-            .filter(|(_, &e)| e != 0)
-            .map(|(j, &e)| (j as u32, e))
-            .collect();
+        let errors = Self::failed(errs).collect();
         Bucket {
             number,
             mapping,
@@ -49,7 +47,39 @@ impl<M> Bucket<M> {
             pinned_batch: batch,
             used_pass: pass,
             doomed: false,
+            served: vec![0; errs.len().div_ceil(64)],
         }
+    }
+
+    /// Puts a fresh mapping of the same pages in place (a patrol visit) and returns the old
+    /// one, to drop (unmap). Nothing is served from it since.
+    pub(in crate::cache) fn refresh(&mut self, mapping: M, errs: &[i32]) -> M {
+        self.errors.clear();
+        self.errors.extend(Self::failed(errs));
+        self.served.iter_mut().for_each(|w| *w = 0);
+        std::mem::replace(&mut self.mapping, mapping)
+    }
+
+    /// Notes that page `j` was served.
+    pub(in crate::cache) fn mark_served(&mut self, j: u32) {
+        self.served[(j / 64) as usize] |= 1 << (j % 64);
+    }
+
+    /// The pages served since the bucket was mapped or last visited, in order.
+    pub(in crate::cache) fn served(&self) -> impl Iterator<Item = u32> + '_ {
+        self.served.iter().enumerate().flat_map(|(i, &w)| {
+            (0..64u32)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| i as u32 * 64 + b)
+        })
+    }
+
+    /// (page, errno) of each failed page of a map call's errors.
+    fn failed(errs: &[i32]) -> impl Iterator<Item = (u32, i32)> + '_ {
+        errs.iter()
+            .enumerate()
+            .filter(|(_, &e)| e != 0)
+            .map(|(j, &e)| (j as u32, e))
     }
 
     /// Number of pages in the VMA.

@@ -146,14 +146,6 @@ impl<M> Store<M> {
             .find_lru(|s| slots[s as usize].as_ref().is_some_and(&mut pred))
     }
 
-    /// Forgets the index (only with nothing stored): nothing is looked up until
-    /// [`Store::set_index`].
-    pub(super) fn drop_index(&mut self) {
-        debug_assert_eq!(self.cached_pages, 0);
-        self.index = Vec::new();
-        self.p2m_size = 0;
-    }
-
     /// An empty index for `p2m_size` pfns, allocated fallibly (one counted allocation), to
     /// install with [`Store::set_index`].
     pub(super) fn new_index(&self, p2m_size: u64) -> Result<Vec<u32>> {

@@ -1,13 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-only
 /*
- * PENDING (issue 14, phase 2): built, not in the default run list (run.sh runs test_*; rename
- * to test_cache_p2m.c when the cache's fixes land). Run it alone with
- *   c-tests/run.sh pending_cache_p2m[:case]
- *
  * The mapping cache under p2m changes its counters cannot see (docs/coherence.md §7-§8).
  * Remus, 32 MiB guest; the burst dirties gfns 0-0x7f after every postcopy, so bucket 0
  * (gfns 0-0xff, 1 MiB) stays cached and P = 0xc5 in it is held mapped without being
  * written. XCSAVE_CACHE_PATROL=N (the patrol's bound, docs/coherence.md §8) is 4 here.
+ * One case alone: c-tests/run.sh test_cache_p2m:case
  * Each case runs the stock saver first where stock is the reference, then xcsave.
  *  move:          after the 2nd postcopy the guest moves Q's frame onto P (XENMAPSPACE_gmfn)
  *                 and writes P: tot_pages does not move (P's old frame is held). Claim: the
