@@ -24,19 +24,34 @@ double harness_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* libxenguest's own definition of `name` at VERS_4.17.0. */
+static void *stock_symbol(const char *name)
+{
+    void *h = dlopen("libxenguest.so.4.17", RTLD_NOW | RTLD_GLOBAL), *fn;
+
+    if (!h)
+        H_FAIL("dlopen libxenguest.so.4.17: %s", dlerror());
+    fn = dlvsym(h, name, "VERS_4.17.0");
+    if (!fn)
+        H_FAIL("dlvsym %s@VERS_4.17.0: %s", name, dlerror());
+    return fn;
+}
+
 harness_save_fn harness_stock_save(void)
 {
     static harness_save_fn fn;
-    void *h;
 
-    if (fn)
-        return fn;
-    h = dlopen("libxenguest.so.4.17", RTLD_NOW | RTLD_GLOBAL);
-    if (!h)
-        H_FAIL("dlopen libxenguest.so.4.17: %s", dlerror());
-    fn = (harness_save_fn)dlvsym(h, "xc_domain_save", "VERS_4.17.0");
     if (!fn)
-        H_FAIL("dlvsym xc_domain_save@VERS_4.17.0: %s", dlerror());
+        fn = (harness_save_fn)stock_symbol("xc_domain_save");
+    return fn;
+}
+
+harness_restore_fn harness_stock_restore(void)
+{
+    static harness_restore_fn fn;
+
+    if (!fn)
+        fn = (harness_restore_fn)stock_symbol("xc_domain_restore");
     return fn;
 }
 
@@ -472,6 +487,7 @@ static void *restore_thread(void *arg)
 {
     struct rt *t = arg;
     struct restore_callbacks cb = {.data = t};
+    harness_restore_fn fn = t->o->restore ? t->o->restore : harness_stock_restore();
     struct xensim_dominfo src;
     double t0 = harness_now();
 
@@ -489,7 +505,7 @@ static void *restore_thread(void *arg)
         cb.restore_results = r_restore_results;
     }
     errno = 0;
-    t->r->restore_rc = xc_domain_restore(
+    t->r->restore_rc = fn(
         t->xr, t->restore_in, t->o->dst,
         (unsigned int)src.hvm_param[HVM_PARAM_STORE_EVTCHN], &t->store_mfn, 0,
         (unsigned int)src.hvm_param[HVM_PARAM_CONSOLE_EVTCHN], &t->console_mfn,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-only
 /*
- * libxcsave.so exports exactly xc_domain_save@@VERS_4.17.0 and its own xcsave_* API under
+ * libxcsave.so exports exactly xc_domain_save@@VERS_4.17.0, xc_domain_restore@@VERS_4.17.0
+ * and its own xcsave_* API under
  * XCSAVE_1.0, nothing else, has the SONAME libxcsave.so.0, and the versioned symbols resolve
  * with dlvsym as a toolstack linked against libxenguest would resolve them.
  *
@@ -88,7 +89,7 @@ int main(void)
 {
     const char *lib = getenv("XCSAVE_LIB");
     char cmd[1024], line[512], sym[400];
-    unsigned int stock = 0, ours = 0, total = 0;
+    unsigned int stock = 0, stock_restore = 0, ours = 0, total = 0;
     int soname = 0;
     FILE *p;
     void *h;
@@ -107,15 +108,20 @@ int main(void)
         total++;
         if (!strcmp(sym, "xc_domain_save@@VERS_4.17.0"))
             stock++;
+        else if (!strcmp(sym, "xc_domain_restore@@VERS_4.17.0"))
+            stock_restore++;
         else if (!strncmp(sym, "xcsave_", 7) && strstr(sym, "@@XCSAVE_1.0"))
             ours++;
         else
             H_FAIL("unexpected export: %s", sym);
     }
     H_CHECK(pclose(p) == 0, "nm failed on %s", lib);
-    printf("%u exports: xc_domain_save@@VERS_4.17.0 x%u, xcsave_*@@XCSAVE_1.0 x%u\n", total,
-           stock, ours);
+    printf("%u exports: xc_domain_save@@VERS_4.17.0 x%u, xc_domain_restore@@VERS_4.17.0 x%u, "
+           "xcsave_*@@XCSAVE_1.0 x%u\n",
+           total, stock, stock_restore, ours);
     H_CHECK(stock == 1, "xc_domain_save@@VERS_4.17.0 exported %u times", stock);
+    H_CHECK(stock_restore == 1, "xc_domain_restore@@VERS_4.17.0 exported %u times",
+            stock_restore);
     H_CHECK(ours >= 1, "no xcsave_* export");
 
     snprintf(cmd, sizeof(cmd), "objdump -p '%s'", lib);
@@ -133,6 +139,10 @@ int main(void)
             "xc_domain_save@VERS_4.17.0 does not resolve");
     H_CHECK(dlvsym(h, "xcsave_domain_save", "XCSAVE_1.0") != NULL,
             "xcsave_domain_save@XCSAVE_1.0 does not resolve");
+    H_CHECK(dlvsym(h, "xc_domain_restore", "VERS_4.17.0") != NULL,
+            "xc_domain_restore@VERS_4.17.0 does not resolve");
+    H_CHECK(dlvsym(h, "xcsave_domain_restore", "XCSAVE_1.0") != NULL,
+            "xcsave_domain_restore@XCSAVE_1.0 does not resolve");
     H_CHECK(dlsym(h, "rust_begin_unwind") == NULL && dlsym(h, "rust_eh_personality") == NULL,
             "Rust internals leak");
     dlclose(h);

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-3.0-only
 # Usage: link-so.sh [out-dir [staticlib]] (default build/lib and target/release/libxcsave.a).
 # Link build/lib/libxcsave.so.<version> from the Rust staticlib with our linker version script
-# (xcsave.map), so that exactly xc_domain_save@@VERS_4.17.0 and the xcsave_* API are exported.
+# (xcsave.map), so that exactly xc_domain_save@@VERS_4.17.0, xc_domain_restore@@VERS_4.17.0 and
+# the xcsave_* API are exported.
 # rustc's cdylib passes a version script of its own, which GNU ld refuses to combine with a second
 # one that names versions; linking the staticlib ourselves avoids that.
 set -euo pipefail

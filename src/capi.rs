@@ -3,7 +3,7 @@
 //! Every export runs its whole body (settings, delegation, teardown included) inside
 //! `boundary::ffi_boundary`.
 
-pub use crate::abi::c::{PrecopyStats, SaveCallbacks, XcStreamType};
+pub use crate::abi::c::{PrecopyStats, RestoreCallbacks, SaveCallbacks, XcStreamType};
 use crate::abi::xen::{Level, SYMBOL_VERSION};
 use crate::cache::CachedPages;
 use crate::engine::{self, Callback, Callbacks, Outcome, SaveArgs};
@@ -19,6 +19,7 @@ use xenctrl_sys::xc_interface;
 
 mod boundary;
 pub(crate) mod cache;
+pub mod restore;
 
 /// The caller's callbacks behind the engine's safe trait.
 struct CCallbacks<'a> {
