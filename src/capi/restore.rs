@@ -13,7 +13,10 @@ use crate::abi::c::RestoreCallbacks;
 use crate::abi::xen::{Level, StreamType, SYMBOL_VERSION};
 use crate::hv::{DomainControl, Report};
 use crate::logging;
+use crate::receive::{self, RestoreArgs};
 use crate::settings::Settings;
+use crate::stream::Sink;
+use crate::xen::fdio::{FdReader, FdSink};
 use crate::xen::XenCtrl;
 use std::ffi::c_void;
 use std::os::raw::{c_int, c_uint, c_ulong};
@@ -72,9 +75,56 @@ struct RestoreCall {
     send_back_fd: c_int,
 }
 
+/// The caller's restore callbacks behind the engine's safe trait.
+struct CRestoreCallbacks<'a> {
+    cb: &'a RestoreCallbacks,
+}
+
+impl CRestoreCallbacks<'_> {
+    fn call(&self, f: Option<unsafe extern "C" fn(*mut c_void) -> c_int>) -> i32 {
+        set_errno(0);
+        match f {
+            // SAFETY: a callback the caller supplied, called with the caller's data pointer,
+            // as xc_domain_restore's contract promises.
+            Some(f) => unsafe { f(self.cb.data) },
+            None => -1, // presence is checked before the restore starts
+        }
+    }
+}
+
+impl receive::RestoreCallbacks for CRestoreCallbacks<'_> {
+    fn static_data_done(&mut self, missing: u32) -> Option<i32> {
+        set_errno(0);
+        // SAFETY: as in `call`.
+        self.cb
+            .static_data_done
+            .map(|f| unsafe { f(missing, self.cb.data) })
+    }
+    fn checkpoint(&mut self) -> i32 {
+        self.call(self.cb.checkpoint)
+    }
+    fn suspend(&mut self) -> i32 {
+        self.call(self.cb.suspend)
+    }
+    fn postcopy(&mut self) -> i32 {
+        self.call(self.cb.postcopy)
+    }
+    fn wait_checkpoint(&mut self) -> i32 {
+        self.call(self.cb.wait_checkpoint)
+    }
+    fn restore_results(&mut self, store_gfn: u64, console_gfn: u64) {
+        if let Some(f) = self.cb.restore_results {
+            // SAFETY: as in `call`.
+            unsafe { f(store_gfn, console_gfn, self.cb.data) }
+        }
+    }
+}
+
 /// Who handles a restore, decided before the stream is touched.
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
+    /// xcsave's engine (an x86 HVM/PVH domain).
+    Xcsave,
     /// The stock restore, for this logged reason.
     Stock(String),
     /// Refused: -1 with this errno and logged reason (stock would assert or crash).
@@ -133,10 +183,7 @@ impl RestoreCall {
             Ok(Some(info)) if info.domid == self.dom && !info.hvm => {
                 Route::Stock(format!("dom{} is an x86 PV guest", self.dom))
             }
-            Ok(Some(info)) if info.domid == self.dom => Route::Stock(format!(
-                "dom{} is x86 HVM/PVH, and this build of xcsave does not apply streams yet",
-                self.dom
-            )),
+            Ok(Some(info)) if info.domid == self.dom => Route::Xcsave,
             // Stock reports a missing domain in its own words.
             _ => Route::Stock(format!("dom{} was not found", self.dom)),
         }
@@ -187,10 +234,73 @@ impl RestoreCall {
         }
         let _scope = logging::scope(xen.log_target(), settings.log_level);
         match self.route(&xen, &settings) {
+            Route::Xcsave => self.apply(&xen),
             Route::Stock(reason) => self.delegate(&xen, &reason),
             Route::Refuse(errno, why) => {
                 xen.report_error(&why);
                 set_errno(errno);
+                -1
+            }
+        }
+    }
+
+    /// xcsave's own restore of an x86 HVM/PVH domain.
+    fn apply(&self, xen: &XenCtrl) -> c_int {
+        // SAFETY: route() checked the pointer and the callbacks the stream type needs.
+        let Some(cb_ref) = (unsafe { self.callbacks.as_ref() }) else {
+            set_errno(libc::EINVAL);
+            return -1;
+        };
+        let stream_type = StreamType::from_raw(self.stream_type).unwrap_or(StreamType::Plain);
+        let args = RestoreArgs {
+            dom: self.dom,
+            stream_type,
+            store_evtchn: self.store_evtchn,
+            store_domid: self.store_domid,
+            console_evtchn: self.console_evtchn,
+            console_domid: self.console_domid,
+        };
+        xen.log(
+            Level::Debug,
+            &format!(
+                "xcsave: restoring dom{} with xcsave ({stream_type:?})",
+                self.dom
+            ),
+        );
+        let mut cb = CRestoreCallbacks { cb: cb_ref };
+        let mut back = FdSink::new(self.send_back_fd);
+        let back: Option<&mut dyn Sink> =
+            (stream_type == StreamType::Colo).then_some(&mut back as &mut dyn Sink);
+        match receive::domain_restore(xen, FdReader::new(self.io_fd), back, &mut cb, args) {
+            Ok(out) => {
+                xen.log(
+                    Level::Info,
+                    &format!(
+                        "XenStore: mfn {:#x}, dom {}, evt {}",
+                        out.store_gfn, self.store_domid, self.store_evtchn
+                    ),
+                );
+                xen.log(
+                    Level::Info,
+                    &format!(
+                        "Console: mfn {:#x}, dom {}, evt {}",
+                        out.console_gfn, self.console_domid, self.console_evtchn
+                    ),
+                );
+                // SAFETY: non-NULL output pointers are the caller's, writable (contract).
+                unsafe {
+                    if let Some(p) = self.store_mfn.as_mut() {
+                        *p = out.store_gfn as c_ulong;
+                    }
+                    if let Some(p) = self.console_mfn.as_mut() {
+                        *p = out.console_gfn as c_ulong;
+                    }
+                }
+                0
+            }
+            Err(e) => {
+                xen.report_error("Restore failed");
+                set_errno(e.0);
                 -1
             }
         }
