@@ -478,3 +478,6 @@ pub fn domain_restore<H: Builder, R: Read>(
     hv.log(crate::abi::xen::Level::Info, f.message);
     Ok(ctx.out)
 }
+
+#[cfg(test)]
+mod tests;
