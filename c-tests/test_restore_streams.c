@@ -4,11 +4,15 @@
  * stream file is restored by the stock restore into one empty target and by xcsave's (the
  * public symbol) into another. Both must return the same rc, call the same callbacks in the
  * same order with the same arguments, give the same store/console gfns, and, when they
- * succeed, leave the two guests equal page for page (p2m, RAM, HVM context, params).
+ * succeed, leave the two guests equal page for page (p2m, RAM, HVM context, params). Every
+ * restore, failed or not, leaves no privcmd mapping behind; the map calls of each are printed.
  *
  * Streams: a plain one (stock saver) and a Remus one of 4 checkpoints (xcsave saver), then
  * bad variants of them, one per class of docs/restore.md B.3/B.4:
  *   plain, remus        as saved;
+ *   colo                a COLO stream of 4 checkpoints replayed from a file: the same secondary
+ *                       steps in the same order (restore_results, postcopy, wait_checkpoint,
+ *                       suspend) and byte-identical CHECKPOINT_DIRTY_PFN_LIST records sent back;
  *   noend               Remus cut in the middle of its last checkpoint (a checkpoint with no
  *                       END): stock fails over with rc 0 to the last complete checkpoint;
  *   eof                 plain, cut in the middle of a PAGE_DATA record: -1;
@@ -31,13 +35,14 @@
 #define MEM (16ull << 20)
 #define SRC_PLAIN 1
 #define SRC_REMUS 3
+#define SRC_COLO 5
 
 struct stream {
     unsigned char *b;
     size_t n;
 };
 
-static struct stream plain_stream, remus_stream;
+static struct stream plain_stream, remus_stream, colo_stream;
 static unsigned int next_dom = 10;
 
 static struct stream read_file(const char *path)
@@ -72,6 +77,8 @@ static struct stream make_stream(uint32_t src, harness_save_fn save, xc_stream_t
     o.live = st != XC_STREAM_PLAIN;
     o.checkpoints = 4;
     o.burst_pages = 32;
+    if (st == XC_STREAM_COLO)
+        o.secondary_pages = 16;
     o.stream_path = path;
     H_CHECK(harness_round_trip(&o, &r) == 0, "making the stream: %s", r.failure);
     xensim_destroy_domain(src + 1);
@@ -105,7 +112,10 @@ static size_t record_size(const struct stream *s, size_t at)
 
 /* What one restore did. */
 struct run {
+    uint32_t dom;
+    char back[512];               /* COLO: the file the back channel went to */
     int rc, err;
+    uint64_t map_calls;           /* MMAPBATCH ioctls during the restore */
     unsigned long store, console;
     char calls[256];
 };
@@ -116,6 +126,62 @@ static int cb_checkpoint(void *data)
 
     strncat(r->calls, "C", sizeof(r->calls) - strlen(r->calls) - 1);
     return 1; /* XGR_CHECKPOINT_SUCCESS */
+}
+
+static void note(struct run *r, const char *s)
+{
+    strncat(r->calls, s, sizeof(r->calls) - strlen(r->calls) - 1);
+}
+
+/* COLO secondary steps: the first postcopy turns log-dirty on, as libxl does; then the
+ * secondary "runs": it writes two pages of its own (k-th resume: gfns 0x20+k and 0x80+3k),
+ * which must travel back in the next dirty pfn list. */
+static int cb_postcopy(void *data)
+{
+    struct run *r = data;
+    struct xensim_dominfo info;
+    unsigned int k = 0;
+    const char *p;
+    uint64_t v;
+
+    note(r, "P");
+    for (p = r->calls; (p = strchr(p, 'P')); p++)
+        k++;
+    if (k == 1)
+        H_CHECK(xensim_set_logdirty(r->dom, 1) == 0, "log-dirty on d%u", r->dom);
+    H_CHECK(xensim_dominfo(r->dom, &info) == 0, "info d%u", r->dom);
+    if (info.shutdown)
+        H_CHECK(xensim_resume(r->dom) == 0, "resume d%u", r->dom);
+    if (info.paused)
+        H_CHECK(xensim_unpause(r->dom) == 0, "unpause d%u", r->dom);
+    v = 0x5ec0000000ull + k;
+    H_CHECK(xensim_guest_write(r->dom, 0x20 + k, 8, &v, sizeof(v)) == 0, "guest write");
+    H_CHECK(xensim_guest_write(r->dom, 0x80 + 3 * k, 16, &v, sizeof(v)) == 0, "guest write");
+    return 1;
+}
+
+static int cb_wait(void *data)
+{
+    note(data, "W");
+    return 1;
+}
+
+static int cb_suspend(void *data)
+{
+    struct run *r = data;
+
+    note(r, "U");
+    H_CHECK(xensim_suspend(r->dom) == 0, "suspend d%u", r->dom);
+    return 1;
+}
+
+static void cb_results(xen_pfn_t store, xen_pfn_t console, void *data)
+{
+    char s[64];
+
+    snprintf(s, sizeof(s), "R%llx/%llx", (unsigned long long)store,
+             (unsigned long long)console);
+    note(data, s);
 }
 
 static int cb_static(unsigned int missing, void *data)
@@ -135,24 +201,44 @@ static struct run restore_one(harness_restore_fn fn, const struct stream *s, uin
     struct run r;
     struct restore_callbacks cb = {.static_data_done = cb_static, .data = &r};
     struct xensim_dominfo si;
+    struct xensim_counters c;
     char path[512];
     xc_interface *xch = harness_xc_open();
     int fd;
 
+    int back = -1;
+
     memset(&r, 0, sizeof(r));
+    r.dom = dst;
     if (st != XC_STREAM_PLAIN)
         cb.checkpoint = cb_checkpoint;
+    if (st == XC_STREAM_COLO) {
+        cb.postcopy = cb_postcopy;
+        cb.wait_checkpoint = cb_wait;
+        cb.suspend = cb_suspend;
+        cb.restore_results = cb_results;
+        snprintf(r.back, sizeof(r.back), "%s/back-%u.bin", getenv("XENSIM_DIR"), dst);
+        back = open(r.back, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        H_CHECK(back >= 0, "open %s", r.back);
+    }
     H_CHECK(xensim_create_domain(dst, &cd) == 0, "create d%u", dst);
     H_CHECK(xensim_dominfo(src, &si) == 0, "source info");
     snprintf(path, sizeof(path), "%s/variant.bin", getenv("XENSIM_DIR"));
     fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     H_CHECK(fd >= 0 && write(fd, s->b, s->n) == (ssize_t)s->n, "write %s", path);
     H_CHECK(lseek(fd, 0, SEEK_SET) == 0, "rewind");
+    xensim_counters_reset();
     errno = 0;
     r.rc = fn(xch, fd, dst, (unsigned int)si.hvm_param[HVM_PARAM_STORE_EVTCHN], &r.store, 0,
-              (unsigned int)si.hvm_param[HVM_PARAM_CONSOLE_EVTCHN], &r.console, 0, st, &cb, -1);
+              (unsigned int)si.hvm_param[HVM_PARAM_CONSOLE_EVTCHN], &r.console, 0, st, &cb, back);
     r.err = errno;
+    xensim_counters(&c);
+    r.map_calls = c.mmapbatch_calls;
+    H_CHECK(c.live_privcmd_vmas == 0, "d%u: %llu privcmd VMAs left after the restore (rc %d)",
+            dst, (unsigned long long)c.live_privcmd_vmas, r.rc);
     close(fd);
+    if (back >= 0)
+        close(back);
     harness_xc_close(xch);
     return r;
 }
@@ -167,8 +253,10 @@ static void differential(const char *name, const struct stream *s, xc_stream_typ
     struct xensim_diff diff;
     int cmp;
 
-    printf("%s: %zu bytes; stock rc %d errno %d calls '%s'; xcsave rc %d errno %d calls '%s'\n",
-           name, s->n, stock.rc, stock.err, stock.calls, ours.rc, ours.err, ours.calls);
+    printf("%s: %zu bytes; stock rc %d errno %d calls '%s' map calls %llu; "
+           "xcsave rc %d errno %d calls '%s' map calls %llu\n",
+           name, s->n, stock.rc, stock.err, stock.calls, (unsigned long long)stock.map_calls,
+           ours.rc, ours.err, ours.calls, (unsigned long long)ours.map_calls);
     if (want_rc == -2) {
         H_CHECK(ours.rc == -1 && ours.err == EINVAL, "%s: xcsave rc %d errno %d, want -1/EINVAL",
                 name, ours.rc, ours.err);
@@ -177,6 +265,18 @@ static void differential(const char *name, const struct stream *s, xc_stream_typ
         H_CHECK(ours.rc == want_rc, "%s: xcsave rc %d, want %d", name, ours.rc, want_rc);
         H_CHECK(!strcmp(stock.calls, ours.calls), "%s: callbacks '%s' (stock) vs '%s'", name,
                 stock.calls, ours.calls);
+    }
+    if (st == XC_STREAM_COLO) {
+        struct stream bs = read_file(stock.back), bo = read_file(ours.back);
+
+        printf("%s: back channel %zu bytes (stock) vs %zu (xcsave)\n", name, bs.n, bo.n);
+        H_CHECK(bs.n == bo.n && !memcmp(bs.b, bo.b, bs.n),
+                "%s: the dirty pfn lists sent back differ", name);
+        /* 4 checkpoints: a first empty list, then the 2 pages the secondary wrote each time */
+        H_CHECK(bo.n >= 8 + 3 * (8 + 16), "%s: %zu bytes sent back, want the secondary's pages",
+                name, bo.n);
+        free(bs.b);
+        free(bo.b);
     }
     if (ours.rc == 0) {
         H_CHECK(stock.store == ours.store && stock.console == ours.console,
@@ -216,6 +316,7 @@ int main(int argc, char **argv)
 
     plain_stream = make_stream(SRC_PLAIN, harness_stock_save(), XC_STREAM_PLAIN);
     remus_stream = make_stream(SRC_REMUS, xcsave_domain_save, XC_STREAM_REMUS);
+    colo_stream = make_stream(SRC_COLO, xcsave_domain_save, XC_STREAM_COLO);
     pd = find_record(&plain_stream, 0x1, 0);
     sde = find_record(&plain_stream, 0x10, 0);
     H_CHECK(pd && sde, "plain stream without PAGE_DATA/STATIC_DATA_END");
@@ -225,6 +326,8 @@ int main(int argc, char **argv)
         differential("plain", &plain_stream, XC_STREAM_PLAIN, SRC_PLAIN, 0);
     if (CASE("remus"))
         differential("remus", &remus_stream, XC_STREAM_REMUS, SRC_REMUS, 0);
+    if (CASE("colo"))
+        differential("colo", &colo_stream, XC_STREAM_COLO, SRC_COLO, 0);
     if (CASE("noend")) {
         unsigned int k = 0;
 
