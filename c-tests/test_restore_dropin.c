@@ -10,6 +10,9 @@
  *   symbol   xc_domain_restore resolves to libxcsave (dladdr), not to libxenguest;
  *   plain    stock save -> xc_domain_restore (xcsave's engine), non-live, equal;
  *   live     xcsave save (live, dirtier) -> xc_domain_restore, equal;
+ *   verify   xcsave save with XCFLAGS_DEBUG (a VERIFY record, then a second full pass that
+ *            the restore compares instead of writing) -> xc_domain_restore, equal, and no
+ *            "verify pfn" mismatch logged;
  *   remus    xcsave save -> xc_domain_restore, Remus, equal at every checkpoint;
  *   colo     xcsave save -> xc_domain_restore, COLO with the back channel, equal at every
  *            checkpoint;
@@ -109,6 +112,13 @@ static void round_trip(void *arg)
     xensim_destroy_domain(dst);
 }
 
+/* xcsave with XCFLAGS_DEBUG added to the harness's flags. */
+static int save_debug(xc_interface *xch, int io_fd, uint32_t dom, uint32_t flags,
+                      struct save_callbacks *cb, xc_stream_type_t st, int recv_fd)
+{
+    return xcsave_domain_save(xch, io_fd, dom, flags | XCFLAGS_DEBUG, cb, st, recv_fd);
+}
+
 /* Run a round trip with the harness's loggers at debug level. With a `reason`, the captured
  * log must hold exactly one hand-over line, with `reason` in it; without, xcsave's engine
  * must have restored the guest (its line, no hand-over). */
@@ -124,6 +134,7 @@ static void run(const struct trip *t, const char *reason)
         H_CHECK(at == NULL, "%s: handed over to stock:\n%s", t->name, log);
         H_CHECK(strstr(log, "with xcsave (") != NULL, "%s: no xcsave restore line:\n%s",
                 t->name, log);
+        H_CHECK(strstr(log, "verify pfn") == NULL, "%s: verify mismatches:\n%s", t->name, log);
         printf("%s: restored by xcsave's engine\n", t->name);
         free(log);
         return;
@@ -209,6 +220,8 @@ int main(int argc, char **argv)
         run(&(struct trip){"plain", NULL, XC_STREAM_PLAIN, 0, 0}, engine);
     if (CASE("live"))
         run(&(struct trip){"live", xcsave_domain_save, XC_STREAM_PLAIN, 1, 0}, engine);
+    if (CASE("verify"))
+        run(&(struct trip){"verify", save_debug, XC_STREAM_PLAIN, 1, 0}, engine);
     if (CASE("remus"))
         run(&(struct trip){"remus", xcsave_domain_save, XC_STREAM_REMUS, 1, 4}, engine);
     if (CASE("colo"))
