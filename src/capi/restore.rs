@@ -8,9 +8,9 @@
 //! keys on it too), and whether this build applies streams for it (docs/restore.md, B.1).
 //! The hand-over is logged at info level through the caller's logger.
 
-use super::{boundary, set_errno, XcStreamType};
+use super::{boundary, next_symbol, set_errno, XcStreamType};
 use crate::abi::c::RestoreCallbacks;
-use crate::abi::xen::{Level, StreamType, SYMBOL_VERSION};
+use crate::abi::xen::{Level, StreamType};
 use crate::hv::{DomainControl, Report};
 use crate::logging;
 use crate::receive::{self, RestoreArgs};
@@ -39,21 +39,11 @@ type RestoreFn = unsafe extern "C" fn(
 
 /// The stock `xc_domain_restore` of the next object in symbol search order, if it is not us.
 fn stock_restore() -> Option<RestoreFn> {
-    // SAFETY: dlvsym with RTLD_NEXT and NUL-terminated names only looks a symbol up.
-    let p = unsafe {
-        libc::dlvsym(
-            libc::RTLD_NEXT,
-            c"xc_domain_restore".as_ptr(),
-            SYMBOL_VERSION.as_ptr(),
-        )
-    };
     let ours = [
         xc_domain_restore as RestoreFn as usize,
         xcsave_domain_restore as RestoreFn as usize,
     ];
-    if p.is_null() || ours.contains(&(p as usize)) {
-        return None;
-    }
+    let p = next_symbol(c"xc_domain_restore", &ours)?;
     // SAFETY: the symbol is libxenguest's xc_domain_restore, whose type is RestoreFn.
     Some(unsafe { std::mem::transmute::<*mut c_void, RestoreFn>(p) })
 }
