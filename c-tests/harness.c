@@ -24,20 +24,35 @@ double harness_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* libxenguest's own definition of `name` in the release under test
+ * (XEN_GUEST_SONAME/XEN_GUEST_NODE, c-tests/Makefile). */
+static void *stock_symbol(const char *name)
+{
+    void *h = dlopen(XEN_GUEST_SONAME, RTLD_NOW | RTLD_GLOBAL), *fn;
+
+    if (!h)
+        H_FAIL("dlopen " XEN_GUEST_SONAME ": %s", dlerror());
+    fn = dlvsym(h, name, XEN_GUEST_NODE);
+    if (!fn)
+        H_FAIL("dlvsym %s@" XEN_GUEST_NODE ": %s", name, dlerror());
+    return fn;
+}
+
 harness_save_fn harness_stock_save(void)
 {
     static harness_save_fn fn;
-    void *h;
 
-    if (fn)
-        return fn;
-    /* XEN_GUEST_SONAME/XEN_GUEST_NODE: the release under test (c-tests/Makefile). */
-    h = dlopen(XEN_GUEST_SONAME, RTLD_NOW | RTLD_GLOBAL);
-    if (!h)
-        H_FAIL("dlopen " XEN_GUEST_SONAME ": %s", dlerror());
-    fn = (harness_save_fn)dlvsym(h, "xc_domain_save", XEN_GUEST_NODE);
     if (!fn)
-        H_FAIL("dlvsym xc_domain_save@" XEN_GUEST_NODE ": %s", dlerror());
+        fn = (harness_save_fn)stock_symbol("xc_domain_save");
+    return fn;
+}
+
+harness_restore_fn harness_stock_restore(void)
+{
+    static harness_restore_fn fn;
+
+    if (!fn)
+        fn = (harness_restore_fn)stock_symbol("xc_domain_restore");
     return fn;
 }
 
@@ -495,6 +510,7 @@ static void *restore_thread(void *arg)
 {
     struct rt *t = arg;
     struct restore_callbacks cb = {.data = t};
+    harness_restore_fn fn = t->o->restore ? t->o->restore : harness_stock_restore();
     struct xensim_dominfo src;
     double t0 = harness_now();
 
@@ -512,7 +528,7 @@ static void *restore_thread(void *arg)
         cb.restore_results = r_restore_results;
     }
     errno = 0;
-    t->r->restore_rc = xc_domain_restore(
+    t->r->restore_rc = fn(
         t->xr, t->restore_in, t->o->dst,
         (unsigned int)src.hvm_param[HVM_PARAM_STORE_EVTCHN], &t->store_mfn, 0,
         (unsigned int)src.hvm_param[HVM_PARAM_CONSOLE_EVTCHN], &t->console_mfn,

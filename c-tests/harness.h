@@ -42,8 +42,20 @@ typedef int (*harness_save_fn)(xc_interface *xch, int io_fd, uint32_t dom,
                                uint32_t flags, struct save_callbacks *cb,
                                xc_stream_type_t stream_type, int recv_fd);
 
+/* The signature of xc_domain_restore (stock, xcsave, or a test double). */
+typedef int (*harness_restore_fn)(xc_interface *xch, int io_fd, uint32_t dom,
+                                  unsigned int store_evtchn, unsigned long *store_mfn,
+                                  uint32_t store_domid, unsigned int console_evtchn,
+                                  unsigned long *console_mfn, uint32_t console_domid,
+                                  xc_stream_type_t stream_type,
+                                  struct restore_callbacks *callbacks, int send_back_fd);
+
 /* The stock libxenguest xc_domain_save@VERS_4.17.0 (via dlvsym). */
 harness_save_fn harness_stock_save(void);
+
+/* The stock libxenguest xc_domain_restore@VERS_4.17.0 (via dlvsym): a test linked with
+ * libxcsave binds the plain name xc_domain_restore to xcsave's. */
+harness_restore_fn harness_stock_restore(void);
 
 /* An xc_interface logging to stderr at env HARNESS_XTL_LEVEL (a number,
  * default XTL_WARN).  Fails the test if it cannot be opened. */
@@ -82,6 +94,7 @@ double harness_now(void);
 /* Options of one round trip. */
 struct harness_opts {
     harness_save_fn save;        /* NULL -> harness_stock_save() */
+    harness_restore_fn restore;  /* NULL -> harness_stock_restore() */
     uint32_t src, dst;           /* domains (made with harness_make_pair) */
     xc_stream_type_t stream;     /* PLAIN, REMUS or COLO */
     int live;                    /* XCFLAGS_LIVE */
@@ -122,7 +135,7 @@ struct harness_result {
 
 /*
  * Run opts->save on the source into a pipe, tee it to a file, restore it
- * with the stock xc_domain_restore into the target in another thread, then
+ * with opts->restore (default: the stock xc_domain_restore) into the target in another thread, then
  * verify.  Returns 0 if every check passed, else -1 with r->failure set.
  *
  * Checks: PLAIN: target == source (RAM, HVM context, params) after both

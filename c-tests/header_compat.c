@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-only
 // xcsave.h must compile in the same translation unit as Xen's <xenguest.h>, and xcsave's
-// entry point must have exactly stock xc_domain_save's type. The layouts xcsave shares with
-// libxenguest (struct save_callbacks, struct precopy_stats) are mirrored in Rust
-// (src/capi.rs, src/engine/mod.rs) with the same sizes and offsets asserted there.
+// entry points must have exactly stock xc_domain_save's and xc_domain_restore's types. The layouts xcsave shares with
+// libxenguest (struct save_callbacks, struct precopy_stats,
+// struct restore_callbacks) are mirrored in Rust
+// (src/abi/c.rs) with the same sizes and offsets asserted there.
 #include <stddef.h>
 #include <xenctrl.h>
 #include <xenguest.h>
@@ -11,6 +12,14 @@
 _Static_assert(__builtin_types_compatible_p(__typeof__(&xcsave_domain_save),
                                             __typeof__(&xc_domain_save)),
                "xcsave_domain_save must have xc_domain_save's type");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&xcsave_domain_restore),
+                                            __typeof__(&xc_domain_restore)),
+               "xcsave_domain_restore must have xc_domain_restore's type");
+_Static_assert(sizeof(struct restore_callbacks) == 56, "struct restore_callbacks size");
+_Static_assert(offsetof(struct restore_callbacks, checkpoint) == 24, "checkpoint offset");
+_Static_assert(offsetof(struct restore_callbacks, restore_results) == 40,
+               "restore_results offset");
+_Static_assert(offsetof(struct restore_callbacks, data) == 48, "data offset");
 _Static_assert(sizeof(struct save_callbacks) == 56, "struct save_callbacks size");
 _Static_assert(offsetof(struct save_callbacks, suspend) == 0, "suspend offset");
 _Static_assert(offsetof(struct save_callbacks, precopy_policy) == 8, "precopy_policy offset");

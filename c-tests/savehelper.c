@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-only
 /* Driver for the real libxl-save-helper: see savehelper.h for the protocol. */
 #include "savehelper.h"
+#include "xensim.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -306,4 +307,46 @@ void lsh_result_free(struct lsh_result *res)
     free(res->log);
     res->log = NULL;
     res->log_len = 0;
+}
+
+int lsh_suspend_domain(void *data)
+{
+    uint32_t dom = *(const uint32_t *)data;
+    int rc = xensim_suspend(dom);
+
+    if (rc)
+        printf("xensim_suspend(d%u): %s\n", dom, strerror(-rc));
+    return rc == 0;
+}
+
+int lsh_no_qemu_logdirty(uint32_t domid, unsigned int enable, void *data)
+{
+    (void)domid;
+    (void)enable;
+    (void)data;
+    return 0;
+}
+
+int lsh_no_missing_static_data(unsigned int missing, void *data)
+{
+    (void)data;
+    return missing ? -1 : 0;
+}
+
+void lsh_ignore_results(uint64_t store_gfn, uint64_t console_gfn, void *data)
+{
+    (void)store_gfn;
+    (void)console_gfn;
+    (void)data;
+}
+
+const char *lsh_env(const char *name)
+{
+    const char *v = getenv(name);
+
+    if (!v || !*v) {
+        printf("FAIL: %s is not set (run through c-tests/run.sh)\n", name);
+        exit(1);
+    }
+    return v;
 }

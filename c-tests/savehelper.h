@@ -77,4 +77,15 @@ int lsh_log_contains(const struct lsh_result *res, const char *needle);
 
 void lsh_result_free(struct lsh_result *res);
 
+/* Plain callbacks shared by the helper tests. `suspend`: data points to the uint32_t domid to
+ * suspend (xensim); the others accept everything and do nothing (a missing static data record
+ * fails the restore, as a libxl without compatibility code would). */
+int lsh_suspend_domain(void *data);
+int lsh_no_qemu_logdirty(uint32_t domid, unsigned int enable, void *data);
+int lsh_no_missing_static_data(unsigned int missing, void *data);
+void lsh_ignore_results(uint64_t store_gfn, uint64_t console_gfn, void *data);
+
+/* An environment variable run.sh sets; fails the test if it is missing. */
+const char *lsh_env(const char *name);
+
 #endif

@@ -4,16 +4,87 @@
  * consecutive saves in one process on one xc_interface, cycling through plain non-live,
  * plain live, Remus and COLO (ended by their callbacks), a refused map call, a stream that
  * domain that dies mid-save, a forced panic (XCSAVE_TEST_PANIC) and a failed allocation
- * (XCSAVE_TEST_FAIL_ALLOC). After each save: the expected result and no privcmd mapping left;
+ * (XCSAVE_TEST_FAIL_ALLOC). Every tenth iteration also restores a plain stream with xcsave's
+ * xc_domain_restore into a fresh domain, and the next one a copy cut in half (which fails), so
+ * the receiving side runs under LeakSanitizer too (issue 15).
+ * After each save and restore: the expected result and no privcmd mapping left;
  * over the run the process's VMA count and RSS stay flat. Everything this test allocates is
  * freed before exit, so LeakSanitizer's report is about the library (and libxc) alone.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "test_rel.h"
 
 static struct rel_log lg;
+
+/* A plain stream of the first domain, whole and cut in half, that the restores read. */
+static char stream_path[2][512];
+
+static void make_streams(xc_interface *xch, uint32_t dom)
+{
+    struct rel_save s = {.dom = dom};
+    struct save_callbacks cb = {.suspend = rel_cb_suspend, .switch_qemu_logdirty = rel_cb_qemu,
+                                .data = &s};
+    struct xensim_dominfo di;
+    static char buf[1 << 16];
+    off_t len, at = 0;
+    int fd, cut;
+
+    snprintf(stream_path[0], sizeof(stream_path[0]), "%s/restore-whole.bin",
+             getenv("XENSIM_DIR"));
+    snprintf(stream_path[1], sizeof(stream_path[1]), "%s/restore-cut.bin", getenv("XENSIM_DIR"));
+    fd = open(stream_path[0], O_RDWR | O_CREAT | O_TRUNC, 0600);
+    H_CHECK(fd >= 0, "open %s: %s", stream_path[0], strerror(errno));
+    H_CHECK(xcsave_domain_save(xch, fd, dom, 0, &cb, XC_STREAM_PLAIN, -1) == 0,
+            "making the restore stream: %s", strerror(errno));
+    if (xensim_dominfo(dom, &di) == 0 && di.shutdown)
+        xensim_resume(dom);
+    len = lseek(fd, 0, SEEK_END);
+    H_CHECK(lseek(fd, 0, SEEK_SET) == 0, "rewind");
+    cut = open(stream_path[1], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    H_CHECK(cut >= 0, "open %s", stream_path[1]);
+    while (at < len / 2) {
+        size_t want = (size_t)(len / 2 - at) < sizeof(buf) ? (size_t)(len / 2 - at) : sizeof(buf);
+        ssize_t n = read(fd, buf, want);
+
+        H_CHECK(n > 0 && write(cut, buf, (size_t)n) == n, "copy the stream");
+        at += n;
+    }
+    close(cut);
+    close(fd);
+}
+
+/* Restore stream `which` (0 whole, 1 cut) into a fresh empty domain with xcsave's restore. */
+static void restore(xc_interface *xch, unsigned int i, int which)
+{
+    struct xensim_domain_config cd = {.mem_bytes = 2ull << 20, .empty = 1, .paused = 1};
+    struct restore_callbacks cb = {.data = NULL};
+    unsigned long store = 0, console = 0;
+    uint64_t before[2], after[2];
+    uint32_t dst = 2001;
+    int fd, rc, err;
+
+    H_CHECK(xensim_create_domain(dst, &cd) == 0, "create d%u", dst);
+    fd = open(stream_path[which], O_RDONLY);
+    H_CHECK(fd >= 0, "open %s", stream_path[which]);
+    rel_live(before);
+    errno = 0;
+    rc = xc_domain_restore(xch, fd, dst, 1, &store, 0, 2, &console, 0, XC_STREAM_PLAIN, &cb, -1);
+    err = errno;
+    rel_live(after);
+    close(fd);
+    if (which == 0)
+        H_CHECK(rc == 0 && store && console, "restore %u: rc %d errno %d", i, rc, err);
+    else
+        H_CHECK(rc == -1 && err != 0 && !store, "restore %u of a cut stream: rc %d errno %d", i,
+                rc, err);
+    H_CHECK(after[0] == before[0] && after[1] == before[1], "restore %u: %llu VMAs left", i,
+            (unsigned long long)(after[0] - before[0]));
+    xensim_destroy_domain(dst);
+}
 
 static void one(xc_interface *xch, unsigned int i, uint32_t dom)
 {
@@ -53,6 +124,8 @@ static void one(xc_interface *xch, unsigned int i, uint32_t dom)
         want = ESRCH;
         break;
     }
+    if (kind == 0 || kind == 1)
+        restore(xch, i, kind);
     rel_save_run(&s, xcsave_domain_save, xch);
     unsetenv("XCSAVE_TEST_PANIC");
     unsetenv("XCSAVE_TEST_FAIL_ALLOC");
@@ -83,6 +156,7 @@ int main(void)
     rel_log_init(&lg);
     xch = rel_xc_open(&lg);
     rel_make_domain(dom, 2ull << 20);
+    make_streams(xch, dom);
     for (unsigned int i = 0; i < n; i++) {
         rel_log_clear(&lg);
         one(xch, i, dom);
@@ -100,8 +174,8 @@ int main(void)
     }
     vma1 = rel_vma_count();
     rss1 = rel_rss_kib();
-    printf("%u saves (%u domains destroyed mid-save): VMAs %ld -> %ld, RSS %ld -> %ld KiB\n", n,
-           dead, vma0, vma1, rss0, rss1);
+    printf("%u saves and %u restores (%u domains destroyed mid-save): VMAs %ld -> %ld, RSS %ld -> %ld KiB\n", n,
+           (n + 9) / 10 + (n + 8) / 10, dead, vma0, vma1, rss0, rss1);
     H_CHECK(vma1 <= vma0 + 4, "the VMA count grew from %ld to %ld", vma0, vma1);
     xensim_destroy_domain(dom);
     xc_interface_close(xch);

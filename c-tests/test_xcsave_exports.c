@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-only
 /*
- * libxcsave.so exports exactly xc_domain_save under the node of the Xen release it is built for
- * (XEN_GUEST_NODE: @@VERS_4.17.0 on 4.17, @@libxenguest_4.20.0 on 4.20) and its own xcsave_*
- * API under XCSAVE_1.0, nothing else, has the SONAME libxcsave.so.0, and the versioned symbols
- * resolve with dlvsym as a toolstack linked against libxenguest would resolve them. It needs
+ * libxcsave.so exports exactly xc_domain_save and xc_domain_restore under the node of the Xen
+ * release it is built for (XEN_GUEST_NODE: @@VERS_4.17.0 on 4.17, @@libxenguest_4.20.0 on 4.20)
+ * and its own xcsave_* API under XCSAVE_1.0, nothing else, has the SONAME libxcsave.so.0, and
+ * the versioned symbols resolve with dlvsym as a toolstack linked against libxenguest would resolve them. It needs
  * that release's libxenctrl and libxenguest SONAMEs, so the loader refuses it on the other
  * release (docs/decisions.md, "One tree, two Xen releases").
  *
@@ -91,7 +91,7 @@ int main(void)
 {
     const char *lib = getenv("XCSAVE_LIB");
     char cmd[1024], line[512], sym[400];
-    unsigned int stock = 0, ours = 0, total = 0;
+    unsigned int stock = 0, stock_restore = 0, ours = 0, total = 0;
     int soname = 0, needs_ctrl = 0, needs_guest = 0;
     FILE *p;
     void *h;
@@ -110,15 +110,21 @@ int main(void)
         total++;
         if (!strcmp(sym, "xc_domain_save@@" XEN_GUEST_NODE))
             stock++;
+        else if (!strcmp(sym, "xc_domain_restore@@" XEN_GUEST_NODE))
+            stock_restore++;
         else if (!strncmp(sym, "xcsave_", 7) && strstr(sym, "@@XCSAVE_1.0"))
             ours++;
         else
             H_FAIL("unexpected export: %s", sym);
     }
     H_CHECK(pclose(p) == 0, "nm failed on %s", lib);
-    printf("%u exports: xc_domain_save@@" XEN_GUEST_NODE " x%u, xcsave_*@@XCSAVE_1.0 x%u\n",
-           total, stock, ours);
+    printf("%u exports: xc_domain_save@@" XEN_GUEST_NODE " x%u, xc_domain_restore@@" XEN_GUEST_NODE
+           " x%u, xcsave_*@@XCSAVE_1.0 x%u
+",
+           total, stock, stock_restore, ours);
     H_CHECK(stock == 1, "xc_domain_save@@" XEN_GUEST_NODE " exported %u times", stock);
+    H_CHECK(stock_restore == 1, "xc_domain_restore@@" XEN_GUEST_NODE " exported %u times",
+            stock_restore);
     H_CHECK(ours >= 1, "no xcsave_* export");
 
     snprintf(cmd, sizeof(cmd), "objdump -p '%s'", lib);
@@ -144,6 +150,10 @@ int main(void)
             "xc_domain_save@" XEN_GUEST_NODE " does not resolve");
     H_CHECK(dlvsym(h, "xcsave_domain_save", "XCSAVE_1.0") != NULL,
             "xcsave_domain_save@XCSAVE_1.0 does not resolve");
+    H_CHECK(dlvsym(h, "xc_domain_restore", XEN_GUEST_NODE) != NULL,
+            "xc_domain_restore@" XEN_GUEST_NODE " does not resolve");
+    H_CHECK(dlvsym(h, "xcsave_domain_restore", "XCSAVE_1.0") != NULL,
+            "xcsave_domain_restore@XCSAVE_1.0 does not resolve");
     H_CHECK(dlsym(h, "rust_begin_unwind") == NULL && dlsym(h, "rust_eh_personality") == NULL,
             "Rust internals leak");
     dlclose(h);

@@ -23,59 +23,16 @@
 
 #define MEM (32ull << 20)
 
-struct sctx {
-    uint32_t dom;
-};
-
-static int s_suspend(void *data)
-{
-    struct sctx *c = data;
-    int rc = xensim_suspend(c->dom);
-
-    if (rc)
-        printf("xensim_suspend(d%u): %s\n", c->dom, strerror(-rc));
-    return rc == 0;
-}
-
-static int s_logdirty(uint32_t domid, unsigned int enable, void *data)
-{
-    (void)domid;
-    (void)enable;
-    (void)data;
-    return 0;
-}
-
-static int r_static_data_done(unsigned int missing, void *data)
-{
-    (void)data;
-    return missing ? -1 : 0;
-}
-
-static void r_results(uint64_t store, uint64_t console, void *data)
-{
-    (void)store;
-    (void)console;
-    (void)data;
-}
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-
-    H_CHECK(v && *v, "%s is not set (run through c-tests/run.sh)", name);
-    return v;
-}
-
 /* Save through `helper`, xensim preloaded (and libxcsave too if preload_xcsave); xcsave's
  * line must be in the helper's log exactly when expect_xcsave. */
 static void run(const char *name, const char *helper, int preload_xcsave, int expect_xcsave)
 {
     static uint32_t next = 1;
     uint32_t src = next++, dst = next++;
-    const char *sim = env("XENSIM_LIB");
-    const char *lib = env("XCSAVE_LIB"), *dir = env("XENSIM_DIR");
+    const char *sim = lsh_env("XENSIM_LIB");
+    const char *lib = lsh_env("XCSAVE_LIB"), *dir = lsh_env("XENSIM_DIR");
     char save_preload[1024], path[512];
-    struct sctx sc = {.dom = src};
+    uint32_t sc = src;
     struct lsh_callbacks scb, rcb;
     struct lsh_result sr, rr;
     struct xensim_diff diff;
@@ -86,8 +43,8 @@ static void run(const char *name, const char *helper, int preload_xcsave, int ex
     snprintf(path, sizeof(path), "%s/%s.stream", dir, name);
 
     memset(&scb, 0, sizeof(scb));
-    scb.suspend = s_suspend;
-    scb.switch_qemu_logdirty = s_logdirty;
+    scb.suspend = lsh_suspend_domain;
+    scb.switch_qemu_logdirty = lsh_no_qemu_logdirty;
     scb.data = &sc;
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     H_CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
@@ -110,8 +67,8 @@ static void run(const char *name, const char *helper, int preload_xcsave, int ex
     H_CHECK(lsh_log_contains(&sr, "Saving domain"), "%s: stock's log line missing", name);
 
     memset(&rcb, 0, sizeof(rcb));
-    rcb.static_data_done = r_static_data_done;
-    rcb.restore_results = r_results;
+    rcb.static_data_done = lsh_no_missing_static_data;
+    rcb.restore_results = lsh_ignore_results;
     fd = open(path, O_RDONLY);
     H_CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
     rc = lsh_restore(helper, sim, fd, -1, dst, 1, 0, 2, 0, XC_STREAM_PLAIN, &rcb, &rr);
@@ -138,11 +95,11 @@ int main(int argc, char **argv)
     int ran = 0;
 
     if (!only || !strcmp(only, "preload"))
-        ran++, run("preload", env("XCSAVE_SAVE_HELPER"), 1, 1);
+        ran++, run("preload", lsh_env("XCSAVE_SAVE_HELPER"), 1, 1);
     if (!only || !strcmp(only, "control"))
-        ran++, run("control", env("XCSAVE_SAVE_HELPER"), 0, 0);
+        ran++, run("control", lsh_env("XCSAVE_SAVE_HELPER"), 0, 0);
     if (only && !strcmp(only, "diverted"))
-        ran++, run("diverted", env("XCSAVE_DIVERTED_HELPER"), 0, 1);
+        ran++, run("diverted", lsh_env("XCSAVE_DIVERTED_HELPER"), 0, 1);
     if (!ran)
         H_FAIL("unknown sub-case '%s'", only);
     return 0;

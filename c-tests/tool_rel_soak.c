@@ -165,7 +165,7 @@ static void *restore_thread(void *a)
 
     (void)a;
     xensim_dominfo(SRC, &si);
-    restore_rc = xc_domain_restore(xr, restore_fd, DST,
+    restore_rc = harness_stock_restore()(xr, restore_fd, DST,
                                    (unsigned int)si.hvm_param[HVM_PARAM_STORE_EVTCHN], &store,
                                    0, (unsigned int)si.hvm_param[HVM_PARAM_CONSOLE_EVTCHN],
                                    &console, 0, XC_STREAM_REMUS, &cb, -1);

@@ -129,6 +129,28 @@ int xcsave_cache_teardown(void);
  */
 int xcsave_cache_stats(uint32_t domid, XcsaveCacheStats *out);
 
+/**
+ * Restore a domain through xcsave; the same contract as `xc_domain_restore` in
+ * `<xenguest.h>`. x86 PV domains, and whatever this build does not apply itself, are handed
+ * to the stock restore before the stream is read (logged), or fail with EOPNOTSUPP when it
+ * cannot be reached. `XCSAVE_DISABLE=1` or `XCSAVE_RESTORE=off` hand every call over.
+ *
+ * # Safety
+ * As `xc_domain_restore`.
+ */
+int xcsave_domain_restore(xc_interface *xch,
+                          int io_fd,
+                          uint32_t dom,
+                          unsigned int store_evtchn,
+                          unsigned long *store_mfn,
+                          uint32_t store_domid,
+                          unsigned int console_evtchn,
+                          unsigned long *console_mfn,
+                          uint32_t console_domid,
+                          xc_stream_type_t stream_type,
+                          struct restore_callbacks *callbacks,
+                          int send_back_fd);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -21,6 +21,8 @@ declare -A level=(
     [restore]=4
     # the three engines of the middle: Xen access, the mapping cache, the save engine
     [xen]=5 [cache]=5 [engine]=5
+    # the restore engine: drives the reader and sequencer, applies records through hv
+    [receive]=5
     # per-save wiring: settings (cache config + environment), the log facade
     [settings]=6 [logging]=6
     # the C surface on top

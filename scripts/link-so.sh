@@ -3,8 +3,8 @@
 # Usage: link-so.sh [out-dir [staticlib]] (default build/lib and <target>/release/libxcsave.a).
 # Link <out-dir>/libxcsave.so.<version> from the Rust staticlib with the linker version script
 # build.rs generated next to it for the chosen Xen release (xcsave.map, from xcsave.map.in), so
-# that exactly xc_domain_save@@VERS_4.17.0 (Xen 4.17) or xc_domain_save@@libxenguest_4.20.0
-# (Xen 4.20) and the xcsave_* API are exported. CARGO_TARGET_DIR names the target directory
+# that exactly xc_domain_save and xc_domain_restore under VERS_4.17.0 (Xen 4.17) or
+# libxenguest_4.20.0 (Xen 4.20), and the xcsave_* API, are exported. CARGO_TARGET_DIR names the target directory
 # (default target/; the Makefile uses target/xen-<version> for releases other than 4.17).
 # rustc's cdylib passes a version script of its own, which GNU ld refuses to combine with a second
 # one that names versions; linking the staticlib ourselves avoids that.

@@ -17,6 +17,7 @@
 //! that a silent or slow-drip secondary ends in ETIMEDOUT instead of a primary suspended
 //! forever (`XCSAVE_BACKCHANNEL_TIMEOUT_MS`; the fd behind it is `xen::fdio::FdReader`).
 
+use crate::abi::xen::BACKCHANNEL_HEADER_LEN;
 use crate::stream::{rec, rec_type_name, REC_LENGTH_MAX};
 use std::io::{ErrorKind, Read};
 use std::time::Duration;
@@ -70,7 +71,7 @@ pub enum BackChannelError {
     },
     /// A pfn lies outside the guest's p2m (or outside the caller's bitmap).
     PfnOutOfRange(u64),
-    /// Xen 4.20's header pad (see `HEADER_LEN`) is not zero.
+    /// Xen 4.20's header pad (see `abi::xen::BACKCHANNEL_HEADER_LEN`) is not zero.
     HeaderPad(u64),
 }
 
@@ -143,22 +144,10 @@ fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> Result<(), BackChan
     Ok(())
 }
 
-/// The bytes a secondary writes before a record's body. Xen 4.18+'s restore
-/// (`send_checkpoint_dirty_pfn_list` since commit efe8de1f91) writes its whole in-memory
-/// `struct xc_sr_record` as the header: type, length and the NULL `data` pointer, 16 bytes,
-/// where the stream format (and 4.17) has 8. Stock 4.20's saver reads 8 and fails at the next
-/// record ("Expect dirty bitmap record, but received ..."); the 4.20 build reads all 16 and
-/// requires the pointer's 8 bytes to be zero (docs/decisions.md).
-#[cfg(xen = "4.17")]
-const HEADER_LEN: usize = 8;
-/// See the 4.17 variant.
-#[cfg(xen = "4.20")]
-const HEADER_LEN: usize = 16;
-
 /// Read a record header and check it against a p2m of `p2m_size` pfns; returns the number
 /// of pfns the body holds. Nothing of the body is read.
 fn read_list_header<R: Read + ?Sized>(r: &mut R, p2m_size: u64) -> Result<u64, BackChannelError> {
-    let mut hdr = [0u8; HEADER_LEN];
+    let mut hdr = [0u8; BACKCHANNEL_HEADER_LEN];
     read_full(r, &mut hdr)?;
     let rtype = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
     let length = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);

@@ -3,7 +3,7 @@
 //! Every export runs its whole body (settings, delegation, teardown included) inside
 //! `boundary::ffi_boundary`.
 
-pub use crate::abi::c::{PrecopyStats, SaveCallbacks, XcStreamType};
+pub use crate::abi::c::{PrecopyStats, RestoreCallbacks, SaveCallbacks, XcStreamType};
 use crate::abi::xen::{Level, SYMBOL_VERSION};
 use crate::cache::CachedPages;
 use crate::engine::{self, Callback, Callbacks, Outcome, SaveArgs};
@@ -22,6 +22,7 @@ use xenctrl_sys::xc_interface;
 mod boundary;
 pub(crate) mod cache;
 mod inflight;
+pub mod restore;
 
 /// The caller's callbacks behind the engine's safe trait.
 struct CCallbacks<'a> {
@@ -94,23 +95,21 @@ type SaveFn = unsafe extern "C" fn(
     c_int,
 ) -> c_int;
 
+/// `name` at libxenguest's version node in the next object in symbol search order (the stock
+/// library when xcsave is preloaded or linked ahead of it), unless it is one of `ours`.
+fn next_symbol(name: &std::ffi::CStr, ours: &[usize]) -> Option<*mut c_void> {
+    // SAFETY: dlvsym with RTLD_NEXT and NUL-terminated names only looks a symbol up.
+    let p = unsafe { libc::dlvsym(libc::RTLD_NEXT, name.as_ptr(), SYMBOL_VERSION.as_ptr()) };
+    (!p.is_null() && !ours.contains(&(p as usize))).then_some(p)
+}
+
 /// The stock `xc_domain_save` of the next object in symbol search order, if it is not us.
 fn stock_save() -> Option<SaveFn> {
-    // SAFETY: dlvsym with RTLD_NEXT and NUL-terminated names only looks a symbol up.
-    let p = unsafe {
-        libc::dlvsym(
-            libc::RTLD_NEXT,
-            c"xc_domain_save".as_ptr(),
-            SYMBOL_VERSION.as_ptr(),
-        )
-    };
     let ours = [
         xc_domain_save as SaveFn as usize,
         xcsave_domain_save as SaveFn as usize,
     ];
-    if p.is_null() || ours.contains(&(p as usize)) {
-        return None;
-    }
+    let p = next_symbol(c"xc_domain_save", &ours)?;
     // SAFETY: the symbol is libxenguest's xc_domain_save, whose type is SaveFn.
     Some(unsafe { std::mem::transmute::<*mut c_void, SaveFn>(p) })
 }

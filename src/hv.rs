@@ -9,6 +9,7 @@
 //! | [`GuestMemory`]   | page sources, mapping cache     | foreign mappings, coherence counters  |
 //! | [`HvmState`]      | x86 HVM save ops                | HVM context, params, TSC, CPU policy  |
 //! | [`Report`]        | everything that talks to a user | the caller's logger and progress      |
+//! | [`DomainBuild`]   | restore engine (`receive`)      | populate, writable maps, set state    |
 //!
 //! [`Hypervisor`] is all four, for the save engine. A restore engine reuses
 //! [`GuestMemory`] (and the mapping cache behind it) and [`Report`], and adds its own
@@ -167,6 +168,54 @@ pub trait GuestMemory {
     fn p2m_signals(&self, _dom: u32) -> Result<DomainSignals> {
         Err(Errno(libc::ENOSYS))
     }
+}
+
+/// A live writable mapping of guest pages (the restore's); dropping it unmaps them.
+pub trait PageMappingMut: PageMapping {
+    /// Page `idx`, writable. Same rules as [`PageMapping::page`].
+    fn page_mut(&mut self, idx: usize) -> &mut [u8];
+}
+
+/// Building a domain from a stream: what the restore asks of Xen beyond [`DomainControl`]
+/// and [`Report`] (the helpers of `xg_sr_restore.c` and `xg_sr_restore_x86_hvm.c`). Every
+/// error carries stock's message for the step that failed.
+pub trait DomainBuild {
+    /// The writable mapping type.
+    type WritableMapping: PageMappingMut;
+
+    /// Map `gfns` of `dom` readable and writable, in order, in one call; per-page failures go
+    /// to `errs[i]` as in [`GuestMemory::map_foreign`].
+    fn map_foreign_rw(
+        &self,
+        dom: u32,
+        gfns: &[u64],
+        errs: &mut [i32],
+    ) -> Result<Self::WritableMapping>;
+    /// `xc_domain_populate_physmap_exact` of order-0 extents at `pfns`.
+    fn populate(&self, dom: u32, pfns: &[u64]) -> Result<()>;
+    /// `xc_domain_set_tsc_info`.
+    fn set_tsc_info(&self, dom: u32, tsc: &TscInfo) -> Result<()>;
+    /// `xc_hvm_param_set`.
+    fn set_hvm_param(&self, dom: u32, index: u32, value: u64) -> Result<()>;
+    /// `xc_domain_hvm_setcontext`.
+    fn set_hvm_context(&self, dom: u32, blob: &[u8]) -> Result<()>;
+    /// `xc_set_domain_cpu_policy` with whole serialised leaves and MSR entries.
+    fn set_cpu_policy(
+        &self,
+        dom: u32,
+        policy: &CpuPolicy,
+    ) -> std::result::Result<(), (Errno, String)>;
+    /// `xc_clear_domain_page`.
+    fn clear_page(&self, dom: u32, pfn: u64) -> Result<()>;
+    /// `xc_dom_gnttab_seed` for an HVM guest.
+    fn gnttab_seed(
+        &self,
+        dom: u32,
+        console_gfn: u64,
+        store_gfn: u64,
+        console_domid: u32,
+        store_domid: u32,
+    ) -> Result<()>;
 }
 
 /// HVM guest state: the records of `xg_sr_save_x86_hvm.c`.

@@ -8,6 +8,7 @@
 //! - [`settings`]: every `XCSAVE_*` setting, read once per save and validated;
 //! - [`logging`]: the `log` facade routed to the caller's xentoollog logger;
 //! - [`engine`]: the `xc_domain_save` state machine and the per-guest-type `SaveOps`;
+//! - [`receive`]: the `xc_domain_restore` engine (x86 HVM/PVH) over [`restore`]'s reader;
 //! - [`cache`]: the persistent cache of guest mappings, behind [`pages::PageSource`];
 //! - [`xen`]: the only place that talks to libxenctrl/libxenguest (and the caller's fds);
 //! - [`pages`]: the page-source trait (a batch's mapped pages) and the per-batch source;
@@ -42,6 +43,8 @@ pub mod hv;
 pub mod logging;
 /// cbindgen:ignore
 pub mod pages;
+/// cbindgen:ignore
+pub mod receive;
 /// cbindgen:ignore
 pub mod restore;
 /// cbindgen:ignore

@@ -21,8 +21,11 @@ pub const BACKCHANNEL_TIMEOUT_MAX_MS: u64 = 3_600_000;
 /// Settings of one save.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// `XCSAVE_DISABLE`: hand everything to the stock saver.
+    /// `XCSAVE_DISABLE`: hand everything (save and restore) to the stock functions.
     pub disable: bool,
+    /// `XCSAVE_RESTORE` (default on): `off` hands every `xc_domain_restore` to the stock
+    /// restore while saves still run in xcsave.
+    pub restore: bool,
     /// `XCSAVE_LOG`: level of xcsave's own log lines.
     pub log_level: log::LevelFilter,
     /// The mapping cache: `xcsave_cache_init`'s settings if it was called, else
@@ -175,6 +178,12 @@ impl Settings {
             false,
             &mut warn,
         );
+        let restore = parse_bool(
+            "XCSAVE_RESTORE",
+            get("XCSAVE_RESTORE").as_deref(),
+            true,
+            &mut warn,
+        );
         let log_level = parse_level(get("XCSAVE_LOG").as_deref(), &mut warn);
         let cache = match cache_override {
             Some(c) => c,
@@ -206,6 +215,7 @@ impl Settings {
         warn.extend(w);
         let s = Settings {
             disable,
+            restore,
             log_level,
             cache,
             backchannel_timeout,
@@ -241,6 +251,7 @@ mod tests {
         let (s, w) = env(&[]);
         assert!(w.is_empty());
         assert!(!s.disable);
+        assert!(s.restore);
         assert_eq!(s.log_level, log::LevelFilter::Debug);
         assert_eq!(s.cache, CacheConfig::default());
         assert_eq!(
@@ -294,6 +305,15 @@ mod tests {
         }
         let (s, w) = env(&[("XCSAVE_DISABLE", "maybe"), ("XCSAVE_CACHE", "perhaps")]);
         assert_eq!((s.disable, s.cache.enabled, w.len()), (false, true, 2));
+    }
+
+    #[test]
+    fn the_restore_switch_is_per_direction() {
+        let (s, w) = env(&[("XCSAVE_RESTORE", "off")]);
+        assert_eq!((s.disable, s.restore, w.len()), (false, false, 0));
+        let (s, w) = env(&[("XCSAVE_RESTORE", "sometimes")]);
+        assert!(s.restore);
+        assert!(w[0].contains("XCSAVE_RESTORE"), "{w:?}");
     }
 
     #[test]

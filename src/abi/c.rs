@@ -43,6 +43,29 @@ pub struct SaveCallbacks {
     pub data: *mut c_void,
 }
 
+/// Xen's `struct restore_callbacks` (`xenguest.h`, byte-identical in 4.17 and 4.20).
+#[repr(C)]
+pub struct RestoreCallbacks {
+    /// STATIC_DATA_END received or inferred; `missing` has `XGR_SDD_MISSING_*` bits.
+    pub static_data_done: Option<unsafe extern "C" fn(missing: c_uint, data: *mut c_void) -> c_int>,
+    /// COLO: suspend the secondary after a checkpoint.
+    pub suspend: Option<unsafe extern "C" fn(data: *mut c_void) -> c_int>,
+    /// COLO: resume the secondary.
+    pub postcopy: Option<unsafe extern "C" fn(data: *mut c_void) -> c_int>,
+    /// A CHECKPOINT record arrived: `XGR_CHECKPOINT_{ERROR,SUCCESS,FAILOVER}`.
+    pub checkpoint: Option<unsafe extern "C" fn(data: *mut c_void) -> c_int>,
+    /// COLO: wait for the primary's next checkpoint.
+    pub wait_checkpoint: Option<unsafe extern "C" fn(data: *mut c_void) -> c_int>,
+    /// COLO: the store and console gfns, before the secondary resumes.
+    pub restore_results:
+        Option<unsafe extern "C" fn(store_gfn: XenPfn, console_gfn: XenPfn, data: *mut c_void)>,
+    /// Passed to every callback.
+    pub data: *mut c_void,
+}
+
+/// Xen's `xen_pfn_t` on x86.
+pub type XenPfn = u64;
+
 /// Counters of one domain's mapping cache, for its most recent (or running) save in this
 /// process. Filled by `xcsave_cache_stats`. Byte counts are of guest memory.
 #[repr(C)]
@@ -93,6 +116,10 @@ mod tests {
         assert_eq!(offset_of!(SaveCallbacks, switch_qemu_logdirty), 40);
         assert_eq!(offset_of!(SaveCallbacks, data), 48);
         assert_eq!(size_of::<PrecopyStats>(), 24);
+        assert_eq!(size_of::<RestoreCallbacks>(), 56);
+        assert_eq!(offset_of!(RestoreCallbacks, checkpoint), 24);
+        assert_eq!(offset_of!(RestoreCallbacks, restore_results), 40);
+        assert_eq!(offset_of!(RestoreCallbacks, data), 48);
         assert_eq!(offset_of!(PrecopyStats, total_written), 8);
         assert_eq!(offset_of!(PrecopyStats, dirty_count), 16);
     }

@@ -33,6 +33,19 @@ pub const SHUTDOWN_SHOWN: i32 = 1;
 #[cfg(xen = "4.20")]
 pub const SHUTDOWN_SHOWN: i32 = 1 << 2;
 
+/// The bytes a COLO secondary writes before the body of its CHECKPOINT_DIRTY_PFN_LIST on the
+/// back channel. Xen 4.18+'s restore (`send_checkpoint_dirty_pfn_list` since commit
+/// efe8de1f91) writes its whole in-memory `struct xc_sr_record` as the header: type, length and
+/// the NULL `data` pointer, 16 bytes, where the stream format (and 4.17) has 8. Stock 4.20's
+/// saver reads 8 and fails at the next record; xcsave's 4.20 saver reads all 16 (the pointer's
+/// 8 bytes must be zero), and xcsave's 4.20 restore writes the 16 that stock 4.20's restore
+/// writes, so either side can stand in for stock (docs/decisions.md).
+#[cfg(xen = "4.17")]
+pub const BACKCHANNEL_HEADER_LEN: usize = 8;
+/// See the 4.17 variant.
+#[cfg(xen = "4.20")]
+pub const BACKCHANNEL_HEADER_LEN: usize = 16;
+
 /// `XEN_DOMINF_*` bits of `xen_domctl_getdomaininfo.flags` (`public/domctl.h`), read directly
 /// on 4.20, which has no `xc_dominfo_t`.
 #[cfg(xen = "4.20")]

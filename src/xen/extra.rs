@@ -47,6 +47,28 @@ extern "C" {
 
 #[link(name = "xenguest")]
 extern "C" {
+    /// Seed the grant table of a domain being built or restored.
+    pub fn xc_dom_gnttab_seed(
+        xch: *mut xc_interface,
+        guest_domid: u32,
+        is_hvm: bool,
+        console_gfn: u64,
+        xenstore_gfn: u64,
+        console_domid: u32,
+        xenstore_domid: u32,
+    ) -> c_int;
+    /// Apply serialised CPUID leaves and MSR entries to a domain.
+    pub fn xc_set_domain_cpu_policy(
+        xch: *mut xc_interface,
+        domid: u32,
+        nr_leaves: u32,
+        leaves: *mut c_void,
+        nr_msrs: u32,
+        msrs: *mut c_void,
+        err_leaf_p: *mut u32,
+        err_subleaf_p: *mut u32,
+        err_msr_p: *mut u32,
+    ) -> c_int;
     /// Allocate an empty CPU policy object.
     pub fn xc_cpu_policy_init() -> *mut XcCpuPolicy;
     /// Free a CPU policy object (NULL is fine).

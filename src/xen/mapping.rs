@@ -2,10 +2,11 @@
 //! An owned foreign mapping: a contiguous run of mapped guest pages, unmapped on drop.
 
 use crate::abi::xen::PAGE_SIZE;
-use crate::hv::PageMapping;
+use crate::hv::{PageMapping, PageMappingMut};
 use std::ptr::NonNull;
 
-/// A contiguous read-only mapping of guest pages, unmapped (munmap) when dropped.
+/// A contiguous mapping of guest pages (read-only, or writable for the restore), unmapped
+/// (munmap) when dropped.
 ///
 /// Pages whose map error was non-zero are not backed: never read them (callers only hand
 /// out pages whose error slot is 0).
@@ -47,6 +48,36 @@ impl ForeignMapping {
 impl PageMapping for ForeignMapping {
     fn page(&self, idx: usize) -> &[u8] {
         ForeignMapping::page(self, idx)
+    }
+}
+
+/// A writable mapping (from `map_foreign_rw`).
+pub struct WritableMapping(ForeignMapping);
+
+impl WritableMapping {
+    /// Take ownership of a mapping made with `PROT_READ | PROT_WRITE`.
+    ///
+    /// # Safety
+    /// As [`ForeignMapping::from_raw`], and the range must be mapped writable.
+    pub(crate) unsafe fn from_raw(ptr: *mut u8, pages: usize) -> WritableMapping {
+        // SAFETY: the caller's contract is from_raw's.
+        WritableMapping(unsafe { ForeignMapping::from_raw(ptr, pages) })
+    }
+}
+
+impl PageMapping for WritableMapping {
+    fn page(&self, idx: usize) -> &[u8] {
+        self.0.page(idx)
+    }
+}
+
+impl PageMappingMut for WritableMapping {
+    fn page_mut(&mut self, idx: usize) -> &mut [u8] {
+        let m = &mut self.0;
+        assert!(idx < m.pages, "page {idx} outside a mapping of {}", m.pages);
+        // SAFETY: the range lies within a writable mapping (from_raw contract) that stays
+        // mapped while &mut self lives, and nothing else in this process aliases it.
+        unsafe { std::slice::from_raw_parts_mut(m.ptr.as_ptr().add(idx * PAGE_SIZE), PAGE_SIZE) }
     }
 }
 

@@ -12,15 +12,15 @@ pub mod fdio;
 mod mapping;
 mod signals;
 
-pub use mapping::ForeignMapping;
+pub use mapping::{ForeignMapping, WritableMapping};
 
 use crate::abi::xen::{
     shadow_op, Level, XcInterfacePrefix, CPUID_LEAF_BYTES, MSR_ENTRY_BYTES, XC_INTERNAL_ERROR,
 };
 use crate::error::{Errno, Result};
 use crate::hv::{
-    CpuPolicy, DirtyBitmap, DomInfo, DomainControl, DomainSignals, GuestMemory, HvmState,
-    LogDirtyOp, Report, ShadowStats, TscInfo,
+    CpuPolicy, DirtyBitmap, DomInfo, DomainBuild, DomainControl, DomainSignals, GuestMemory,
+    HvmState, LogDirtyOp, Report, ShadowStats, TscInfo,
 };
 use extra::*;
 use std::cell::RefCell;
@@ -345,6 +345,136 @@ impl GuestMemory for XenCtrl {
 
     fn p2m_signals(&self, dom: u32) -> Result<DomainSignals> {
         signals::read(self.xch, dom)
+    }
+}
+
+impl DomainBuild for XenCtrl {
+    type WritableMapping = WritableMapping;
+
+    fn map_foreign_rw(&self, dom: u32, gfns: &[u64], errs: &mut [i32]) -> Result<WritableMapping> {
+        assert_eq!(gfns.len(), errs.len(), "one error slot per gfn");
+        let n = c_uint::try_from(gfns.len()).map_err(|_| Errno(libc::E2BIG))?;
+        // SAFETY: gfns/errs have n entries each; the result is a fresh writable mapping of n
+        // pages (or NULL), owned from here on by WritableMapping which munmaps it.
+        let p = unsafe {
+            xc_map_foreign_bulk(
+                self.xch,
+                dom,
+                libc::PROT_READ | libc::PROT_WRITE,
+                gfns.as_ptr(),
+                errs.as_mut_ptr(),
+                n,
+            )
+        };
+        if p.is_null() {
+            return Err(Errno::last());
+        }
+        // SAFETY: p is a writable mapping of exactly gfns.len() pages that nobody else owns.
+        Ok(unsafe { WritableMapping::from_raw(p as *mut u8, gfns.len()) })
+    }
+
+    fn populate(&self, dom: u32, pfns: &[u64]) -> Result<()> {
+        let mut list = pfns.to_vec();
+        // SAFETY: list has exactly pfns.len() entries, which Xen may overwrite.
+        check(unsafe {
+            sys::xc_domain_populate_physmap_exact(
+                self.xch,
+                dom,
+                list.len() as c_ulong,
+                0,
+                0,
+                list.as_mut_ptr(),
+            )
+        })?;
+        Ok(())
+    }
+
+    fn set_tsc_info(&self, dom: u32, t: &TscInfo) -> Result<()> {
+        // SAFETY: plain values.
+        check(unsafe {
+            sys::xc_domain_set_tsc_info(self.xch, dom, t.mode, t.nsec, t.khz, t.incarnation)
+        })?;
+        Ok(())
+    }
+
+    fn set_hvm_param(&self, dom: u32, index: u32, value: u64) -> Result<()> {
+        // SAFETY: plain values.
+        check(unsafe { sys::xc_hvm_param_set(self.xch, dom, index, value) })?;
+        Ok(())
+    }
+
+    fn set_hvm_context(&self, dom: u32, blob: &[u8]) -> Result<()> {
+        let len = u32::try_from(blob.len()).map_err(|_| Errno(libc::E2BIG))?;
+        let mut copy = blob.to_vec();
+        // SAFETY: copy holds len bytes; libxenctrl bounces it into a hypercall buffer.
+        check(unsafe { sys::xc_domain_hvm_setcontext(self.xch, dom, copy.as_mut_ptr(), len) })?;
+        Ok(())
+    }
+
+    fn set_cpu_policy(&self, dom: u32, p: &CpuPolicy) -> std::result::Result<(), (Errno, String)> {
+        let mut cpuid = p.cpuid.clone();
+        let mut msrs = p.msrs.clone();
+        let (mut leaf, mut subleaf, mut msr) = (!0u32, !0u32, !0u32);
+        let ptr = |v: &mut Vec<u8>| {
+            if v.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                v.as_mut_ptr().cast()
+            }
+        };
+        // SAFETY: each array holds the number of whole entries passed with it (the reader
+        // checked the lengths); the error out-parameters are valid.
+        let rc = unsafe {
+            xc_set_domain_cpu_policy(
+                self.xch,
+                dom,
+                (cpuid.len() / CPUID_LEAF_BYTES) as u32,
+                ptr(&mut cpuid),
+                (msrs.len() / MSR_ENTRY_BYTES) as u32,
+                ptr(&mut msrs),
+                &mut leaf,
+                &mut subleaf,
+                &mut msr,
+            )
+        };
+        if rc != 0 {
+            return Err((
+                Errno::last(),
+                format!(
+                    "Failed to set CPUID policy: leaf {leaf:08x}, subleaf {subleaf:08x}, msr {msr:08x}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn clear_page(&self, dom: u32, pfn: u64) -> Result<()> {
+        // SAFETY: plain values.
+        check(unsafe { sys::xc_clear_domain_pages(self.xch, dom, pfn as c_ulong, 1) })?;
+        Ok(())
+    }
+
+    fn gnttab_seed(
+        &self,
+        dom: u32,
+        console_gfn: u64,
+        store_gfn: u64,
+        console_domid: u32,
+        store_domid: u32,
+    ) -> Result<()> {
+        // SAFETY: plain values.
+        check(unsafe {
+            xc_dom_gnttab_seed(
+                self.xch,
+                dom,
+                true,
+                console_gfn,
+                store_gfn,
+                console_domid,
+                store_domid,
+            )
+        })?;
+        Ok(())
     }
 }
 
