@@ -119,8 +119,7 @@ int main(void)
     }
     H_CHECK(pclose(p) == 0, "nm failed on %s", lib);
     printf("%u exports: xc_domain_save@@" XEN_GUEST_NODE " x%u, xc_domain_restore@@" XEN_GUEST_NODE
-           " x%u, xcsave_*@@XCSAVE_1.0 x%u
-",
+           " x%u, xcsave_*@@XCSAVE_1.0 x%u\n",
            total, stock, stock_restore, ours);
     H_CHECK(stock == 1, "xc_domain_save@@" XEN_GUEST_NODE " exported %u times", stock);
     H_CHECK(stock_restore == 1, "xc_domain_restore@@" XEN_GUEST_NODE " exported %u times",
