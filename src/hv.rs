@@ -167,6 +167,13 @@ pub trait GuestMemory {
     fn p2m_signals(&self, _dom: u32) -> Result<DomainSignals> {
         Err(Errno(libc::ENOSYS))
     }
+    /// Whether the domain we run in (dom0) is auto-translated: bit
+    /// `XENFEAT_auto_translated_physmap` of `XENVER_get_features` submap 0, the bit privcmd
+    /// keys on (docs/dom0-cost.md §4). A foreign mapping then takes a dom0 frame per page.
+    /// A hypervisor that cannot tell answers ENOSYS, and the cache keeps its bounded policy.
+    fn dom0_auto_translated(&self) -> Result<bool> {
+        Err(Errno(libc::ENOSYS))
+    }
 }
 
 /// HVM guest state: the records of `xg_sr_save_x86_hvm.c`.

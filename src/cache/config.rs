@@ -11,6 +11,7 @@
 
 use std::sync::Mutex;
 
+use super::whole::WholeConfig;
 use crate::abi::xen::{MAX_BATCH_SIZE, PAGE_SIZE};
 
 /// Guest page size, as the byte counts here use it.
@@ -55,6 +56,12 @@ pub struct CacheConfig {
     pub bucket_pages: u32,
     /// A bucket is remapped after this many suspended checkpoints (at least 1).
     pub max_age: u32,
+    /// Whole-guest mode's process-wide caps and dom0 facts (`whole.rs`).
+    pub whole: WholeConfig,
+    /// This save maps the whole guest (set by the cache when it decides, never by a
+    /// setting): the first pass maps every bucket, expired buckets are remapped before they
+    /// are unmapped and a flush is followed by a remap of what was mapped.
+    pub whole_guest: bool,
 }
 
 impl Default for CacheConfig {
@@ -65,6 +72,8 @@ impl Default for CacheConfig {
             budget_from_guest: true,
             bucket_pages: DEFAULT_BUCKET_PAGES,
             max_age: DEFAULT_MAX_AGE,
+            whole: WholeConfig::default(),
+            whole_guest: false,
         }
     }
 }
@@ -248,7 +257,8 @@ mod tests {
                 budget_bytes: 64 << 20,
                 budget_from_guest: false,
                 bucket_pages: 16,
-                max_age: 3
+                max_age: 3,
+                ..CacheConfig::default()
             }
         );
         // An explicit budget wins over the guest's size when the guest is large enough.

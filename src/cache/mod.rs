@@ -16,6 +16,7 @@
 //! - `policy.rs`: which buckets to map whole: pure functions over what the passes asked;
 //! - `coherence.rs`: the per-checkpoint signals and what a change in them means;
 //! - `config.rs`: settings, their bounds, the `xcsave_cache_init` override;
+//! - `whole.rs`: whole-guest mode: what dom0 can afford, bucket growth, the process cap;
 //! - `stats.rs`: the counters and the process-wide registry that publishes them;
 //! - `domain.rs`: `DomainCache`, which applies the above to batches, passes, checkpoints;
 //! - `mapper.rs`: the one call the cache makes (map frames into one VMA);
@@ -35,6 +36,7 @@ mod mapper;
 mod policy;
 mod stats;
 mod store;
+mod whole;
 
 #[cfg(test)]
 mod mock;
@@ -44,3 +46,4 @@ mod tests;
 pub use adapter::CachedPages;
 pub use api::{init, stats, teardown};
 pub use config::{current_override, CacheConfig, Limits, DEFAULT_MAX_MAP_COUNT};
+pub use whole::{WholeConfig, DEFAULT_WHOLE_CAP_BYTES};

@@ -24,6 +24,7 @@ fn cfg(buckets: u64) -> CacheConfig {
         budget_from_guest: false,
         bucket_pages: BUCKET,
         max_age: 1000,
+        ..CacheConfig::default()
     }
 }
 
