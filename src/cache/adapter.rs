@@ -198,7 +198,7 @@ fn whole_guest<H: GuestMemory>(
     let why = if !dom0.affordable() {
         format!("dom0 is {}", dom0.name())
     } else {
-        match plan(cfg.bucket_pages, p2m, cfg.whole.max_vmas) {
+        match plan(cfg.bucket_pages, p2m, s.tot_pages, cfg.whole.max_vmas) {
             None => format!(
                 "{p2m} pages need more than {} VMAs even in 32 MiB buckets",
                 cfg.whole.max_vmas

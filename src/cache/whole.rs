@@ -100,12 +100,22 @@ pub struct Plan {
     pub bytes: u64,
 }
 
-/// The whole-guest plan for a p2m of `p2m_pages` frames, starting from buckets of
-/// `bucket_pages`, within `max_vmas` VMAs; `None` if even the largest bucket needs more.
-pub fn plan(bucket_pages: u32, p2m_pages: u64, max_vmas: u64) -> Option<Plan> {
+/// Buckets allowed on top of the populated pages' own, for the edges of the populated
+/// regions (an HVM guest has a few: low RAM, RAM above the MMIO hole, special pages).
+pub const EDGE_BUCKETS: u64 = 16;
+
+/// The whole-guest plan for a guest of `tot_pages` populated pages in a p2m of `p2m_pages`
+/// frames, starting from buckets of `bucket_pages`, within `max_vmas` VMAs; `None` if even
+/// the largest bucket needs more. Holes are never mapped (only pages with data are asked
+/// for), so a guest needs its populated pages' buckets plus [`EDGE_BUCKETS`], at most the
+/// p2m's. A guest more scattered than that is mapped whole as far as the budget goes, the
+/// rest per batch.
+pub fn plan(bucket_pages: u32, p2m_pages: u64, tot_pages: u64, max_vmas: u64) -> Option<Plan> {
     let mut bp = bucket_pages.max(1);
     loop {
-        let buckets = p2m_pages.div_ceil(u64::from(bp));
+        let buckets = p2m_pages
+            .div_ceil(u64::from(bp))
+            .min(tot_pages.div_ceil(u64::from(bp)) + EDGE_BUCKETS);
         if buckets <= max_vmas {
             return Some(Plan {
                 bucket_pages: bp,
@@ -198,15 +208,20 @@ mod tests {
     #[test]
     fn buckets_grow_with_the_guest() {
         // 1 GiB guest, 1 MiB buckets, 32765 VMAs: 1024 buckets.
-        let p = plan(256, 1 << 18, 32_765).unwrap();
+        let p = plan(256, 1 << 18, 1 << 18, 32_765).unwrap();
         assert_eq!((p.bucket_pages, p.buckets, p.bytes), (256, 1024, 1 << 30));
-        // 64 GiB within 10000 VMAs: 8 MiB buckets (8192 of them).
-        let p = plan(256, 1 << 24, 10_000).unwrap();
+        // 64 GiB within 10000 VMAs: 8 MiB buckets (8192 of them, the p2m's).
+        let p = plan(256, 1 << 24, 1 << 24, 10_000).unwrap();
         assert_eq!((p.bucket_pages, p.buckets), (2048, 8192));
         // A partial last bucket counts whole.
-        assert_eq!(plan(16, 17, 100).unwrap().buckets, 2);
+        assert_eq!(plan(16, 17, 17, 100).unwrap().buckets, 2);
+        // 240 MiB populated in a 4 GiB p2m: the populated buckets and the edges.
+        let p = plan(256, 1 << 20, 61_440, 32_765).unwrap();
+        assert_eq!(p.buckets, 240 + EDGE_BUCKETS);
+        let p = plan(256, 1 << 20, 61_440, 40).unwrap();
+        assert_eq!((p.bucket_pages, p.buckets), (4096, 15 + EDGE_BUCKETS));
         // Not even 32 MiB buckets fit.
-        assert_eq!(plan(256, 1 << 24, 100), None);
+        assert_eq!(plan(256, 1 << 24, 1 << 24, 100), None);
     }
 
     #[test]
@@ -216,7 +231,7 @@ mod tests {
             max_vmas: 1 << 20,
             unpopulated_alloc: true,
         };
-        let p = plan(256, 1 << 18, 1 << 20).unwrap(); // 1 GiB
+        let p = plan(256, 1 << 18, 1 << 18, 1 << 20).unwrap(); // 1 GiB
         let before = reserved();
         // Other tests may hold grants: measure against what is free now.
         let cfg = WholeConfig {
