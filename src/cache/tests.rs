@@ -707,7 +707,10 @@ fn whole_guest_expiry_maps_again_before_it_unmaps() {
     fx.batch(&[3, 40]);
     fx.observe();
     // Expired at the second checkpoint, but still mapped: nothing unmapped in the downtime.
-    assert_eq!((fx.stats().vmas, fx.stats().unmaps, fx.stats().expirations), (4, 0, 0));
+    assert_eq!(
+        (fx.stats().vmas, fx.stats().unmaps, fx.stats().expirations),
+        (4, 0, 0)
+    );
     fx.batch(&[3, 40]);
     assert_eq!(fx.stats().maps, 4, "a warm checkpoint made a map call");
     // After postcopy: each bucket mapped again, then its old mapping unmapped.
