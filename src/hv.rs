@@ -6,7 +6,7 @@
 //! | trait             | used by                         | for                                   |
 //! |-------------------|---------------------------------|---------------------------------------|
 //! | [`DomainControl`] | save engine (restore next)      | domain info, log-dirty, page types    |
-//! | [`GuestMemory`]   | page sources, mapping cache     | foreign mappings, coherence counters  |
+//! | [`GuestMemory`]   | page sources, mapping cache     | foreign mappings, coherence counters, dom0 kind |
 //! | [`HvmState`]      | x86 HVM save ops                | HVM context, params, TSC, CPU policy  |
 //! | [`Report`]        | everything that talks to a user | the caller's logger and progress      |
 //!
