@@ -134,7 +134,11 @@ pattrio() {
         RAMDIR=$(mktemp -d /var/tmp/xcsave-bench-ram.XXXXXX)
         export XENSIM_RAM_DIR=$RAMDIR
     fi
-    XENSIM_DOM0=$dom0 trio "pat-$dom0-${mem}M-c$cost" --mode remus --mem-mib "$mem" \
+    # The allocator is dom0's kernel, not the hypervisor: pvh-balloon models a kernel
+    # without CONFIG_XEN_UNPOPULATED_ALLOC, which xcsave is told (docs/dom0-cost.md §7).
+    local unpop=yes
+    [ "$dom0" = pvh-balloon ] && unpop=no
+    XCSAVE_DOM0_UNPOPULATED=$unpop XENSIM_DOM0=$dom0 trio "pat-$dom0-${mem}M-c$cost" --mode remus --mem-mib "$mem" \
         --patterns hot,drift,random,sweep --dirty 2048,16384 --ckpts "$PAT_CKPTS" \
         --cost-page-ns "$cost"
     [ -n "${RAMDIR:-}" ] && rm -rf "$RAMDIR"

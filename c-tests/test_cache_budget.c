@@ -4,7 +4,8 @@
  * symbols on xensim:
  *  evict:   a budget far below the working set: eviction happens, the counters show it,
  *           mapped memory never exceeds the budget, every checkpoint stays equal;
- *  default: with no budget set, a 2304 MiB guest gets an eighth of its memory (288 MiB):
+ *  default: with no budget set and whole-guest mode off (XCSAVE_CACHE_WHOLE_MB=0), a
+ *           2304 MiB guest gets an eighth of its memory (288 MiB):
  *           a Remus working set over 272 MiB of buckets is cached above the old fixed
  *           256 MiB, and mapped memory stays within 288 MiB;
  *  off:     with caching off, the map calls and mapped pages are exactly the stock saver's
@@ -91,6 +92,8 @@ static void default_budget(void)
 
     xcsave_cache_teardown(); /* no xcsave_cache_init: the default, and no XCSAVE_CACHE_MB */
     H_CHECK(!getenv("XCSAVE_CACHE_MB"), "XCSAVE_CACHE_MB is set");
+    /* The bounded default: whole-guest mode (test_cache_whole) off. */
+    setenv("XCSAVE_CACHE_WHOLE_MB", "0", 1);
     opts(&o, xcsave_domain_save, 1, XC_STREAM_REMUS, 4);
     /* Every 7th page of the first 272 MiB at each checkpoint: about 36 pages of each 1 MiB
      * bucket, dense enough to be cached (docs/performance.md, "Cache policy"). */
@@ -110,6 +113,7 @@ static void default_budget(void)
     H_CHECK(s.peak_mapped_bytes <= budget, "peak %llu KiB over the default budget",
             (unsigned long long)(s.peak_mapped_bytes >> 10));
     H_CHECK(s.maps == s.unmaps && s.vmas == 0, "mappings left");
+    unsetenv("XCSAVE_CACHE_WHOLE_MB");
 }
 
 /* Map calls and pages mapped by one round trip (save and restore sides). */

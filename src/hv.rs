@@ -6,7 +6,7 @@
 //! | trait             | used by                         | for                                   |
 //! |-------------------|---------------------------------|---------------------------------------|
 //! | [`DomainControl`] | save engine (restore next)      | domain info, log-dirty, page types    |
-//! | [`GuestMemory`]   | page sources, mapping cache     | foreign mappings, coherence counters  |
+//! | [`GuestMemory`]   | page sources, mapping cache     | foreign mappings, coherence counters, dom0 kind |
 //! | [`HvmState`]      | x86 HVM save ops                | HVM context, params, TSC, CPU policy  |
 //! | [`Report`]        | everything that talks to a user | the caller's logger and progress      |
 //! | [`DomainBuild`]   | restore engine (`receive`)      | populate, writable maps, set state    |
@@ -166,6 +166,13 @@ pub trait GuestMemory {
     /// errno as it was. A hypervisor that cannot tell them answers ENOSYS, and caching stays
     /// off.
     fn p2m_signals(&self, _dom: u32) -> Result<DomainSignals> {
+        Err(Errno(libc::ENOSYS))
+    }
+    /// Whether the domain we run in (dom0) is auto-translated: bit
+    /// `XENFEAT_auto_translated_physmap` of `XENVER_get_features` submap 0, the bit privcmd
+    /// keys on (docs/dom0-cost.md §4). A foreign mapping then takes a dom0 frame per page.
+    /// A hypervisor that cannot tell answers ENOSYS, and the cache keeps its bounded policy.
+    fn dom0_auto_translated(&self) -> Result<bool> {
         Err(Errno(libc::ENOSYS))
     }
 }

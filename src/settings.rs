@@ -7,7 +7,8 @@
 //! warnings through the caller's logger. `xcsave_cache_init` goes through the same
 //! validation ([`cache_from_args`]).
 
-use crate::cache::{current_override, CacheConfig, Limits, DEFAULT_MAX_MAP_COUNT};
+use crate::cache::DEFAULT_WHOLE_CAP_BYTES;
+use crate::cache::{current_override, CacheConfig, Limits, WholeConfig, DEFAULT_MAX_MAP_COUNT};
 use std::time::Duration;
 
 /// `XCSAVE_BACKCHANNEL_TIMEOUT_MS`'s default: 150 s, above what the secondary's libxl itself
@@ -148,6 +149,64 @@ pub fn limits() -> Limits {
     Limits { max_map_count }
 }
 
+/// Whole-guest mode's settings (README "Settings"), whoever set the rest of the cache:
+/// `XCSAVE_CACHE_WHOLE_MB` (process-wide cap, default 64 GiB, 0 = off),
+/// `XCSAVE_CACHE_WHOLE_VMAS` (process-wide VMAs, default and maximum half of
+/// `vm.max_map_count`), `XCSAVE_DOM0_UNPOPULATED` (yes/no; unset: the running kernel's
+/// `CONFIG_XEN_UNPOPULATED_ALLOC` from /boot/config-<release>, else yes as Debian 12/13).
+fn whole_from_lookup(
+    get: &impl Fn(&str) -> Option<String>,
+    limits: Limits,
+    warn: &mut Vec<String>,
+) -> WholeConfig {
+    let half = (limits.max_map_count / 2).max(1);
+    let mut w = WholeConfig {
+        max_vmas: half,
+        ..WholeConfig::default()
+    };
+    if let Some(v) = get("XCSAVE_CACHE_WHOLE_MB").filter(|v| !v.trim().is_empty()) {
+        match v.trim().parse::<u64>() {
+            Ok(mb) => w.cap_bytes = mb.saturating_mul(1 << 20),
+            Err(_) => warn.push(format!(
+                "ignoring XCSAVE_CACHE_WHOLE_MB={v:?}: not a number; using {} MiB",
+                DEFAULT_WHOLE_CAP_BYTES >> 20
+            )),
+        }
+    }
+    let vmas = parse_number(
+        "XCSAVE_CACHE_WHOLE_VMAS",
+        get("XCSAVE_CACHE_WHOLE_VMAS").as_deref(),
+        warn,
+    );
+    if vmas > half {
+        warn.push(format!(
+            "XCSAVE_CACHE_WHOLE_VMAS={vmas} is above half of vm.max_map_count; using {half}"
+        ));
+    } else if vmas != 0 {
+        w.max_vmas = vmas;
+    }
+    let kernel = kernel_unpopulated_alloc().unwrap_or(true);
+    w.unpopulated_alloc = parse_bool(
+        "XCSAVE_DOM0_UNPOPULATED",
+        get("XCSAVE_DOM0_UNPOPULATED").as_deref(),
+        kernel,
+        warn,
+    );
+    w
+}
+
+/// `CONFIG_XEN_UNPOPULATED_ALLOC` of the running kernel, from Debian's
+/// `/boot/config-<release>`; `None` if that file cannot be read.
+fn kernel_unpopulated_alloc() -> Option<bool> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let config = std::fs::read_to_string(format!("/boot/config-{}", release.trim())).ok()?;
+    Some(
+        config
+            .lines()
+            .any(|l| l.trim() == "CONFIG_XEN_UNPOPULATED_ALLOC=y"),
+    )
+}
+
 /// `xcsave_cache_init`'s arguments through the same validation as the environment.
 pub fn cache_from_args(
     enabled: bool,
@@ -213,6 +272,8 @@ impl Settings {
             parse_backchannel_timeout(get("XCSAVE_BACKCHANNEL_TIMEOUT_MS").as_deref(), &mut warn);
         let (cache, w) = cache.with_patrol(parse_patrol(get("XCSAVE_CACHE_PATROL"), &mut warn));
         warn.extend(w);
+        let mut cache = cache;
+        cache.whole = whole_from_lookup(&get, limits, &mut warn);
         let s = Settings {
             disable,
             restore,
@@ -253,7 +314,17 @@ mod tests {
         assert!(!s.disable);
         assert!(s.restore);
         assert_eq!(s.log_level, log::LevelFilter::Debug);
-        assert_eq!(s.cache, CacheConfig::default());
+        let whole = WholeConfig {
+            unpopulated_alloc: s.cache.whole.unpopulated_alloc,
+            ..WholeConfig::default()
+        };
+        assert_eq!(
+            s.cache,
+            CacheConfig {
+                whole,
+                ..CacheConfig::default()
+            }
+        );
         assert_eq!(
             s.backchannel_timeout,
             Some(Duration::from_millis(BACKCHANNEL_TIMEOUT_DEFAULT_MS))
@@ -324,7 +395,11 @@ mod tests {
             ("XCSAVE_CACHE_BUCKET_KB", "12"),
         ]);
         assert_eq!(s.log_level, log::LevelFilter::Debug);
-        assert_eq!(s.cache, CacheConfig::default());
+        let default_whole = CacheConfig {
+            whole: WholeConfig::default(),
+            ..s.cache
+        };
+        assert_eq!(default_whole, CacheConfig::default());
         assert_eq!(w.len(), 3, "{w:?}");
         assert!(w[0].contains("XCSAVE_LOG"));
         let (s, w) = env(&[("XCSAVE_LOG", "Off")]);
@@ -355,7 +430,41 @@ mod tests {
             Limits::default(),
             Some(o),
         );
-        assert_eq!(s.cache, o);
+        // The whole-guest caps come from the environment either way.
+        assert_eq!(
+            CacheConfig {
+                whole: o.whole,
+                ..s.cache
+            },
+            o
+        );
+    }
+
+    #[test]
+    fn whole_guest_settings() {
+        let (s, w) = env(&[
+            ("XCSAVE_CACHE_WHOLE_MB", "2048"),
+            ("XCSAVE_CACHE_WHOLE_VMAS", "100"),
+            ("XCSAVE_DOM0_UNPOPULATED", "no"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(s.cache.whole.cap_bytes, 2 << 30);
+        assert_eq!(s.cache.whole.max_vmas, 100);
+        assert!(!s.cache.whole.unpopulated_alloc);
+        let (s, w) = env(&[
+            ("XCSAVE_CACHE_WHOLE_MB", "0"),
+            ("XCSAVE_CACHE_WHOLE_VMAS", "1000000"),
+            ("XCSAVE_DOM0_UNPOPULATED", "yes"),
+        ]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(s.cache.whole.cap_bytes, 0);
+        assert_eq!(s.cache.whole.max_vmas, DEFAULT_MAX_MAP_COUNT / 2);
+        assert!(s.cache.whole.unpopulated_alloc);
+        let (s, w) = env(&[("XCSAVE_CACHE_WHOLE_MB", "lots")]);
+        assert_eq!(
+            (s.cache.whole.cap_bytes, w.len()),
+            (DEFAULT_WHOLE_CAP_BYTES, 1)
+        );
     }
 
     #[test]

@@ -68,6 +68,14 @@ pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// to a page source.
 pub const MAX_BATCH_SIZE: usize = 1024;
 
+/// `__HYPERVISOR_xen_version` (xen/include/public/xen.h).
+pub const HYPERVISOR_XEN_VERSION: u32 = 17;
+/// `XENVER_get_features`: `xen_feature_info_t { unsigned int submap_idx; uint32_t submap; }`.
+pub const XENVER_GET_FEATURES: u64 = 6;
+/// `XENFEAT_auto_translated_physmap` (public/features.h): the caller's memory is
+/// auto-translated (a PVH or HVM dom0). Same bit in 4.17 and 4.20.
+pub const XENFEAT_AUTO_TRANSLATED_PHYSMAP: u32 = 2;
+
 /// Page type values (`XEN_DOMCTL_PFINFO_*`) relevant to an x86 saver.
 pub mod pfinfo {
     /// Ordinary RAM.

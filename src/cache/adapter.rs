@@ -10,8 +10,9 @@ use super::domain::DomainCache;
 use super::mapper::BucketMapper;
 use super::policy::Admit;
 use super::stats::REGISTRY;
+use super::whole::{plan, reserve, reserved, Dom0, Grant};
 use crate::error::Errno;
-use crate::hv::{DomInfo, GuestMemory};
+use crate::hv::{DomInfo, DomainSignals, GuestMemory};
 use crate::pages::{BatchError, PageRef, PageSource};
 
 /// Maps through one domain of a [`GuestMemory`].
@@ -38,6 +39,10 @@ pub struct CachedPages<M> {
     /// A suspend has been seen: from then on every batch is sent with the guest suspended,
     /// right after a check (the engine sends nothing live after the first checkpoint).
     suspended_once: bool,
+    /// The stream is checkpointed (Remus, COLO): whole-guest mode may apply (`whole.rs`).
+    checkpointed: bool,
+    /// This save's share of the process's whole-guest allowance, while it maps whole.
+    whole: Option<Grant>,
 }
 
 impl<M> CachedPages<M> {
@@ -47,19 +52,27 @@ impl<M> CachedPages<M> {
             cfg,
             cache: None,
             suspended_once: false,
+            checkpointed: false,
+            whole: None,
         }
     }
 
     /// The domain's cache, created on first use with the coherence baseline read now.
     fn cache<H: GuestMemory<Mapping = M>>(&mut self, xen: &H, dom: u32) -> &mut DomainCache<M> {
         let cfg = self.cfg;
+        let whole = &mut self.whole;
+        let checkpointed = self.checkpointed;
         self.cache.get_or_insert_with(|| {
             if !cfg.enabled {
                 // Off: no counter is read, so the hypercalls are exactly stock's.
                 return DomainCache::new(cfg, dom, Default::default(), &REGISTRY);
             }
             match xen.p2m_signals(dom) {
-                Ok(s) => DomainCache::new(cfg, dom, s, &REGISTRY),
+                Ok(s) => {
+                    let (cfg, grant) = whole_guest(cfg, checkpointed, xen, dom, &s);
+                    *whole = grant;
+                    DomainCache::new(cfg, dom, s, &REGISTRY)
+                }
                 Err(e) => {
                     log::info!("d{dom}: mapping cache off: coherence counters unreadable ({e:?})");
                     let off = CacheConfig {
@@ -114,6 +127,7 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
         // checkpointed save's first round): no evidence of reuse either.
         let full = full || self.cache.is_none();
         let suspended = self.suspended_once;
+        self.checkpointed = checkpointed;
         let cache = self.cache(xen, dom);
         let admit = Admit::for_pass(full, checkpointed, suspended, cache.guest_fits());
         cache.start_pass(admit);
@@ -161,9 +175,63 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
         if let Some(cache) = self.cache.take() {
             let dom = cache.domid();
             drop(cache); // unmaps everything and publishes the final counters
+            self.whole = None;
             log_stats(dom);
         }
     }
+}
+
+/// The cache settings of a save: whole-guest (`whole.rs`) where dom0 can afford it and the
+/// process's allowance has room, else `cfg` as given (the bounded policy). Only a
+/// checkpointed stream with a budget left to its default, whose counters allow caching, asks
+/// the hypervisor. One log line says which, and why.
+fn whole_guest<H: GuestMemory>(
+    cfg: CacheConfig,
+    checkpointed: bool,
+    xen: &H,
+    dom: u32,
+    s: &DomainSignals,
+) -> (CacheConfig, Option<Grant>) {
+    if !checkpointed || !cfg.budget_from_guest || s.unsafe_to_cache().is_some() {
+        return (cfg, None);
+    }
+    if cfg.whole.cap_bytes == 0 {
+        log::info!("d{dom}: mapping cache bounded: whole-guest mode off (XCSAVE_CACHE_WHOLE_MB=0)");
+        return (cfg, None);
+    }
+    let dom0 = Dom0::classify(xen.dom0_auto_translated().ok(), cfg.whole.unpopulated_alloc);
+    let p2m = s.max_gpfn.saturating_add(1);
+    let why = if !dom0.affordable() {
+        format!("dom0 is {}", dom0.name())
+    } else {
+        match plan(cfg.bucket_pages, p2m, s.tot_pages, cfg.whole.max_vmas) {
+            None => format!(
+                "{p2m} pages need more than {} VMAs even in 32 MiB buckets",
+                cfg.whole.max_vmas
+            ),
+            Some(p) => match reserve(&p, &cfg.whole) {
+                Ok(g) => {
+                    let (bytes, vmas) = reserved();
+                    log::info!(
+                        "d{dom}: mapping cache maps the whole guest: dom0 {}, {} buckets of \
+                         {} KiB ({} MiB); the process holds {} of {} MiB, {} of {} VMAs",
+                        dom0.name(),
+                        p.buckets,
+                        u64::from(p.bucket_pages) * 4,
+                        p.bytes >> 20,
+                        bytes >> 20,
+                        cfg.whole.cap_bytes >> 20,
+                        vmas,
+                        cfg.whole.max_vmas
+                    );
+                    return (p.config(cfg), Some(g));
+                }
+                Err(e) => e,
+            },
+        }
+    };
+    log::info!("d{dom}: mapping cache bounded: {why}");
+    (cfg, None)
 }
 
 /// One debug line with a domain's counters, through the caller's logger: how a toolstack log

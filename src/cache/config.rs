@@ -12,6 +12,7 @@
 
 use std::sync::Mutex;
 
+use super::whole::WholeConfig;
 use crate::abi::xen::{MAX_BATCH_SIZE, PAGE_SIZE};
 
 /// Guest page size, as the byte counts here use it.
@@ -67,6 +68,12 @@ pub struct CacheConfig {
     /// pfn's current content within N checkpoints of any p2m change (docs/coherence.md §8).
     /// 0 turns the checkpoint patrol off.
     pub patrol: u32,
+    /// Whole-guest mode's process-wide caps and dom0 facts (`whole.rs`).
+    pub whole: WholeConfig,
+    /// This save maps the whole guest (set by the cache when it decides, never by a
+    /// setting): the first pass maps every bucket, expired buckets are remapped before they
+    /// are unmapped and a flush is followed by a remap of what was mapped.
+    pub whole_guest: bool,
 }
 
 impl Default for CacheConfig {
@@ -78,6 +85,8 @@ impl Default for CacheConfig {
             bucket_pages: DEFAULT_BUCKET_PAGES,
             max_age: DEFAULT_MAX_AGE,
             patrol: DEFAULT_PATROL,
+            whole: WholeConfig::default(),
+            whole_guest: false,
         }
     }
 }
@@ -288,7 +297,7 @@ mod tests {
                 budget_from_guest: false,
                 bucket_pages: 16,
                 max_age: 3,
-                patrol: DEFAULT_PATROL,
+                ..CacheConfig::default()
             }
         );
         // An explicit budget wins over the guest's size when the guest is large enough.

@@ -432,13 +432,10 @@ impl<M> DomainCache<M> {
         b: u64,
     ) -> io::Result<u32> {
         let m = self.map_whole(mapper, b)?;
-        let bk = Bucket::new(b, m, &self.err_buf, (self.epoch, self.batch, self.pass));
-        let slot = self.store.insert(bk);
-        self.pinned.push(slot);
-        Ok(slot)
+        Ok(self.insert_mapped(b, m))
     }
 
-    /// Maps every page of bucket `b` into one VMA, with its per-page errors in `err_buf`.
+    /// Maps every page of bucket `b` into one VMA (per-page errors in `err_buf`).
     fn map_whole<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X, b: u64) -> io::Result<M> {
         let first = self.store.first_pfn(b);
         let n = self.store.bucket_len(b);
@@ -449,6 +446,14 @@ impl<M> DomainCache<M> {
         let m = mapper.map(&self.pfn_buf, &mut self.err_buf)?;
         self.stats.note_map(n * PAGE_BYTES);
         Ok(m)
+    }
+
+    /// Stores `m`, bucket `b` just mapped by [`Self::map_whole`], pinned by the open batch.
+    fn insert_mapped(&mut self, b: u64, m: M) -> u32 {
+        let bk = Bucket::new(b, m, &self.err_buf, (self.epoch, self.batch, self.pass));
+        let slot = self.store.insert(bk);
+        self.pinned.push(slot);
+        slot
     }
 
     /// Unmaps the bucket in `slot` and forgets it. The pages it served since the patrol last
@@ -612,7 +617,7 @@ impl<M> DomainCache<M> {
 
     /// True if the guest's populated pages fit in the cache with 1/8 of it to spare.
     pub fn guest_fits(&self) -> bool {
-        self.caching() && fits(self.signals.tot_pages, self.capacity())
+        self.caching() && (self.cfg.whole_guest || fits(self.signals.tot_pages, self.capacity()))
     }
 
     /// True if the cache holds a bucket or may map one in this pass. When it is false the
@@ -682,7 +687,13 @@ impl<M> DomainCache<M> {
         }
         self.batch += 1;
         for &b in &todo {
-            if b >= self.store.buckets() || self.store.slot_of(b).is_some() {
+            if b >= self.store.buckets() {
+                continue;
+            }
+            if let Some(old) = self.store.slot_of(b) {
+                if self.cfg.whole_guest && self.expired(old) {
+                    self.refresh(mapper, b, old);
+                }
                 continue;
             }
             if !self.make_room(b) {
@@ -721,6 +732,10 @@ impl<M> DomainCache<M> {
             Verdict::Flush(why) => {
                 log::debug!("dom{}: mapping cache flushed: {why} changed", self.domid);
                 // A moved max gpfn flushes too, but the index keeps the size it was given.
+                if self.cfg.whole_guest {
+                    // Mapped again when the guest runs (map_deferred), from the new p2m.
+                    self.deferred = self.mapped_buckets();
+                }
                 self.flush(true);
             }
             Verdict::Disable(why) => self.disable(why),
@@ -807,17 +822,47 @@ impl<M> DomainCache<M> {
 
     /// Unmaps buckets mapped `max_age` or more checkpoints ago.
     fn expire(&mut self) {
-        let max_age = u64::from(self.cfg.max_age.max(1));
         for slot in 0..self.store.slot_count() {
-            let old = self
-                .store
-                .try_get(slot)
-                .is_some_and(|b| self.epoch - b.epoch >= max_age);
-            if old {
+            if !self.expired(slot) {
+                continue;
+            }
+            if self.cfg.whole_guest {
+                // Remapped before it is unmapped when the guest runs (map_deferred): the
+                // whole guest stays mapped (docs/coherence.md §8.6).
+                let b = self.store.get(slot).number;
+                self.deferred.push(b);
+            } else {
                 self.stats.expirations += 1;
                 self.drop_slot(slot);
             }
         }
+    }
+
+    /// True if the bucket in `slot` was mapped `max_age` or more checkpoints ago.
+    fn expired(&self, slot: u32) -> bool {
+        let max_age = u64::from(self.cfg.max_age.max(1));
+        self.store
+            .try_get(slot)
+            .is_some_and(|b| self.epoch - b.epoch >= max_age)
+    }
+
+    /// The numbers of the buckets mapped now.
+    fn mapped_buckets(&self) -> Vec<u64> {
+        (0..self.store.slot_count())
+            .filter_map(|slot| self.store.try_get(slot).map(|b| b.number))
+            .collect()
+    }
+
+    /// Maps bucket `b` again, then unmaps its old mapping in `old` (a whole-guest cache's
+    /// expiry: the bucket is never without a mapping). A failed map keeps the old one, to
+    /// expire at the next checkpoint.
+    fn refresh<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X, b: u64, old: u32) {
+        let Ok(m) = self.map_whole(mapper, b) else {
+            return;
+        };
+        self.stats.expirations += 1;
+        self.drop_slot(old);
+        self.insert_mapped(b, m);
     }
 }
 

@@ -19,6 +19,7 @@
 //! - `patrol.rs`: the patrol's cursor and the page comparison of a visit (the bound on the
 //!   secondary's divergence for p2m changes no signal sees);
 //! - `config.rs`: settings, their bounds, the `xcsave_cache_init` override;
+//! - `whole.rs`: whole-guest mode: what dom0 can afford, bucket growth, the process cap;
 //! - `stats.rs`: the counters and the process-wide registry that publishes them;
 //! - `domain.rs`: `DomainCache`, which applies the above to batches, passes, checkpoints;
 //! - `mapper.rs`: the one call the cache makes (map frames into one VMA);
@@ -39,6 +40,7 @@ mod patrol;
 mod policy;
 mod stats;
 mod store;
+mod whole;
 
 #[cfg(test)]
 mod mock;
@@ -48,3 +50,4 @@ mod tests;
 pub use adapter::CachedPages;
 pub use api::{init, stats, teardown};
 pub use config::{current_override, CacheConfig, Limits, DEFAULT_MAX_MAP_COUNT};
+pub use whole::{WholeConfig, DEFAULT_WHOLE_CAP_BYTES};

@@ -25,6 +25,7 @@ fn cfg(buckets: u64) -> CacheConfig {
         bucket_pages: BUCKET,
         max_age: 1000,
         patrol: 0,
+        ..CacheConfig::default()
     }
 }
 
@@ -774,4 +775,33 @@ fn full_cache_refuses_a_miss_without_looking_for_a_victim() {
     let s = fx.stats();
     assert_eq!((s.vmas, s.evictions), (4, 0));
     assert_eq!(fx.calls.borrow().log.last(), Some(&vec![80, 81]));
+}
+
+#[test]
+fn whole_guest_expiry_maps_again_before_it_unmaps() {
+    let mut c = cfg(4);
+    c.max_age = 2;
+    c.whole_guest = true;
+    let mut fx = Fx::fresh(Guest::new(64), c);
+    assert!(fx.cache.guest_fits());
+    fx.cache.start_pass(Admit::Everything);
+    let all: Vec<u64> = (0..64).collect();
+    fx.batch(&all);
+    assert_eq!((fx.stats().maps, fx.stats().vmas), (4, 4));
+    fx.observe();
+    fx.batch(&[3, 40]);
+    fx.observe();
+    // Expired at the second checkpoint, but still mapped: nothing unmapped in the downtime.
+    assert_eq!(
+        (fx.stats().vmas, fx.stats().unmaps, fx.stats().expirations),
+        (4, 0, 0)
+    );
+    fx.batch(&[3, 40]);
+    assert_eq!(fx.stats().maps, 4, "a warm checkpoint made a map call");
+    // After postcopy: each bucket mapped again, then its old mapping unmapped.
+    fx.cache.map_deferred(&mut fx.mapper);
+    let s = fx.stats();
+    assert_eq!((s.maps, s.unmaps, s.vmas, s.expirations), (8, 4, 4, 4));
+    fx.batch(&all);
+    assert_eq!(fx.stats().maps, 8);
 }

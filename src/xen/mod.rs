@@ -9,6 +9,7 @@
 mod dominfo;
 pub mod extra;
 pub mod fdio;
+mod features;
 mod mapping;
 mod signals;
 
@@ -345,6 +346,10 @@ impl GuestMemory for XenCtrl {
 
     fn p2m_signals(&self, dom: u32) -> Result<DomainSignals> {
         signals::read(self.xch, dom)
+    }
+
+    fn dom0_auto_translated(&self) -> Result<bool> {
+        features::dom0_auto_translated()
     }
 }
 

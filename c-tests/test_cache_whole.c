@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-3.0-only
+/*
+ * Whole-guest mode of the mapping cache (issue 13, docs/performance.md "Whole-guest mode"),
+ * through xcsave_domain_save and xcsave_cache_stats on xensim. Remus, 240 MiB guests: above
+ * what the bounded default budget (256 MiB) holds "with 1/8 to spare", so a whole-guest
+ * mapping (peak mapped >= the guest) is whole-guest mode's doing. Between checkpoints the
+ * guest writes 64 pages scattered over its memory (a fresh set each time: the pattern the
+ * bounded policy cannot serve).
+ *  dom0:     XENSIM_DOM0 pv, pvh (with XCSAVE_DOM0_UNPOPULATED=yes) map the whole guest and
+ *            make no map call in warm checkpoints; pvh with XCSAVE_DOM0_UNPOPULATED=no
+ *            (xensim's pvh-balloon model) keeps the bounded policy: far below the guest;
+ *  vma:      XCSAVE_CACHE_WHOLE_VMAS=40: the buckets grow to 8 MiB so that the guest fits
+ *            in 40 VMAs (peak VMAs <= 40 + the per-batch one); with 4 even 32 MiB buckets
+ *            do not fit: bounded;
+ *  cap:      two Remus saves run concurrently in one process under XCSAVE_CACHE_WHOLE_MB=400:
+ *            exactly one maps its guest whole; under 1000 both do;
+ *  exchange: with the whole guest mapped, a masked exchange (P given a new frame, R
+ *            released) raises tot_pages by one (R's frame is held too), so the cache flushes
+ *            and the secondary equals the primary at every checkpoint.
+ * No argument runs them all.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "xcsave.h"
+
+#define MiB (1024ull * 1024)
+#define MEM (240 * MiB)
+#define PAGES (MEM / 4096)
+#define P 0xc5ull
+#define R 0x9c5ull
+
+static XcsaveCacheStats stats_of(uint32_t dom)
+{
+    XcsaveCacheStats s;
+
+    H_CHECK(xcsave_cache_stats(dom, &s) == 0, "no cache stats for d%u", dom);
+    return s;
+}
+
+/* What the callbacks of one save see (one per source domain). */
+struct watch {
+    uint32_t dom;
+    int exchange;               /* do the masked exchange after postcopy 2 */
+    uint64_t maps_at_2, maps_last;
+    uint64_t tot_before, tot_after;
+};
+
+static void between(void *arg, unsigned int k)
+{
+    struct watch *w = arg;
+    uint64_t v = 0x5ca77e00 + k;
+
+    /* 64 pages scattered over the guest, a different set at every checkpoint */
+    for (unsigned int i = 0; i < 64; i++) {
+        uint64_t gfn = (k * 7919ull + i * 3851ull) % PAGES;
+        H_CHECK(xensim_guest_write(w->dom, gfn, 16, &v, sizeof(v)) == 0, "write %#llx",
+                (unsigned long long)gfn);
+    }
+    if (k == 2)
+        w->maps_at_2 = stats_of(w->dom).maps;
+    w->maps_last = stats_of(w->dom).maps;
+    if (w->exchange && k == 2) {
+        struct xensim_dominfo i;
+
+        H_CHECK(xensim_gfn_mapped(w->dom, P) > 0 && xensim_gfn_mapped(w->dom, R) > 0,
+                "P and R are not both held mapped after postcopy 2");
+        H_CHECK(xensim_dominfo(w->dom, &i) == 0, "dominfo");
+        w->tot_before = i.tot_pages;
+        H_CHECK(xensim_masked_exchange(w->dom, P, R, 0xe8) == 0, "exchange");
+        H_CHECK(xensim_dominfo(w->dom, &i) == 0, "dominfo");
+        w->tot_after = i.tot_pages;
+        H_CHECK(xensim_guest_write(w->dom, P, 8, &v, sizeof(v)) == 0, "write P");
+    }
+}
+
+static void opts(struct harness_opts *o, struct watch *w, uint32_t src, unsigned int ckpts)
+{
+    memset(o, 0, sizeof(*o));
+    memset(w, 0, sizeof(*w));
+    w->dom = src;
+    o->save = xcsave_domain_save;
+    o->src = src;
+    o->dst = src + 1;
+    o->stream = XC_STREAM_REMUS;
+    o->live = 1;
+    o->checkpoints = ckpts;
+    o->burst_pages = 16;
+    o->between_checkpoints = between;
+    o->arg = w;
+    o->holes_ok = 1;
+}
+
+/* One Remus save of a 240 MiB guest; its counters. */
+static XcsaveCacheStats remus(const char *name, struct watch *w, int exchange)
+{
+    struct harness_opts o;
+    struct harness_result r;
+    XcsaveCacheStats s;
+
+    opts(&o, w, 1, 5);
+    w->exchange = exchange;
+    harness_make_pair(1, 2, MEM, 0x3401e5u);
+    H_CHECK(harness_round_trip(&o, &r) == 0, "%s: %s", name, r.failure);
+    s = stats_of(1);
+    printf("%s: dom0 %d: peak mapped %llu MiB, peak VMAs %llu, maps %llu (warm checkpoints "
+           "3-5: %llu), hits %llu misses %llu invalidations %llu\n", name, xensim_dom0_mode(),
+           (unsigned long long)(s.peak_mapped_bytes / MiB), (unsigned long long)s.peak_vmas,
+           (unsigned long long)s.maps, (unsigned long long)(w->maps_last - w->maps_at_2),
+           (unsigned long long)s.hits, (unsigned long long)s.misses,
+           (unsigned long long)s.invalidations);
+    H_CHECK(s.maps == s.unmaps && s.vmas == 0, "%s: mappings left", name);
+    xensim_destroy_domain(1);
+    xensim_destroy_domain(2);
+    return s;
+}
+
+static int whole(const XcsaveCacheStats *s)
+{
+    return s->peak_mapped_bytes >= MEM;
+}
+
+static void dom0(void)
+{
+    static const struct {
+        int mode;
+        const char *unpopulated, *name;
+        int whole;
+    } m[] = {
+        {XENSIM_DOM0_PV, "no", "dom0/pv", 1},
+        {XENSIM_DOM0_PVH, "yes", "dom0/pvh-unpopulated", 1},
+        {XENSIM_DOM0_PVH_BALLOON, "no", "dom0/pvh-balloon", 0},
+    };
+    struct watch w;
+
+    for (unsigned int i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        XcsaveCacheStats s;
+
+        xensim_set_dom0_mode(m[i].mode);
+        setenv("XCSAVE_DOM0_UNPOPULATED", m[i].unpopulated, 1);
+        s = remus(m[i].name, &w, 0);
+        if (m[i].whole) {
+            H_CHECK(whole(&s), "%s: the guest was not mapped whole", m[i].name);
+            H_CHECK(w.maps_last == w.maps_at_2, "%s: %llu map calls in warm checkpoints",
+                    m[i].name, (unsigned long long)(w.maps_last - w.maps_at_2));
+        } else {
+            H_CHECK(s.peak_mapped_bytes < MEM / 2, "%s: %llu MiB mapped: not bounded",
+                    m[i].name, (unsigned long long)(s.peak_mapped_bytes / MiB));
+            H_CHECK(w.maps_last > w.maps_at_2, "%s: no per-batch map in warm checkpoints",
+                    m[i].name);
+        }
+    }
+    unsetenv("XCSAVE_DOM0_UNPOPULATED");
+    xensim_set_dom0_mode(XENSIM_DOM0_PV);
+}
+
+static void vma(void)
+{
+    struct watch w;
+    XcsaveCacheStats s;
+
+    setenv("XCSAVE_CACHE_WHOLE_VMAS", "40", 1);
+    s = remus("vma/40", &w, 0);
+    H_CHECK(whole(&s), "vma/40: not whole");
+    H_CHECK(s.peak_vmas <= 41, "vma/40: %llu VMAs at peak", (unsigned long long)s.peak_vmas);
+    setenv("XCSAVE_CACHE_WHOLE_VMAS", "4", 1);
+    s = remus("vma/4", &w, 0);
+    H_CHECK(!whole(&s), "vma/4: mapped whole in 4 VMAs?");
+    unsetenv("XCSAVE_CACHE_WHOLE_VMAS");
+}
+
+struct job {
+    struct harness_opts o;
+    struct watch w;
+    struct harness_result r;
+    char path[64];
+};
+
+static void *run_job(void *arg)
+{
+    struct job *j = arg;
+
+    harness_round_trip(&j->o, &j->r);
+    return NULL;
+}
+
+/* Two concurrent saves (domains 1 and 3) under a cap; how many mapped their guest whole. */
+static int concurrent(const char *cap)
+{
+    struct job j[2];
+    pthread_t t[2];
+    int n = 0;
+
+    setenv("XCSAVE_CACHE_WHOLE_MB", cap, 1);
+    for (int i = 0; i < 2; i++) {
+        uint32_t src = 1 + 2 * i;
+
+        opts(&j[i].o, &j[i].w, src, 6);
+        snprintf(j[i].path, sizeof(j[i].path), "%s/stream-%u.bin",
+                 getenv("XENSIM_DIR") ? getenv("XENSIM_DIR") : "/tmp", src);
+        j[i].o.stream_path = j[i].path;
+        j[i].o.no_compare = 1; /* two 240 MiB pairs: equality is the other cases' */
+        harness_make_pair(src, src + 1, MEM, 0xca9u + src);
+    }
+    for (int i = 0; i < 2; i++)
+        H_CHECK(pthread_create(&t[i], NULL, run_job, &j[i]) == 0, "thread");
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        uint32_t src = 1 + 2 * i;
+        XcsaveCacheStats s;
+
+        H_CHECK(j[i].r.failure[0] == 0, "cap %s, d%u: %s", cap, src, j[i].r.failure);
+        s = stats_of(src);
+        printf("cap %s MiB: d%u peak mapped %llu MiB\n", cap, src,
+               (unsigned long long)(s.peak_mapped_bytes / MiB));
+        n += whole(&s);
+        H_CHECK(s.maps == s.unmaps && s.vmas == 0, "d%u: mappings left", src);
+        xensim_destroy_domain(src);
+        xensim_destroy_domain(src + 1);
+    }
+    unsetenv("XCSAVE_CACHE_WHOLE_MB");
+    return n;
+}
+
+static void cap(void)
+{
+    int n = concurrent("400");
+
+    H_CHECK(n == 1, "cap 400 MiB: %d of 2 concurrent saves mapped 240 MiB whole", n);
+    n = concurrent("1000");
+    H_CHECK(n == 2, "cap 1000 MiB: %d of 2 concurrent saves mapped whole", n);
+}
+
+static void exchange(void)
+{
+    struct watch w;
+    XcsaveCacheStats s = remus("exchange", &w, 1);
+
+    printf("exchange: tot_pages %llu -> %llu\n", (unsigned long long)w.tot_before,
+           (unsigned long long)w.tot_after);
+    H_CHECK(whole(&s), "exchange: not whole");
+    H_CHECK(w.tot_after == w.tot_before + 1, "exchange: tot_pages %llu -> %llu: masked",
+            (unsigned long long)w.tot_before, (unsigned long long)w.tot_after);
+    H_CHECK(s.invalidations > 0, "exchange: the cache did not flush");
+}
+
+int main(int argc, char **argv)
+{
+    const char *only = argc > 1 ? argv[1] : NULL;
+    int ran = 0;
+
+    H_CHECK(!getenv("XCSAVE_CACHE_MB"), "XCSAVE_CACHE_MB is set: whole-guest mode is off");
+#define CASE(s) (!only || !strcmp(only, s)) && ++ran
+    if (CASE("dom0"))
+        dom0();
+    if (CASE("vma"))
+        vma();
+    if (CASE("cap"))
+        cap();
+    if (CASE("exchange"))
+        exchange();
+    H_CHECK(ran, "unknown case %s", only);
+    printf("test_cache_whole: ok\n");
+    return 0;
+}
