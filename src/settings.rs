@@ -168,7 +168,7 @@ fn whole_from_lookup(
         match v.trim().parse::<u64>() {
             Ok(mb) => w.cap_bytes = mb.saturating_mul(1 << 20),
             Err(_) => warn.push(format!(
-                "ignoring XCSAVE_CACHE_WHOLE_MB={v:?}: not a number; using {} MiB",
+                "ignoring XCSAVE_CACHE_WHOLE_MB={v:?}: not a number; using {} MiB (0: off)",
                 DEFAULT_WHOLE_CAP_BYTES >> 20
             )),
         }
