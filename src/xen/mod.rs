@@ -141,6 +141,23 @@ impl XenCtrl {
     }
 
     /// The handle's logger, for the `log` facade.
+    /// Maps `gfns` of `dom` into one fresh VMA with `prot` (`xc_map_foreign_bulk`), with a
+    /// per-page error in `errs`. The caller owns the returned `gfns.len()` pages and must
+    /// munmap them (`ForeignMapping` or `WritableMapping`).
+    fn map_bulk(&self, dom: u32, gfns: &[u64], errs: &mut [i32], prot: c_int) -> Result<*mut u8> {
+        assert_eq!(gfns.len(), errs.len(), "one error slot per gfn");
+        let n = c_uint::try_from(gfns.len()).map_err(|_| Errno(libc::E2BIG))?;
+        // SAFETY: gfns/errs have n entries each; the result is a fresh mapping of n pages
+        // (or NULL), handed to the caller, who owns it from here on.
+        let p = unsafe {
+            xc_map_foreign_bulk(self.xch, dom, prot, gfns.as_ptr(), errs.as_mut_ptr(), n)
+        };
+        if p.is_null() {
+            return Err(Errno::last());
+        }
+        Ok(p as *mut u8)
+    }
+
     pub fn log_target(&self) -> LogTarget {
         LogTarget { xch: self.xch }
     }
@@ -323,25 +340,9 @@ impl GuestMemory for XenCtrl {
     type Mapping = ForeignMapping;
 
     fn map_foreign(&self, dom: u32, gfns: &[u64], errs: &mut [i32]) -> Result<ForeignMapping> {
-        assert_eq!(gfns.len(), errs.len(), "one error slot per gfn");
-        let n = c_uint::try_from(gfns.len()).map_err(|_| Errno(libc::E2BIG))?;
-        // SAFETY: gfns/errs have n entries each; the result is a fresh mapping of n pages
-        // (or NULL), owned from here on by ForeignMapping which munmaps it.
-        let p = unsafe {
-            xc_map_foreign_bulk(
-                self.xch,
-                dom,
-                libc::PROT_READ,
-                gfns.as_ptr(),
-                errs.as_mut_ptr(),
-                n,
-            )
-        };
-        if p.is_null() {
-            return Err(Errno::last());
-        }
+        let p = self.map_bulk(dom, gfns, errs, libc::PROT_READ)?;
         // SAFETY: p is a mapping of exactly gfns.len() pages that nobody else owns.
-        Ok(unsafe { ForeignMapping::from_raw(p as *mut u8, gfns.len()) })
+        Ok(unsafe { ForeignMapping::from_raw(p, gfns.len()) })
     }
 
     fn p2m_signals(&self, dom: u32) -> Result<DomainSignals> {
@@ -357,25 +358,9 @@ impl DomainBuild for XenCtrl {
     type WritableMapping = WritableMapping;
 
     fn map_foreign_rw(&self, dom: u32, gfns: &[u64], errs: &mut [i32]) -> Result<WritableMapping> {
-        assert_eq!(gfns.len(), errs.len(), "one error slot per gfn");
-        let n = c_uint::try_from(gfns.len()).map_err(|_| Errno(libc::E2BIG))?;
-        // SAFETY: gfns/errs have n entries each; the result is a fresh writable mapping of n
-        // pages (or NULL), owned from here on by WritableMapping which munmaps it.
-        let p = unsafe {
-            xc_map_foreign_bulk(
-                self.xch,
-                dom,
-                libc::PROT_READ | libc::PROT_WRITE,
-                gfns.as_ptr(),
-                errs.as_mut_ptr(),
-                n,
-            )
-        };
-        if p.is_null() {
-            return Err(Errno::last());
-        }
+        let p = self.map_bulk(dom, gfns, errs, libc::PROT_READ | libc::PROT_WRITE)?;
         // SAFETY: p is a writable mapping of exactly gfns.len() pages that nobody else owns.
-        Ok(unsafe { WritableMapping::from_raw(p as *mut u8, gfns.len()) })
+        Ok(unsafe { WritableMapping::from_raw(p, gfns.len()) })
     }
 
     fn populate(&self, dom: u32, pfns: &[u64]) -> Result<()> {
