@@ -299,12 +299,19 @@ static void drain_main(int in, int back, int ack, const char *layout)
                     if (back >= 0) {
                         /* as the COLO secondary: a few pfns it dirtied (inside the
                          * working set, so the primary's dirty set keeps its size) */
-                        uint32_t rh[2] = {REC_DIRTY_PFN_LIST, BACK_PFNS * 8};
+                        /* the header as the release's stock restore writes it (BC_HDR:
+                         * 8 bytes on 4.17, 16 from 4.18), which xcsave's saver of this
+                         * build reads. The stock saver gets the format's 8 bytes: stock
+                         * 4.18+ reads only those, so with the real 16 its COLO cannot pass
+                         * a second checkpoint (docs/restore.md A.8) and would give no
+                         * figures; 8 more bytes in a pipe cost the same either way. */
+                        uint32_t rh[] = {BC_HDR(REC_DIRTY_PFN_LIST, BACK_PFNS * 8)};
+                        size_t rhlen = opt.side == S_STOCK ? 8 : sizeof(rh);
                         uint64_t p[BACK_PFNS];
                         unsigned int ph = phase_of(k + 1, NULL);
                         for (unsigned int j = 0; j < BACK_PFNS; j++)
                             p[j] = hots[ph][(j * 97u) % nhots[ph]];
-                        write_all(back, rh, sizeof(rh));
+                        write_all(back, rh, rhlen);
                         write_all(back, p, sizeof(p));
                     }
                     if (ack >= 0)
@@ -667,9 +674,10 @@ static int run_limit(int out, int back)
     for (k = 0; k < nseg && k < total_ckpts(); k++) {
         struct seg *s = &segs[k];
         if (k >= 1 && opt.mode == M_COLO) {
-            uint32_t rh[2];
+            uint32_t rh[] = {BC_HDR(0, 0)};
             char body[4096];
-            if (read_all(back, rh, 8) || rh[1] > sizeof(body) || read_all(back, body, rh[1]))
+            if (read_all(back, rh, sizeof(rh)) || rh[1] > sizeof(body) ||
+                read_all(back, body, rh[1]))
                 die("back channel");
         }
         S.k = k + 1;
