@@ -481,5 +481,7 @@ pub fn domain_restore<H: Builder, R: Read>(
     Ok(ctx.out)
 }
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod fuzzing;
 #[cfg(test)]
 mod tests;

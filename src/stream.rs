@@ -215,7 +215,7 @@ pub trait Sink {
     fn write_parts(&mut self, parts: &[&[u8]]) -> crate::error::Result<()>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testkit"))]
 impl Sink for Vec<u8> {
     fn write_parts(&mut self, parts: &[&[u8]]) -> crate::error::Result<()> {
         for p in parts {

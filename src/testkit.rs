@@ -17,6 +17,8 @@ use crate::hv::{
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+pub mod restore;
+
 /// A hypercall kind of the fake, for [`FakeXen::fail`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
