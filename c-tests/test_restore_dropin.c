@@ -18,6 +18,9 @@
  *            checkpoint;
  *   off      XCSAVE_RESTORE=off: handed over with that reason, saves unaffected;
  *   disable  XCSAVE_DISABLE=1: handed over with that reason;
+ *   pv       a PV target domain (xensim reports it as one): xc_domain_restore hands the call,
+ *            stream unread, to the stock restore, logged with the reason; stock's own PV path
+ *            then reads the headers and refuses the HVM stream in its own words;
  *   refuse   what stock asserts on (COLO without its callbacks, a bad stream type, no
  *            callbacks, a NULL handle) gives -1/EINVAL and leaves the stream unread.
  * No argument runs them all.
@@ -148,6 +151,64 @@ static void run(const struct trip *t, const char *reason)
     free(log);
 }
 
+/* A stock HVM stream into a PV domain through the public xc_domain_restore. */
+static void pv_trip(void *arg)
+{
+    struct xensim_domain_config cs = {.mem_bytes = MEM};
+    struct xensim_domain_config cd = {.mem_bytes = MEM, .empty = 1, .paused = 1, .pv = 1};
+    struct harness_opts o;
+    struct harness_result r;
+    struct harness_dominfo di;
+    xc_interface *xch = harness_xc_open();
+    uint32_t src = next_dom++, dst = next_dom++;
+
+    (void)arg;
+    H_CHECK(xensim_create_domain(src, &cs) == 0 && xensim_fill(src, 0x9d000000u) == 0,
+            "pv: create source");
+    H_CHECK(xensim_create_domain(dst, &cd) == 0, "pv: create the PV target");
+    H_CHECK(harness_dominfo(xch, dst, &di) == 0 && di.domid == dst && !di.hvm,
+            "pv: xensim does not report d%u as PV", dst);
+    harness_xc_close(xch);
+    memset(&o, 0, sizeof(o));
+    o.restore = xc_domain_restore; /* the public symbol: xcsave's */
+    o.src = src;
+    o.dst = dst;
+    o.stream = XC_STREAM_PLAIN;
+    o.expect_restore_fail = 1; /* stock's PV restore refuses an HVM stream */
+    H_CHECK(harness_round_trip(&o, &r) == 0, "pv: %s", r.failure);
+    printf("pv: save_rc %d, restore_rc %d errno %d\n", r.save_rc, r.restore_rc,
+           r.restore_errno);
+    H_CHECK(r.save_rc == 0 && r.restore_rc == -1, "pv: save rc %d, restore rc %d", r.save_rc,
+            r.restore_rc);
+    xensim_destroy_domain(src);
+    xensim_destroy_domain(dst);
+}
+
+/* The PV fallback: the hand-over is logged before a byte is read, and what then reads the
+ * stream is stock's PV restore (its message for an HVM stream), not xcsave's engine. */
+static void pv(void)
+{
+    char *log, *at, *stock;
+    char reason[64];
+
+    snprintf(reason, sizeof(reason), "dom%u is an x86 PV guest", next_dom + 1);
+    setenv("HARNESS_XTL_LEVEL", "1", 1); /* XTL_DEBUG */
+    log = capture_stderr(pv_trip, NULL);
+    unsetenv("HARNESS_XTL_LEVEL");
+    at = strstr(log, "handing over to the stock xc_domain_restore");
+    H_CHECK(at != NULL, "pv: no hand-over line in the log:\n%s", log);
+    H_CHECK(strstr(at + 1, "handing over to the stock xc_domain_restore") == NULL,
+            "pv: more than one hand-over line:\n%s", log);
+    H_CHECK(strstr(log, reason) != NULL, "pv: the hand-over does not say '%s':\n%s", reason,
+            log);
+    H_CHECK(strstr(log, "with xcsave (") == NULL, "pv: xcsave's engine ran:\n%s", log);
+    stock = strstr(log, "Unable to restore x86 HVM domain into an x86_pv domain");
+    H_CHECK(stock != NULL && stock > at,
+            "pv: stock's PV restore did not read the stream after the hand-over:\n%s", log);
+    printf("pv: handed over (%s); stock's PV restore refused the HVM stream itself\n", reason);
+    free(log);
+}
+
 /* A restore call that must be refused before reading: -1, EINVAL, the pipe still full. */
 static void refused(const char *what, xc_interface *xch, xc_stream_type_t st,
                     struct restore_callbacks *cb)
@@ -237,6 +298,8 @@ int main(int argc, char **argv)
         run(&(struct trip){"disable", NULL, XC_STREAM_PLAIN, 0, 0}, "XCSAVE_DISABLE is set");
         unsetenv("XCSAVE_DISABLE");
     }
+    if (CASE("pv"))
+        pv();
     if (CASE("refuse"))
         refuse();
     if (!ran)

@@ -334,7 +334,7 @@ static void fill_dominfo(const struct sim_dom *d,
 {
     memset(i, 0, sizeof(*i));
     i->domain = (domid_t)d->domid;
-    i->flags = XEN_DOMINF_hvm_guest | XEN_DOMINF_hap;
+    i->flags = d->pv ? 0 : XEN_DOMINF_hvm_guest | XEN_DOMINF_hap;
     if (d->dying)
         i->flags |= XEN_DOMINF_dying;
     if (d->shutdown)

@@ -77,6 +77,7 @@ struct sim_dom {
     unsigned int shutdown_reason;
     int dying;
     int logdirty;
+    int pv;                    /* reported as an x86 PV guest (getdomaininfo only) */
     unsigned int vcpus;
     uint64_t tot_pages, max_pages;
     uint64_t max_gpfn;         /* reported maximum_gpfn */

@@ -915,6 +915,8 @@ int xensim_create_domain(uint32_t domid, const struct xensim_domain_config *cfg)
     sim_lock();
     rc = sim_create_locked(domid, cfg->mem_bytes / SIM_PAGE, cfg->empty,
                            cfg->paused, cfg->vcpus, cfg->p2m_pages);
+    if (!rc && cfg->pv)
+        sim_find(domid)->pv = 1;
     sim_unlock();
     return rc;
 }

@@ -41,6 +41,10 @@ struct xensim_domain_config {
     uint64_t p2m_pages;   /* address space in gfns the guest may populate
                              (0: the layout's top + 4096); the p2m file is
                              4 bytes a gfn, written whole at creation */
+    int pv;               /* 1: getdomaininfo reports an x86 PV guest (no
+                             XEN_DOMINF_hvm_guest/hap); everything else stays
+                             HVM's: enough to route a save or restore by the
+                             domain's type, not to run a PV guest */
 };
 
 /*
