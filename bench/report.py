@@ -255,8 +255,9 @@ def main():
         md.append("")
 
     patterns(md, rows, by)
+    receiving(md, rows, by)
 
-    plots = plot(out, rows) + plot_patterns(out, rows)
+    plots = plot(out, rows) + plot_patterns(out, rows) + plot_receiving(out, rows)
     if plots:
         md.append("## Plots\n")
         for p in plots:
@@ -272,7 +273,7 @@ def plot(out, rows):
         print("report: gnuplot not found (apt-get install gnuplot-nox): no plot", file=sys.stderr)
         return []
     ck = [r for r in rows if r.get("mode") in ("remus", "colo") and r.get("ok") == "1"
-          and not r.get("scenario", "").startswith("pat-")]
+          and not r.get("scenario", "").startswith(("pat-", "restore-"))]
     mems = sorted({int(r["mem_mib"]) for r in ck})
     costs = sorted({int(r["cost_page_ns"]) for r in ck})
     made = []
@@ -329,6 +330,109 @@ def plot(out, rows):
         os.unlink(data)
         made.append(png)
     return made
+
+
+def receiving(md, rows, by):
+    """The receiving side: stock's and xcsave's xc_domain_restore on the same checkpoints."""
+    rs = [r for r in rows if r.get("scenario", "").startswith("restore-")]
+    if not rs:
+        return
+    scen = []
+    for r in sorted(rs, key=lambda r: (int(r.get("cost_page_ns", 0)),
+                                       ["remus", "colo"].index(r["mode"])
+                                       if r.get("mode") in ("remus", "colo") else 9,
+                                       int(r.get("mem_mib", 0)), int(r.get("dirty", 0)))):
+        if r["scenario"] not in scen:
+            scen.append(r["scenario"])
+    md.append("## Receiving side: `xc_domain_restore` applying checkpoints\n")
+    md.append(
+        "One Remus stream per guest size, recorded with xcsave's saver (the initial migration, "
+        "then one checkpoint of each dirty-set size: the hot pattern), is applied by the "
+        "**stock** restore (Debian's libxenguest, `dlvsym`) and by **xcsave**'s "
+        "(`xcsave_domain_restore`), each in its own process, as a Remus and as a COLO secondary "
+        "(the same bytes): the initial migration once, then each size's checkpoint 1 cold + N "
+        "times. **apply** = the restore's checkpoint callback returns (the checkpoint is "
+        "received and held) -> COLO: its postcopy callback (what the primary waits for before "
+        "its own postcopy); Remus: its first read of the next checkpoint. p90 of N samples by "
+        "nearest rank. **maps** = xensim MMAPBATCH calls of the secondary in that window, per "
+        "warm checkpoint (the cold one apart). COLO's secondary runs between checkpoints "
+        "(resumed, 16 pages written, suspended), as libxl runs it.\n")
+    md.append("| stream | guest | dirty | cost | stock apply p50 / p90 ms | xcsave apply p50 / p90 "
+              "ms | stock/xcsave p50 | maps/warm ckpt stock / xcsave | pages mapped/ckpt stock / "
+              "xcsave | cold apply ms stock / xcsave | first pass s stock / xcsave | result |")
+    md.append("|---|---:|---:|---|---|---|---:|---|---|---|---|---|")
+    for s in scen:
+        st, xc = by.get((s, "stock"), {}), by.get((s, "xcsave"), {})
+        ref = xc or st
+        bad = [x for x in (st, xc) if x and x.get("ok") != "1"]
+        md.append("| %s | %s MiB | %s | %s | %s / %s | %s / %s | %s | %s / %s | %s / %s | "
+                  "%s / %s | %s / %s | %s |" % (
+                      ref.get("mode", "?"), ref.get("mem_mib", "?"), ref.get("dirty", "?"),
+                      cost_name(ref.get("cost_page_ns", 0)),
+                      f(num(st, "apply_p50_ms"), "{:.2f}"), f(num(st, "apply_p90_ms"), "{:.2f}"),
+                      f(num(xc, "apply_p50_ms"), "{:.2f}"), f(num(xc, "apply_p90_ms"), "{:.2f}"),
+                      ratio(num(st, "apply_p50_ms"), num(xc, "apply_p50_ms")),
+                      f(num(st, "warm_maps_per_ckpt"), "{:.2f}"),
+                      f(num(xc, "warm_maps_per_ckpt"), "{:.2f}"),
+                      f(num(st, "warm_pages_mapped_per_ckpt"), "{:.0f}"),
+                      f(num(xc, "warm_pages_mapped_per_ckpt"), "{:.0f}"),
+                      f(num(st, "apply_cold_ms"), "{:.2f}"), f(num(xc, "apply_cold_ms"), "{:.2f}"),
+                      f(num(st, "first_pass_s"), "{:.2f}"), f(num(xc, "first_pass_s"), "{:.2f}"),
+                      "OK" if not bad and st and xc else
+                      "**FAILED** " + "; ".join(x.get("side", "?") + ": " + x.get("error", "")
+                                                for x in bad)))
+    gen = [r for r in rows if r.get("side") == "gen"]
+    for r in gen:
+        md.append("\n**The receiving side's stream could not be recorded**: %s" % r.get("error"))
+    md.append("")
+
+
+def plot_receiving(out, rows):
+    """Apply p50 against dirty pages, stock and xcsave, Remus and COLO, one panel per cost."""
+    gp = shutil.which("gnuplot")
+    rs = [r for r in rows if r.get("scenario", "").startswith("restore-") and r.get("ok") == "1"]
+    if not gp or not rs:
+        return []
+    data = os.path.join(out, ".plot-restore.dat")
+    costs = sorted({int(r["cost_page_ns"]) for r in rs})
+    colors = {"stock": "#d62728", "xcsave": "#1f77b4"}
+    series = []
+    with open(data, "w") as fo:
+        for cost in costs:
+            for mode in ("remus", "colo"):
+                for side in ("stock", "xcsave"):
+                    pts = sorted((int(r["dirty"]), num(r, "apply_p50_ms")) for r in rs
+                                 if int(r["cost_page_ns"]) == cost and r["mode"] == mode and
+                                 r["side"] == side)
+                    if not pts:
+                        continue
+                    fo.write("# %d %s %s\n" % (cost, mode, side))
+                    for p in pts:
+                        fo.write("%d %f\n" % p)
+                    fo.write("\n\n")
+                    series.append((cost, mode, side))
+    png = "restore.png"
+    g = ['set terminal pngcairo size 1200,500 font "sans,10" noenhanced',
+         'set output "%s"' % os.path.join(out, png),
+         'set multiplot layout 1,%d title "xc_domain_restore: apply time per checkpoint, p50; '
+         'Remus (solid) and COLO (dashed); xensim"' % len(costs),
+         'set logscale xy', 'set xtics (2048, 16384)', 'set xrange [1500:22000]', 'set grid',
+         'set key top left', 'set xlabel "dirty pages per checkpoint"',
+         'set ylabel "apply p50, ms"']
+    for cost in costs:
+        parts = ["'%s' index %d using 1:2 with linespoints lw 2 pt 7 dt %d lc rgb '%s' "
+                 "title '%s %s'" % (data, i, 1 if mode == "remus" else 2, colors[side], side,
+                                    mode)
+                 for i, (c, mode, side) in enumerate(series) if c == cost]
+        g.append('set title "cost model %s"' % cost_name(cost))
+        g.append("plot " + ", \\\n     ".join(parts))
+    g.append("unset multiplot")
+    r = subprocess.run([gp], input="\n".join(g) + "\n", text=True, capture_output=True)
+    if r.returncode:
+        print("report: gnuplot failed: " + r.stderr, file=sys.stderr)
+        return []
+    os.unlink(data)
+    return [png]
 
 
 PATTERNS = ["hot", "drift", "random", "sweep"]

@@ -13,6 +13,9 @@
 #                   correctness sample either); BENCH_PAT_CKPTS=N its measured
 #                   checkpoints per phase (default 10, quick 6); BENCH_PAT_REPS=N its reps
 #                   (default 1: the axis alone takes ~23 min on 2 loaded cores)
+#   BENCH_RESTORE=1 the receiving side (default on): stock's and xcsave's xc_domain_restore
+#                   applying the same Remus and COLO checkpoints (tool_bench_restore), =0 off,
+#                   =only nothing else (no correctness sample either)
 #   BENCH_LIB=path  the libxcsave.so.0 to measure (default: build/lib's); BENCH_LIB_NOTE says
 #                   what it is (e.g. "built from commit abc123") in machine.txt
 #
@@ -41,14 +44,24 @@ CKPTS=${BENCH_CKPTS:-20}
 [ "$QUICK" = 1 ] && REPS=${BENCH_REPS:-1} || REPS=${BENCH_REPS:-2}
 COSTS=${BENCH_COSTS:-0 2000}
 PATTERNS=${BENCH_PATTERNS:-1}
+RESTORE=${BENCH_RESTORE:-1}
+[ "$RESTORE" = only ] && PATTERNS=0
 PAT_REPS=${BENCH_PAT_REPS:-1}
 [ "$QUICK" = 1 ] && PAT_CKPTS=${BENCH_PAT_CKPTS:-6} || PAT_CKPTS=${BENCH_PAT_CKPTS:-10}
 [ -x "$TOOL" ] || { echo "bench: $TOOL not built (run make bench from the top)"; exit 1; }
+# The receiving side (BENCH_RESTORE, tool_bench_restore.c): one Remus stream per guest size is
+# recorded with xcsave's saver (the initial migration, then one checkpoint of each dirty-set
+# size); stock's and xcsave's restore then apply it, each in its own process and XENSIM_DIR,
+# as Remus and as COLO (the same bytes), at every cost: the initial migration once, then each
+# size's checkpoint 1 cold + BENCH_CKPTS times (the hot pattern). Apply time = the restore's
+# checkpoint callback -> COLO's postcopy callback / Remus's next read; map calls = xensim's
+# MMAPBATCH count in that window. Scenarios restore-MODE-MEM-dDIRTY-cCOST.
 # Run a private copy of the tool and the libraries: a rebuild during the run (a shared work
 # tree) must neither break runs nor mix library versions. (RUNPATH: LD_LIBRARY_PATH wins.)
 SNAP=$(mktemp -d /dev/shm/xcsave-bench-bin.XXXXXX)
 trap 'rm -rf "$SNAP"' EXIT
 cp "$TOOL" "$SNAP/tool_bench"
+cp "$BUILD/tests/tool_bench_restore" "$SNAP/tool_bench_restore"
 for try in 1 2 3 4 5 6 7 8 9 10; do   # a concurrent relink can leave a partial file briefly
     cp -L "${BENCH_LIB:-$BUILD/lib/libxcsave.so.0}" "$SNAP/libxcsave.so.0"
     cp -L "$BUILD/xensim/libxensim.so" "$SNAP/libxensim.so"
@@ -57,6 +70,7 @@ for try in 1 2 3 4 5 6 7 8 9 10; do   # a concurrent relink can leave a partial 
     sleep 3
 done
 TOOL=$SNAP/tool_bench
+RTOOL=$SNAP/tool_bench_restore
 export LD_LIBRARY_PATH=$SNAP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$OUT/logs"
 RAW=$OUT/raw.txt
@@ -75,6 +89,7 @@ export XENSIM_STRICT=0
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), $CKPTS measured checkpoints, $REPS rep(s), costs: $COSTS ns/page"
+    [ "$RESTORE" != 0 ] && echo "receiving side: restore-remus/colo, 1 GiB guest, 2048 16384 pages, $CKPTS measured checkpoints (+1 cold) per size"
     [ "$PATTERNS" != 0 ] && echo "patterns: hot drift random sweep x 2048 16384 pages, $PAT_CKPTS measured checkpoints per phase, $PAT_REPS rep(s)"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
@@ -154,11 +169,14 @@ else
 fi
 [ "$PATTERNS" = 0 ] && PAT_MEMS=""
 [ "$PATTERNS" = only ] && CK_MEMS="" LIVE_MEMS="" NONLIVE_MEMS=""
+[ "$RESTORE" = only ] && CK_MEMS="" LIVE_MEMS="" NONLIVE_MEMS=""
+R_MEMS="1024"; R_DIRTY="2048 16384"
+[ "$RESTORE" = 0 ] && R_MEMS=""
 export XENSIM_DOM0=pv
 # The correctness sample (not timed): xcsave, the bench's workload, into the stock restore with
 # equality at every checkpoint and verify-stream-v2.
 rep=0
-for mode in $([ "$PATTERNS" = only ] || echo remus colo); do
+for mode in $([ "$PATTERNS" = only ] || [ "$RESTORE" = only ] || echo remus colo); do
     dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
     run "$dir" "verify-$mode-1024M-c2000" verify --mode $mode --mem-mib 1024 --dirty 2048 \
         --ckpts 5 --cost-page-ns 2000
@@ -189,6 +207,52 @@ for mem in $PAT_MEMS; do
         done
     done
 done
+done
+# rrun DIR SCENARIO SIDE ARGS...: one side of the receiving bench (one line per dirty size)
+rrun() {
+    local dir=$1 scen=$2 side=$3; shift 3
+    local log out rc line d
+    log="$OUT/logs/$scen-$side-r$rep.log"
+    out=$(XENSIM_DIR=$dir timeout 900 "$RTOOL" --side "$side" "$@" 2>"$log")
+    rc=$?
+    [ -n "$out" ] || out="side=$side ok=0 error=\"exit $rc, see $log\""
+    [ $rc -eq 0 ] && rm -f "$log"
+    while IFS= read -r line; do
+        d=$(echo "$line" | sed -n 's/.* dirty=\([0-9]*\).*/\1/p')
+        echo "scenario=${scen%-c*}-d$d-${scen##*-} rep=$rep $line" >>"$RAW"
+        n=$((n + 1))
+        printf '%-28s %-6s %s\n' "${scen%-c*}-d$d-${scen##*-}" "$side" "$(echo "$line" | grep -o 'ok=[01]\|apply_p50_ms=[0-9.]*\|apply_p90_ms=[0-9.]*\|warm_maps_per_ckpt=[0-9.]*\|error=.*' | tr '\n' ' ')"
+    done <<<"$out"
+}
+for mem in $R_MEMS; do
+    sdir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
+    stream=$sdir/restore-stream.bin
+    genlog="$OUT/logs/restore-gen-${mem}M.log"
+    if ! XENSIM_DIR=$sdir timeout 900 "$RTOOL" --gen "$stream" --mem-mib "$mem" \
+            --dirty "${R_DIRTY// /,}" >"$genlog" 2>&1; then
+        echo "bench: recording the receiving side's stream failed: $(tail -1 "$genlog")"
+        echo "scenario=restore-gen-${mem}M rep=0 side=gen ok=0 error=\"see $genlog\"" >>"$RAW"
+        rm -rf "$sdir"
+        continue
+    fi
+    rm -f "$genlog"
+    for rep in $(seq 1 "$REPS"); do
+    for cost in $COSTS; do
+        for mode in remus colo; do
+            # alternate which restore goes first, as trio() does
+            sides="stock xcsave"
+            [ $((rep % 2)) -eq 0 ] && sides="xcsave stock"
+            for side in $sides; do
+                dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
+                rrun "$dir" "restore-$mode-${mem}M-c$cost" "$side" --mode "$mode" \
+                    --stream "$stream" --mem-mib "$mem" --dirty "${R_DIRTY// /,}" \
+                    --ckpts "$CKPTS" --cost-page-ns "$cost"
+                rm -rf "$dir"
+            done
+        done
+    done
+    done
+    rm -rf "$sdir"
 done
 secs=$(( $(date +%s) - start ))
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
