@@ -359,13 +359,14 @@ def receiving(md, rows, by):
         "(resumed, 16 pages written, suspended), as libxl runs it.\n")
     md.append("| stream | guest | dirty | cost | stock apply p50 / p90 ms | xcsave apply p50 / p90 "
               "ms | stock/xcsave p50 | maps/warm ckpt stock / xcsave | pages mapped/ckpt stock / "
-              "xcsave | cold apply ms stock / xcsave | first pass s stock / xcsave | result |")
-    md.append("|---|---:|---:|---|---|---|---:|---|---|---|---|---|")
+              "xcsave | xcsave cache hits/ckpt | cold apply ms stock / xcsave "
+              "| first pass s stock / xcsave | result |")
+    md.append("|---|---:|---:|---|---|---|---:|---|---|---:|---|---|---|")
     for s in scen:
         st, xc = by.get((s, "stock"), {}), by.get((s, "xcsave"), {})
         ref = xc or st
         bad = [x for x in (st, xc) if x and x.get("ok") != "1"]
-        md.append("| %s | %s MiB | %s | %s | %s / %s | %s / %s | %s | %s / %s | %s / %s | "
+        md.append("| %s | %s MiB | %s | %s | %s / %s | %s / %s | %s | %s / %s | %s / %s | %s | "
                   "%s / %s | %s / %s | %s |" % (
                       ref.get("mode", "?"), ref.get("mem_mib", "?"), ref.get("dirty", "?"),
                       cost_name(ref.get("cost_page_ns", 0)),
@@ -376,6 +377,7 @@ def receiving(md, rows, by):
                       f(num(xc, "warm_maps_per_ckpt"), "{:.2f}"),
                       f(num(st, "warm_pages_mapped_per_ckpt"), "{:.0f}"),
                       f(num(xc, "warm_pages_mapped_per_ckpt"), "{:.0f}"),
+                      f(num(xc, "cache_hits_per_ckpt"), "{:.0f}"),
                       f(num(st, "apply_cold_ms"), "{:.2f}"), f(num(xc, "apply_cold_ms"), "{:.2f}"),
                       f(num(st, "first_pass_s"), "{:.2f}"), f(num(xc, "first_pass_s"), "{:.2f}"),
                       "OK" if not bad and st and xc else

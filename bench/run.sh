@@ -15,7 +15,8 @@
 #                   (default 1: the axis alone takes ~23 min on 2 loaded cores)
 #   BENCH_RESTORE=1 the receiving side (default on): stock's and xcsave's xc_domain_restore
 #                   applying the same Remus and COLO checkpoints (tool_bench_restore), =0 off,
-#                   =only nothing else (no correctness sample either)
+#                   =only nothing else (no correctness sample either); quick: 10 measured
+#                   checkpoints per size unless BENCH_CKPTS says
 #   BENCH_LIB=path  the libxcsave.so.0 to measure (default: build/lib's); BENCH_LIB_NOTE says
 #                   what it is (e.g. "built from commit abc123") in machine.txt
 #
@@ -45,6 +46,7 @@ CKPTS=${BENCH_CKPTS:-20}
 COSTS=${BENCH_COSTS:-0 2000}
 PATTERNS=${BENCH_PATTERNS:-1}
 RESTORE=${BENCH_RESTORE:-1}
+[ "$QUICK" = 1 ] && R_CKPTS=${BENCH_CKPTS:-10} || R_CKPTS=$CKPTS
 [ "$RESTORE" = only ] && PATTERNS=0
 PAT_REPS=${BENCH_PAT_REPS:-1}
 [ "$QUICK" = 1 ] && PAT_CKPTS=${BENCH_PAT_CKPTS:-6} || PAT_CKPTS=${BENCH_PAT_CKPTS:-10}
@@ -89,7 +91,7 @@ export XENSIM_STRICT=0
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), $CKPTS measured checkpoints, $REPS rep(s), costs: $COSTS ns/page"
-    [ "$RESTORE" != 0 ] && echo "receiving side: restore-remus/colo, 1 GiB guest, 2048 16384 pages, $CKPTS measured checkpoints (+1 cold) per size"
+    [ "$RESTORE" != 0 ] && echo "receiving side: restore-remus/colo, 1 GiB guest, 2048 16384 pages, $R_CKPTS measured checkpoints (+1 cold) per size"
     [ "$PATTERNS" != 0 ] && echo "patterns: hot drift random sweep x 2048 16384 pages, $PAT_CKPTS measured checkpoints per phase, $PAT_REPS rep(s)"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
@@ -246,7 +248,7 @@ for mem in $R_MEMS; do
                 dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
                 rrun "$dir" "restore-$mode-${mem}M-c$cost" "$side" --mode "$mode" \
                     --stream "$stream" --mem-mib "$mem" --dirty "${R_DIRTY// /,}" \
-                    --ckpts "$CKPTS" --cost-page-ns "$cost"
+                    --ckpts "$R_CKPTS" --cost-page-ns "$cost"
                 rm -rf "$dir"
             done
         done

@@ -26,7 +26,9 @@
  *     feeder fills the empty pipe with 64 KiB of it and then blocks on one more byte, which
  *     goes in when the restore has read 4 KiB; so the last checkpoint has no figure.
  * Map calls: xensim's MMAPBATCH counters over the same window (this process's restore is
- * the only user of its XENSIM_DIR). Cost model: xensim's busy-wait per mapped page.
+ * the only user of its XENSIM_DIR); for xcsave, its cache's hits too where the restore keeps
+ * cache stats for the secondary (xcsave_cache_stats). Cost model: xensim's busy-wait per
+ * mapped page.
  *
  * COLO: the secondary runs between checkpoints as libxl runs it: log-dirty on at the first
  * postcopy, resumed and unpaused at each; it writes 16 of its pages (sent back as
@@ -236,8 +238,17 @@ static struct {
     double t_start, t_first;
     double t_cb[MAXK + 2], t_end[MAXK + 2];
     uint64_t maps_cb[MAXK + 2], maps_end[MAXK + 2], pages_cb[MAXK + 2], pages_end[MAXK + 2];
+    /* xcsave's cache stats for the secondary, where its restore keeps some (-1: none) */
+    int64_t hits_cb[MAXK + 2], hits_end[MAXK + 2];
     unsigned int postcopies;
 } R = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static int64_t cache_hits(void)
+{
+    XcsaveCacheStats cs;
+
+    return opt.side == S_XCSAVE && xcsave_cache_stats(DOM, &cs) == 0 ? (int64_t)cs.hits : -1;
+}
 
 static void mark_end(unsigned int k)
 {
@@ -247,6 +258,7 @@ static void mark_end(unsigned int k)
     xensim_counters(&c);
     R.maps_end[k] = c.mmapbatch_calls;
     R.pages_end[k] = c.pages_mapped;
+    R.hits_end[k] = cache_hits();
 }
 
 /* Writes checkpoint k's bytes once callback k-1 has returned (k = 1 at once). */
@@ -306,6 +318,7 @@ static int r_checkpoint(void *data)
     if (k <= MAXK) {
         R.maps_cb[k] = c.mmapbatch_calls;
         R.pages_cb[k] = c.pages_mapped;
+        R.hits_cb[k] = cache_hits();
         if (k == 1)
             R.t_first = bench_now();
         R.t_cb[k] = bench_now(); /* last: the apply starts when we return */
@@ -405,8 +418,9 @@ static int run_restore(void)
     }
     for (unsigned int ph = 0; ph < opt.ndirty; ph++) {
         double dt[MAXK], sum = 0, cold = 0;
-        uint64_t maps = 0, pages = 0, cold_maps = 0;
+        uint64_t maps = 0, pages = 0, cold_maps = 0, hits = 0;
         unsigned int n = 0, ncold = 0;
+        int has_hits = 1;
 
         for (unsigned int k = 2; k <= R.k && k <= MAXK; k++) {
             unsigned int p;
@@ -423,6 +437,10 @@ static int run_restore(void)
             sum += dt[n++];
             maps += R.maps_end[k] - R.maps_cb[k];
             pages += R.pages_end[k] - R.pages_cb[k];
+            if (R.hits_cb[k] >= 0 && R.hits_end[k] >= R.hits_cb[k])
+                hits += (uint64_t)(R.hits_end[k] - R.hits_cb[k]);
+            else
+                has_hits = 0;
         }
         printf("side=%s mode=%s mem_mib=%llu cost_page_ns=%llu dirty=%u ok=%d restore_rc=%d",
                side_name[opt.side], mode_name[opt.mode],
@@ -438,6 +456,8 @@ static int run_restore(void)
                ncold ? cold / ncold * 1e3 : 0.0, ncold ? (double)cold_maps / ncold : 0.0,
                n ? (double)maps / n : 0.0, n ? (double)pages / n : 0.0,
                R.t_first > 0 ? R.t_first - R.t_start : 0.0, t_done - R.t_start);
+        if (has_hits && n)
+            printf(" cache_hits_per_ckpt=%.1f", (double)hits / n);
         if (rc)
             printf(" error=\"restore returned %d (errno %d %s), fed %u of %u checkpoints\"", rc,
                    err, strerror(err), R.fed, R.k);
