@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: GPL-3.0-only
 /*
- * Small helpers shared by tool_bench and tool_demo (header-only, static):
- * clocks, percentiles, process-resource samples and the dirty working set.
+ * Small helpers shared by tool_bench, tool_bench_restore and tool_demo (header-only,
+ * static): clocks, whole reads and writes, percentiles, process-resource samples and the
+ * dirty working set.
  */
 #ifndef XCSAVE_BENCH_H
 #define XCSAVE_BENCH_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline double bench_now(void)
 {
@@ -80,6 +83,40 @@ static int bench_cmp_double(const void *a, const void *b)
     double x = *(const double *)a, y = *(const double *)b;
 
     return x < y ? -1 : x > y;
+}
+
+/* Write all n bytes (retrying short writes and EINTR): 0, or -1 on error or EOF. */
+static inline int bench_write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Read exactly n bytes: 0, or -1 on error or EOF. */
+static inline int bench_read_all(int fd, void *p, size_t n)
+{
+    char *c = p;
+
+    while (n) {
+        ssize_t r = read(fd, c, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
 }
 
 /* Nearest-rank percentile (p in 0..100) of n values (copied, then sorted). */

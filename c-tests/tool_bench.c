@@ -91,38 +91,6 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_all(int fd, void *p, size_t n)
-{
-    char *c = p;
-
-    while (n) {
-        ssize_t r = read(fd, c, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------ drain */
 
 struct drain_shm {
@@ -311,11 +279,11 @@ static void drain_main(int in, int back, int ack, const char *layout)
                         unsigned int ph = phase_of(k + 1, NULL);
                         for (unsigned int j = 0; j < BACK_PFNS; j++)
                             p[j] = hots[ph][(j * 97u) % nhots[ph]];
-                        write_all(back, rh, rhlen);
-                        write_all(back, p, sizeof(p));
+                        bench_write_all(back, rh, rhlen);
+                        bench_write_all(back, p, sizeof(p));
                     }
                     if (ack >= 0)
-                        write_all(ack, "A", 1);
+                        bench_write_all(ack, "A", 1);
                 } else if (type == REC_END) {
                     shm->saw_end = 1;
                 }
@@ -360,11 +328,11 @@ static void guest_main(int cmd, int rep)
         _exit(10);
     }
     xensim_set_cost(0, opt.cost_page_ns);
-    write_all(rep, "R", 1);
-    while (read_all(cmd, &c, 1) == 0) {
+    bench_write_all(rep, "R", 1);
+    while (bench_read_all(cmd, &c, 1) == 0) {
         if (c == 'B') {
             uint32_t k, ph;
-            if (read_all(cmd, &k, 4))
+            if (bench_read_all(cmd, &k, 4))
                 break;
             const uint64_t *set;
             ph = phase_of(k + 1, NULL);
@@ -374,15 +342,15 @@ static void guest_main(int cmd, int rep)
                 if (xensim_guest_write(DOM, set[i], (k * 64u) % 4096, v, sizeof(v)))
                     _exit(11);
             }
-            write_all(rep, "D", 1);
+            bench_write_all(rep, "D", 1);
         } else if (c == 'S') {
             uint64_t pages = opt.mem_bytes >> 12;
             uint64_t count = pages / 4 < 65536 ? pages / 4 : 65536; /* <= 256 MiB */
             dt = xensim_dirtier_start(DOM, 0x100, count, opt.dirty_rate, 99);
-            write_all(rep, dt ? "D" : "E", 1);
+            bench_write_all(rep, dt ? "D" : "E", 1);
         } else if (c == 'Q') {
             uint64_t w = dt ? xensim_dirtier_stop(dt) : 0;
-            write_all(rep, &w, 8);
+            bench_write_all(rep, &w, 8);
             break;
         }
     }
@@ -463,7 +431,7 @@ static void burst(void)
     uint32_t k = S.k;
     char c;
 
-    if (write_all(S.gcmd, "B", 1) || write_all(S.gcmd, &k, 4) || read_all(S.grep, &c, 1) ||
+    if (bench_write_all(S.gcmd, "B", 1) || bench_write_all(S.gcmd, &k, 4) || bench_read_all(S.grep, &c, 1) ||
         c != 'D')
         die("guest process failed to dirty the working set");
 }
@@ -492,7 +460,7 @@ static int wait_ack(void)
 {
     char c;
 
-    return read_all(S.ack, &c, 1) == 0;
+    return bench_read_all(S.ack, &c, 1) == 0;
 }
 
 static int cb_checkpoint(void *data)
@@ -676,8 +644,8 @@ static int run_limit(int out, int back)
         if (k >= 1 && opt.mode == M_COLO) {
             uint32_t rh[] = {BC_HDR(0, 0)};
             char body[4096];
-            if (read_all(back, rh, sizeof(rh)) || rh[1] > sizeof(body) ||
-                read_all(back, body, rh[1]))
+            if (bench_read_all(back, rh, sizeof(rh)) || rh[1] > sizeof(body) ||
+                bench_read_all(back, body, rh[1]))
                 die("back channel");
         }
         S.k = k + 1;
@@ -864,7 +832,7 @@ int main(int argc, char **argv)
         close(gr[1]);
         S.gcmd = gc[1];
         S.grep = gr[0];
-        if (read_all(S.grep, &c, 1) || c != 'R')
+        if (bench_read_all(S.grep, &c, 1) || c != 'R')
             die("guest process failed to create a %llu MiB domain",
                 (unsigned long long)(opt.mem_bytes >> 20));
     }
@@ -915,7 +883,7 @@ int main(int argc, char **argv)
                 cb.wait_checkpoint = cb_wait_checkpoint;
         }
         if (opt.mode == M_LIVE) {
-            if (write_all(S.gcmd, "S", 1) || read_all(S.grep, &c, 1) || c != 'D')
+            if (bench_write_all(S.gcmd, "S", 1) || bench_read_all(S.grep, &c, 1) || c != 'D')
                 die("dirtier failed to start");
         }
         xensim_counters_reset();
@@ -940,8 +908,8 @@ int main(int argc, char **argv)
         if (opt.side != S_LIMIT)
             xensim_counters(&cend);
         if (guest > 0) {
-            write_all(S.gcmd, "Q", 1);
-            read_all(S.grep, &dirtier_writes, 8);
+            bench_write_all(S.gcmd, "Q", 1);
+            bench_read_all(S.grep, &dirtier_writes, 8);
             waitpid(guest, &st, 0);
         }
         waitpid(drain, &st, 0);

@@ -90,22 +90,6 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------ recording */
 
 static uint64_t *hots[MAXPH];
@@ -282,14 +266,14 @@ static void *feeder(void *arg)
         if (k >= 2 && opt.mode == M_REMUS && first < s->len) {
             /* the pipe is empty (the restore read through CHECKPOINT k-1): fill it, then
              * block until the restore, done applying k-1, reads again */
-            if (write_all(R.io_w, s->p, first) || write_all(R.io_w, s->p + first, 1))
+            if (bench_write_all(R.io_w, s->p, first) || bench_write_all(R.io_w, s->p + first, 1))
                 break;
             mark_end(k - 1);
             first++;
         } else {
             first = 0;
         }
-        if (write_all(R.io_w, s->p + first, s->len - first))
+        if (bench_write_all(R.io_w, s->p + first, s->len - first))
             break;
         R.fed = k;
     }

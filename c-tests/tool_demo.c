@@ -307,22 +307,6 @@ static int demo_restore(xc_interface *xch, int io_fd, uint32_t dom, unsigned int
     return D.restore(xch, io_fd, dom, se, sm, sd, ce, cm, cd, st, &w, back_fd);
 }
 
-static int read_full(int fd, void *p, size_t n)
-{
-    char *c = p;
-
-    while (n) {
-        ssize_t r = read(fd, c, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 /*
  * The plain drain, as a secondary that restores nothing: it reads the record framing, and at
  * each CHECKPOINT record runs the COLO secondary's callbacks at once (checkpoint, postcopy =
@@ -340,16 +324,16 @@ static int drain_restore(xc_interface *xch, int io_fd, uint32_t dom, unsigned in
     uint32_t rh[2];
 
     (void)xch, (void)dom, (void)se, (void)sm, (void)sd, (void)ce, (void)cm, (void)cd, (void)st;
-    if (read_full(io_fd, hdr, sizeof(hdr)))
+    if (bench_read_all(io_fd, hdr, sizeof(hdr)))
         return -1;
-    while (read_full(io_fd, rh, sizeof(rh)) == 0) {
+    while (bench_read_all(io_fd, rh, sizeof(rh)) == 0) {
         uint64_t left = ((uint64_t)rh[1] + 7) & ~7ull;
         uint64_t pfns[16];
         unsigned int n = 0, k;
 
         while (left) {
             size_t c = left < sizeof(body) ? (size_t)left : sizeof(body);
-            if (read_full(io_fd, body, c))
+            if (bench_read_all(io_fd, body, c))
                 return 0; /* a cut stream: failover */
             left -= c;
         }
