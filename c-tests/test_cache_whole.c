@@ -14,6 +14,9 @@
  *            do not fit: bounded;
  *  cap:      two Remus saves run concurrently in one process under XCSAVE_CACHE_WHOLE_MB=400:
  *            exactly one maps its guest whole; under 1000 both do;
+ *  explicit: a budget set explicitly wins over whole-guest mode: XCSAVE_CACHE_MB=64, then
+ *            xcsave_cache_init(64 MiB), each keeps the save within 64 MiB mapped; after
+ *            xcsave_cache_teardown (which forgets the init settings) the default maps whole;
  *  exchange: with the whole guest mapped, a masked exchange (P given a new frame, R
  *            released) raises tot_pages by one (R's frame is held too), so the cache flushes
  *            and the secondary equals the primary at every checkpoint.
@@ -174,6 +177,25 @@ static void vma(void)
     unsetenv("XCSAVE_CACHE_WHOLE_VMAS");
 }
 
+static void explicit(void)
+{
+    struct watch w;
+    XcsaveCacheStats s;
+
+    setenv("XCSAVE_CACHE_MB", "64", 1);
+    s = remus("explicit/env", &w, 0);
+    unsetenv("XCSAVE_CACHE_MB");
+    H_CHECK(s.peak_mapped_bytes <= 64 * MiB, "explicit/env: %llu MiB mapped under "
+            "XCSAVE_CACHE_MB=64", (unsigned long long)(s.peak_mapped_bytes / MiB));
+    H_CHECK(xcsave_cache_init(64 * MiB, 0, 1, 0) == 0, "xcsave_cache_init");
+    s = remus("explicit/init", &w, 0);
+    H_CHECK(xcsave_cache_teardown() == 0, "xcsave_cache_teardown");
+    H_CHECK(s.peak_mapped_bytes <= 64 * MiB, "explicit/init: %llu MiB mapped under a "
+            "64 MiB xcsave_cache_init budget", (unsigned long long)(s.peak_mapped_bytes / MiB));
+    s = remus("explicit/default-again", &w, 0);
+    H_CHECK(whole(&s), "explicit/default-again: not whole after the init settings went");
+}
+
 struct job {
     struct harness_opts o;
     struct watch w;
@@ -270,6 +292,8 @@ int main(int argc, char **argv)
         vma();
     if (CASE("cap"))
         cap();
+    if (CASE("explicit"))
+        explicit();
     if (CASE("exchange"))
         exchange();
     H_CHECK(ran, "unknown case %s", only);
