@@ -14,9 +14,13 @@
  *            do not fit: bounded;
  *  cap:      two Remus saves run concurrently in one process under XCSAVE_CACHE_WHOLE_MB=400:
  *            exactly one maps its guest whole; under 1000 both do;
+ *  explicit: a budget set explicitly wins over whole-guest mode: XCSAVE_CACHE_MB=64, then
+ *            xcsave_cache_init(64 MiB), each keeps the save within 64 MiB mapped; after
+ *            xcsave_cache_teardown (which forgets the init settings) the default maps whole;
  *  exchange: with the whole guest mapped, a masked exchange (P given a new frame, R
  *            released) raises tot_pages by one (R's frame is held too), so the cache flushes
  *            and the secondary equals the primary at every checkpoint.
+ * Every case but cap runs with whole-guest mode's default settings (no XCSAVE_CACHE_WHOLE_MB).
  * No argument runs them all.
  */
 #include <errno.h>
@@ -28,8 +32,6 @@
 #include "harness.h"
 #include "xcsave.h"
 
-/* The cap that turns whole-guest mode on for the cases (64 GiB). */
-#define WHOLE_ON "65536"
 #define MiB (1024ull * 1024)
 #define MEM (240 * MiB)
 #define PAGES (MEM / 4096)
@@ -175,6 +177,25 @@ static void vma(void)
     unsetenv("XCSAVE_CACHE_WHOLE_VMAS");
 }
 
+static void explicit(void)
+{
+    struct watch w;
+    XcsaveCacheStats s;
+
+    setenv("XCSAVE_CACHE_MB", "64", 1);
+    s = remus("explicit/env", &w, 0);
+    unsetenv("XCSAVE_CACHE_MB");
+    H_CHECK(s.peak_mapped_bytes <= 64 * MiB, "explicit/env: %llu MiB mapped under "
+            "XCSAVE_CACHE_MB=64", (unsigned long long)(s.peak_mapped_bytes / MiB));
+    H_CHECK(xcsave_cache_init(64 * MiB, 0, 1, 0) == 0, "xcsave_cache_init");
+    s = remus("explicit/init", &w, 0);
+    H_CHECK(xcsave_cache_teardown() == 0, "xcsave_cache_teardown");
+    H_CHECK(s.peak_mapped_bytes <= 64 * MiB, "explicit/init: %llu MiB mapped under a "
+            "64 MiB xcsave_cache_init budget", (unsigned long long)(s.peak_mapped_bytes / MiB));
+    s = remus("explicit/default-again", &w, 0);
+    H_CHECK(whole(&s), "explicit/default-again: not whole after the init settings went");
+}
+
 struct job {
     struct harness_opts o;
     struct watch w;
@@ -225,7 +246,7 @@ static int concurrent(const char *cap)
         xensim_destroy_domain(src);
         xensim_destroy_domain(src + 1);
     }
-    setenv("XCSAVE_CACHE_WHOLE_MB", WHOLE_ON, 1);
+    unsetenv("XCSAVE_CACHE_WHOLE_MB");
     return n;
 }
 
@@ -261,8 +282,9 @@ int main(int argc, char **argv)
      * downtime (test_cache_p2m): off here, so that a map call counted between two
      * checkpoints can only be the downtime's. */
     setenv("XCSAVE_CACHE_PATROL", "0", 1);
-    /* Whole-guest mode is opt-in for now (docs/decisions.md): every case turns it on. */
-    setenv("XCSAVE_CACHE_WHOLE_MB", WHOLE_ON, 1);
+    /* Whole-guest mode is the default (64 GiB cap): dom0, vma and exchange run with no
+     * setting of it, cap sets the cap. */
+    unsetenv("XCSAVE_CACHE_WHOLE_MB");
 #define CASE(s) (!only || !strcmp(only, s)) && ++ran
     if (CASE("dom0"))
         dom0();
@@ -270,6 +292,8 @@ int main(int argc, char **argv)
         vma();
     if (CASE("cap"))
         cap();
+    if (CASE("explicit"))
+        explicit();
     if (CASE("exchange"))
         exchange();
     H_CHECK(ran, "unknown case %s", only);

@@ -4,7 +4,9 @@
  * is built: map a 1 MiB bucket afresh (one MMAPBATCH of 256 gfns through libxenforeignmemory,
  * as the cache maps a bucket), compare it page by page with a mapping of the same bucket made
  * earlier, unmap it. Prints the time per visit split into map, compare and unmap, and the
- * per-checkpoint cost at the default share for a 1 GiB and a 16 GiB guest.
+ * per-checkpoint cost at the default share for a 1 GiB and a 16 GiB guest, with the bounded
+ * default budget (B_max = the budget's buckets) and in whole-guest mode (B_max = every bucket
+ * of the guest, plus whole.rs's 16 edge buckets).
  *   build/tests/tool_patrol_cost [visits [cost_page_ns]]
  * cost_page_ns is xensim's per-mapped-page busy wait (default 0): on xensim the map is an
  * mmap of a file; on real Xen each page is a hypercall-level operation, so the map column is
@@ -67,6 +69,11 @@ int main(int argc, char **argv)
         unsigned int s16 = n > 1 ? (1020 + n - 2) / (n - 1) : 1020;
         printf("per checkpoint at N = %u: 1 GiB guest (share %u) %.2f ms, 16 GiB guest "
                "(share %u) %.2f ms\n", n, s1, s1 * per / 1e3, s16, s16 * per / 1e3);
+        for (unsigned int gib = 1; gib <= 16; gib *= 4) {
+            unsigned int b = gib * 1024 + 16, sh = n > 1 ? (b + n - 2) / (n - 1) : b;
+            printf("whole-guest mode, N = %u: %u GiB guest (B_max %u, share %u) %.2f ms per "
+                   "checkpoint\n", n, gib, b, sh, sh * per / 1e3);
+        }
     }
     xensim_destroy_all();
     harness_xc_close(xch);

@@ -442,6 +442,10 @@ mod tests {
 
     #[test]
     fn whole_guest_settings() {
+        // On by default, under a 64 GiB cap.
+        let (s, w) = env(&[]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(s.cache.whole.cap_bytes, 64 << 30);
         let (s, w) = env(&[
             ("XCSAVE_CACHE_WHOLE_MB", "2048"),
             ("XCSAVE_CACHE_WHOLE_VMAS", "100"),

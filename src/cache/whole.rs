@@ -19,11 +19,12 @@ use std::sync::Mutex;
 use super::config::{CacheConfig, PAGE_BYTES};
 use crate::abi::xen::MAX_BATCH_SIZE;
 
-/// Default process-wide cap on guest memory mapped whole: 0, whole-guest mode off. It is
-/// opt-in (`XCSAVE_CACHE_WHOLE_MB`, e.g. 65536: PV page tables 128 MiB, PVH `struct page`
-/// 1 GiB at most; docs/dom0-cost.md §6) until its interplay with the patrol and the index
-/// bound is validated (docs/decisions.md, "Whole-guest mode is opt-in for now").
-pub const DEFAULT_WHOLE_CAP_BYTES: u64 = 0;
+/// Default process-wide cap on guest memory mapped whole: 64 GiB (`XCSAVE_CACHE_WHOLE_MB`
+/// changes it, 0 turns whole-guest mode off). At the cap a PV dom0 pays at most 128 MiB of
+/// page tables (8 bytes a page) and a PVH dom0 with unpopulated frames about 1 GiB of
+/// `struct page` (docs/dom0-cost.md §6); guests above it, together with the process's other
+/// whole-guest saves, keep the bounded policy.
+pub const DEFAULT_WHOLE_CAP_BYTES: u64 = 64 << 30;
 
 /// What kind of dom0 this is, as far as a foreign mapping's cost goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
