@@ -185,7 +185,7 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
 /// process's allowance has room, else `cfg` as given (the bounded policy). Only a
 /// checkpointed stream with a budget left to its default, whose counters allow caching, asks
 /// the hypervisor. One log line says which, and why.
-fn whole_guest<H: GuestMemory>(
+pub(super) fn whole_guest<H: GuestMemory>(
     cfg: CacheConfig,
     checkpointed: bool,
     xen: &H,
@@ -236,7 +236,7 @@ fn whole_guest<H: GuestMemory>(
 
 /// One debug line with a domain's counters, through the caller's logger: how a toolstack log
 /// shows that xcsave and its cache ran (`docs/real-xen.md`, check 4).
-fn log_stats(dom: u32) {
+pub(super) fn log_stats(dom: u32) {
     if let Some(s) = REGISTRY.get(dom) {
         log::debug!(
             "xcsave: d{dom} mapping cache stats: hits {} misses {} maps {} unmaps {} \

@@ -5,7 +5,7 @@
 use super::*;
 use crate::abi::xen::Level;
 use crate::error::Result;
-use crate::hv::{DomInfo, ShadowStats};
+use crate::hv::{DomInfo, PageMapping, PageMappingMut, ShadowStats};
 use crate::stream::{
     self, domain_header, encode_record, hvm_params_body, image_header, page_data_entry,
     page_data_prefix, tsc_info_body,
