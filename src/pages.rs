@@ -169,7 +169,11 @@ impl<H: DomainBuild> PageTarget<H> for PerBatchWrites {
             .map_foreign_rw(dom, gfns, &mut errs)
             .map_err(BatchError::Map)?;
         for (i, &e) in errs.iter().enumerate() {
-            let page = if e == 0 { Ok(mapping.page_mut(i)) } else { Err(e) };
+            let page = if e == 0 {
+                Ok(mapping.page_mut(i))
+            } else {
+                Err(e)
+            };
             write(i, page).map_err(BatchError::Consumer)?;
         }
         Ok(())

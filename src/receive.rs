@@ -288,27 +288,25 @@ impl<H: Builder> Ctx<'_, H> {
         }
         let gfns: Vec<u64> = pages.iter().map(|&(pfn, _, _)| pfn).collect();
         let (hv, verify) = (self.hv, self.verify);
-        let r = self
-            .target
-            .with_batch_mut(hv, dom, &gfns, &mut |i, page| {
-                let (pfn, t, data) = pages[i];
-                let page = page.map_err(|e| {
-                    hv.report_error(&format!(
-                        "Mapping pfn {pfn:#x} (mfn {pfn:#x}, type {t:#x}) failed with {e}: {}",
-                        Errno(-e).describe()
-                    ));
-                    Errno(-e)
-                })?;
-                if !verify {
-                    page[..PAGE_SIZE].copy_from_slice(data);
-                } else if &page[..PAGE_SIZE] != data {
-                    hv.log(
-                        crate::abi::xen::Level::Error,
-                        &format!("verify pfn {pfn:#x} failed"),
-                    );
-                }
-                Ok(())
-            });
+        let r = self.target.with_batch_mut(hv, dom, &gfns, &mut |i, page| {
+            let (pfn, t, data) = pages[i];
+            let page = page.map_err(|e| {
+                hv.report_error(&format!(
+                    "Mapping pfn {pfn:#x} (mfn {pfn:#x}, type {t:#x}) failed with {e}: {}",
+                    Errno(-e).describe()
+                ));
+                Errno(-e)
+            })?;
+            if !verify {
+                page[..PAGE_SIZE].copy_from_slice(data);
+            } else if &page[..PAGE_SIZE] != data {
+                hv.log(
+                    crate::abi::xen::Level::Error,
+                    &format!("verify pfn {pfn:#x} failed"),
+                );
+            }
+            Ok(())
+        });
         match r {
             Ok(()) => Ok(()),
             Err(BatchError::Map(e)) => {

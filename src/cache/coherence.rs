@@ -29,10 +29,11 @@ impl DomainSignals {
     }
 
     /// The restore's own populate of `pfns`, as Xen counts it (docs/coherence.md, "The
-    /// receiving side"): each pfn gets a new frame (`tot_pages` + 1; an old frame there stays
-    /// held by a cached mapping, or is freed and the next check flushes, the safe side), and
-    /// the highest populated gfn may move up. The restore knows exactly what it populated,
-    /// so these are explained changes, not signals.
+    /// receiving side"): each pfn gets a new frame (`tot_pages` + 1), and the highest
+    /// populated gfn may move up. The restore knows exactly what it populated, so these are
+    /// explained changes, not signals. A populate over a present page whose old frame is then
+    /// freed (Xen's, or the cache's dropping its mapping) leaves `tot_pages` below the
+    /// expectation, and the next check flushes: the safe side.
     pub fn after_own_populate(&mut self, pfns: &[u64]) {
         self.tot_pages = self.tot_pages.saturating_add(pfns.len() as u64);
         if let Some(&top) = pfns.iter().max() {

@@ -11,9 +11,9 @@
 use super::{boundary, next_symbol, set_errno, XcStreamType};
 use crate::abi::c::RestoreCallbacks;
 use crate::abi::xen::{Level, StreamType};
+use crate::cache::CachedWrites;
 use crate::hv::{DomainControl, Report};
 use crate::logging;
-use crate::cache::CachedWrites;
 use crate::pages::PageTarget;
 use crate::receive::{self, RestoreArgs, Tuning};
 use crate::settings::Settings;
