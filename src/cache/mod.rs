@@ -22,7 +22,8 @@
 //! - `whole.rs`: whole-guest mode: what dom0 can afford, bucket growth, the process cap;
 //! - `stats.rs`: the counters and the process-wide registry that publishes them;
 //! - `domain.rs`: `DomainCache`, which applies the above to batches, passes, checkpoints;
-//! - `mapper.rs`: the one call the cache makes (map frames into one VMA);
+//! - `mapper.rs`: the one call the cache makes (map frames into one VMA), and the Xen
+//!   layer's mapper with its protection: read-only for a save, read-write for a restore;
 //! - `adapter.rs`: `CachedPages`, the `PageSource` the engine uses, over `hv::GuestMemory`;
 //! - `writes.rs`: `CachedWrites`, the `PageTarget` the restore engine uses: the same cache
 //!   mapping `PROT_READ|PROT_WRITE` through `hv::DomainBuild`, told of the restore's own

@@ -18,34 +18,18 @@
 //! - **No patrol.** Its finds are pages to send again, which a receiver cannot do; the
 //!   residual case (a masked exchange on a COLO secondary) is bounded by `max_age`.
 
-use std::io;
-
-use super::adapter::{log_stats, whole_guest};
+use super::adapter::{check, log_stats, new_cache};
 use super::config::CacheConfig;
 use super::domain::DomainCache;
-use super::mapper::BucketMapper;
+use super::mapper::{ReadWrite, XenMapper};
 use super::policy::Admit;
-use super::stats::REGISTRY;
 use super::whole::Grant;
 use crate::error::Errno;
 use crate::hv::{DomainBuild, GuestMemory, PageMappingMut};
 use crate::pages::{BatchError, PageMut, PageTarget, PerBatchWrites};
 
-/// Maps one domain of a [`DomainBuild`] readable and writable.
-struct WritableMapper<'a, H> {
-    xen: &'a H,
-    dom: u32,
-}
-
-impl<H: DomainBuild> BucketMapper for WritableMapper<'_, H> {
-    type Mapping = H::WritableMapping;
-
-    fn map(&mut self, pfns: &[u64], errs: &mut [i32]) -> io::Result<H::WritableMapping> {
-        self.xen
-            .map_foreign_rw(self.dom, pfns, errs)
-            .map_err(|e| io::Error::from_raw_os_error(e.0))
-    }
-}
+/// The restore's mapper: `PROT_READ|PROT_WRITE`.
+type Mapper<'a, H> = XenMapper<'a, H, ReadWrite>;
 
 /// The page target of one restore: the mapping cache from the first checkpoint on, stock's
 /// per-batch writable mapping before it (and for a plain stream).
@@ -89,9 +73,7 @@ where
             return PerBatchWrites.with_batch_mut(xen, dom, gfns, write);
         };
         cache
-            .with_batch_mut(&mut WritableMapper { xen, dom }, gfns, false, |i, p| {
-                write(i, p)
-            })
+            .with_batch_mut(&mut Mapper::new(xen, dom), gfns, false, |i, p| write(i, p))
             .map_err(|e| BatchError::Map(Errno(e.raw_os_error().unwrap_or(libc::EIO))))?
             .map_err(BatchError::Consumer)
     }
@@ -107,7 +89,7 @@ where
             return false;
         }
         let cache = self.cache.as_mut().expect("caching");
-        let mut mapper = WritableMapper { xen, dom };
+        let mut mapper = Mapper::new(xen, dom);
         // The special pages are cleared at every checkpoint: their bucket is mapped whole
         // (after this checkpoint), whatever the pass's rule. A map error is ignored, as stock
         // ignores `xc_clear_domain_page`'s.
@@ -121,29 +103,10 @@ where
     }
 
     fn start_checkpoint(&mut self, xen: &H, dom: u32) {
-        let cfg = self.cfg;
-        let whole = &mut self.whole;
-        let cache = self.cache.get_or_insert_with(|| {
-            if !cfg.enabled {
-                // Off: no counter is read, so the hypercalls are stock's.
-                return DomainCache::new(cfg, dom, Default::default(), &REGISTRY);
-            }
-            match xen.p2m_signals(dom) {
-                Ok(s) => {
-                    let (cfg, grant) = whole_guest(cfg, true, xen, dom, &s);
-                    *whole = grant;
-                    DomainCache::new(cfg, dom, s, &REGISTRY)
-                }
-                Err(e) => {
-                    log::info!("d{dom}: mapping cache off: coherence counters unreadable ({e:?})");
-                    let off = CacheConfig {
-                        enabled: false,
-                        ..cfg
-                    };
-                    DomainCache::new(off, dom, Default::default(), &REGISTRY)
-                }
-            }
-        });
+        let (cfg, whole) = (self.cfg, &mut self.whole);
+        let cache = self
+            .cache
+            .get_or_insert_with(|| new_cache(cfg, true, xen, dom, whole));
         // A guest that fits (or is mapped whole) maps every bucket a checkpoint writes;
         // otherwise the checkpointed stream's rule: dense or reused.
         let fits = cache.guest_fits();
@@ -153,7 +116,7 @@ where
 
     fn resumed(&mut self, xen: &H, dom: u32) {
         if let Some(c) = self.cache.as_mut() {
-            let mut mapper = WritableMapper { xen, dom };
+            let mut mapper = Mapper::new(xen, dom);
             c.map_deferred(&mut mapper);
             // No patrol (patrol 0): this only forgets the pages unmapped buckets served, which
             // a sender would send again and a receiver has nothing to do with.
@@ -166,18 +129,8 @@ where
     }
 
     fn suspended(&mut self, xen: &H, dom: u32) {
-        let Some(cache) = self.cache.as_mut() else {
-            return;
-        };
-        if !cache.caching() {
-            cache.count_checkpoint(true);
-            return;
-        }
-        match xen.p2m_signals(dom) {
-            Ok(s) => {
-                cache.observe(s, true);
-            }
-            Err(e) => cache.disable(&format!("coherence counters unreadable ({e:?})")),
+        if let Some(cache) = self.cache.as_mut() {
+            check(cache, xen, dom, true);
         }
     }
 
