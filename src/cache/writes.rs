@@ -73,7 +73,7 @@ where
             return PerBatchWrites.with_batch_mut(xen, dom, gfns, write);
         };
         cache
-            .with_batch_mut(&mut Mapper::new(xen, dom), gfns, false, |i, p| write(i, p))
+            .with_batch_mut(&mut Mapper::new(xen, dom), gfns, false, write)
             .map_err(|e| BatchError::Map(Errno(e.raw_os_error().unwrap_or(libc::EIO))))?
             .map_err(BatchError::Consumer)
     }
