@@ -818,6 +818,14 @@ impl<M> DomainCache<M> {
         verdict
     }
 
+    /// Takes `signals` as the baseline without judging them. For counters read right after
+    /// a flush while the guest is still paused (the receiving side's check, docs/coherence.md
+    /// §10): they differ from the last observation only by the frames the flush released,
+    /// which the next check would otherwise take for a change and flush again.
+    pub fn rebaseline(&mut self, signals: DomainSignals) {
+        self.signals = signals;
+    }
+
     /// A guest at its `max_pages` cannot populate a page, and frames the cache holds may be
     /// the reason (a released frame stays counted while mapped): every bucket is unmapped.
     /// The rule then sleeps until `tot_pages` or `max_pages` changes, so a guest that sits

@@ -129,8 +129,17 @@ where
     }
 
     fn suspended(&mut self, xen: &H, dom: u32) {
-        if let Some(cache) = self.cache.as_mut() {
-            check(cache, xen, dom, true);
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        let flushes = cache.stats().invalidations;
+        check(cache, xen, dom, true);
+        if cache.caching() && cache.stats().invalidations != flushes {
+            // The flush released the frames the cache held; the secondary is still paused,
+            // so the counters read now are the baseline for the next checkpoint.
+            if let Ok(s) = xen.p2m_signals(dom) {
+                cache.rebaseline(s);
+            }
         }
     }
 
