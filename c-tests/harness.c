@@ -404,6 +404,8 @@ static int r_checkpoint(void *data)
     unsigned int k = ++t->r_checkpoints;
     char when[64];
 
+    if (t->o->restore_checkpoint)
+        t->o->restore_checkpoint(t->o->arg, k);
     if (t->o->stream == XC_STREAM_REMUS) {
         snprintf(when, sizeof(when), "remus restore checkpoint %u", k);
         /* records of checkpoint k are applied after this callback */
@@ -443,6 +445,8 @@ static int r_wait_checkpoint(void *data)
     struct rt *t = data;
     unsigned int k = t->r_postcopies;
 
+    if (t->o->secondary_running)
+        t->o->secondary_running(t->o->arg, k);
     burst(t, t->o->dst, t->o->secondary_pages, k, 0xa5);
     if (k >= t->o->checkpoints)
         return 2; /* the primary is done: fail over */

@@ -118,6 +118,12 @@ struct harness_opts {
     /* called in the save thread after the k-th postcopy (k >= 1), while the
      * primary runs; e.g. to balloon pages */
     void (*between_checkpoints)(void *arg, unsigned int k);
+    /* called in the restore thread at the start of the restore's k-th checkpoint callback
+     * (k >= 1), before that checkpoint is applied; e.g. to sample xensim's counters */
+    void (*restore_checkpoint)(void *arg, unsigned int k);
+    /* COLO: called in the restore thread while the secondary runs after its k-th postcopy
+     * (k >= 1), before it writes its secondary_pages; e.g. to balloon its pages */
+    void (*secondary_running)(void *arg, unsigned int k);
     void *arg;
 };
 

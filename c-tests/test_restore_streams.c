@@ -22,6 +22,12 @@
  *   twice               plain with a second STATIC_DATA_END: -1;
  *   pfn                 plain, a pfn of 2^41 (past any guest): xcsave -1/EINVAL before
  *                       touching the guest (stock's result is printed, not compared).
+ *   maxphys             plain, a pfn of 2^27: the source's CPUID policy (xensim) gives
+ *                       maxphysaddr 39 (leaf 0x80000008 EAX[7:0]), so the guest has no
+ *                       pfn at or past 2^27: xcsave -1/EINVAL (stock's result printed);
+ *   maxphys_below       the same with 2^27 - 1, inside the guest's limit: xcsave's reader
+ *                       lets it through, and both restores fail alike where xensim refuses
+ *                       the populate (the same errno, not EINVAL).
  * Sub-case names as above; no argument runs them all.
  */
 #include <errno.h>
@@ -43,6 +49,7 @@ struct stream {
 };
 
 static struct stream plain_stream, remus_stream, colo_stream;
+static int last_stock_err, last_ours_err; /* errno of the last differential's restores */
 static unsigned int next_dom = 10;
 
 static struct stream read_file(const char *path)
@@ -253,6 +260,8 @@ static void differential(const char *name, const struct stream *s, xc_stream_typ
     struct xensim_diff diff;
     int cmp;
 
+    last_stock_err = stock.err;
+    last_ours_err = ours.err;
     printf("%s: %zu bytes; stock rc %d errno %d calls '%s' map calls %llu; "
            "xcsave rc %d errno %d calls '%s' map calls %llu\n",
            name, s->n, stock.rc, stock.err, stock.calls, (unsigned long long)stock.map_calls,
@@ -378,6 +387,26 @@ int main(int argc, char **argv)
         memcpy(v.b + pd + 16, &e, 8);
         differential("pfn", &v, XC_STREAM_PLAIN, SRC_PLAIN, -2);
         free(v.b);
+    }
+    if ((CASE("maxphys")) || (CASE("maxphys_below"))) {
+        uint64_t e, pfn = 1ull << (39 - 12);
+        int below = !strcmp(only ? only : "", "maxphys_below");
+
+        for (int pass = 0; pass < 2; pass++) {
+            if (only && pass != below)
+                continue;
+            v = edit_stream(&plain_stream, 0, 0, NULL, 0);
+            memcpy(&e, v.b + pd + 16, 8);
+            e = (e & ~0x000fffffffffffffull) | (pfn - (uint64_t)pass);
+            memcpy(v.b + pd + 16, &e, 8);
+            differential(pass ? "maxphys_below" : "maxphys", &v, XC_STREAM_PLAIN, SRC_PLAIN,
+                         pass ? -1 : -2);
+            if (pass)
+                H_CHECK(last_ours_err == last_stock_err && last_ours_err != EINVAL,
+                        "maxphys_below: xcsave errno %d, stock %d: refused by the reader?",
+                        last_ours_err, last_stock_err);
+            free(v.b);
+        }
     }
     if (!ran)
         H_FAIL("unknown sub-case '%s'", only);

@@ -5,9 +5,14 @@
 //! the source keeps them mapped. [`PerBatch`] maps and unmaps every batch, as the stock saver
 //! does. A caching source can keep mappings across batches, iterations and checkpoints behind
 //! the same trait: it is told about every suspended checkpoint and about the end of the save.
+//!
+//! The receiving side has the mirror image: the restore engine writes the pages of a
+//! PAGE_DATA batch through a [`PageTarget`]. [`PerBatchWrites`] maps and unmaps every batch
+//! writable, as the stock restore does; the mapping cache's `CachedWrites` keeps them mapped
+//! across checkpoints (docs/restore.md, B.5).
 
 use crate::error::Errno;
-use crate::hv::{DomInfo, GuestMemory, PageMapping};
+use crate::hv::{DomInfo, DomainBuild, GuestMemory, PageMapping, PageMappingMut};
 
 /// One page of a batch: its contents, or the map error (a negative errno) Xen gave for it.
 pub type PageRef<'a> = Result<&'a [u8], i32>;
@@ -98,6 +103,82 @@ impl<H: GuestMemory> PageSource<H> for PerBatch {
     }
 
     fn suspended(&mut self, _xen: &H, _dom: u32, _info: &DomInfo, _p2m_size: u64) {}
+
+    fn teardown(&mut self) {}
+}
+
+/// One page of a restore batch, writable, or the map error (a negative errno) Xen gave for it.
+pub type PageMut<'a> = Result<&'a mut [u8], i32>;
+
+/// Where a restore writes guest pages: the receiving side's [`PageSource`]. The engine
+/// tells it what it does to the p2m (its own populates) and where a checkpoint starts and
+/// ends, so that a target that keeps mappings can keep them coherent (docs/coherence.md,
+/// "The receiving side").
+pub trait PageTarget<H> {
+    /// Map `gfns` of `dom` writable and call `write(i, page)` for each gfn, in order, while
+    /// the pages are mapped; the first error of `write` stops the batch and is returned.
+    fn with_batch_mut(
+        &mut self,
+        xen: &H,
+        dom: u32,
+        gfns: &[u64],
+        write: &mut dyn FnMut(usize, PageMut<'_>) -> Result<(), Errno>,
+    ) -> Result<(), BatchError>;
+
+    /// The restore has just populated `pfns` (each now has a frame it may not have had, or a
+    /// new one): a mapping of them is stale.
+    fn populated(&mut self, _xen: &H, _dom: u32, _pfns: &[u64]) {}
+
+    /// Zero the page at `pfn` (the special pages of HVM_PARAMS), ignoring a map error as
+    /// stock's `xc_clear_domain_page` is ignored. False if this target does not: the caller
+    /// clears it as stock does (one map call).
+    fn clear_page(&mut self, _xen: &H, _dom: u32, _pfn: u64) -> bool {
+        false
+    }
+
+    /// A complete checkpoint is about to be applied (the guest is paused).
+    fn start_checkpoint(&mut self, _xen: &H, _dom: u32) {}
+
+    /// The checkpoint is applied: a COLO secondary has been resumed (postcopy returned), a
+    /// Remus secondary goes back to reading. Work kept out of the primary's downtime goes
+    /// here.
+    fn resumed(&mut self, _xen: &H, _dom: u32) {}
+
+    /// A COLO secondary has been suspended again after running: whatever it did to its p2m
+    /// is judged now, before the next checkpoint is written.
+    fn suspended(&mut self, _xen: &H, _dom: u32) {}
+
+    /// The restore is over (success, failover or error): release every mapping.
+    fn teardown(&mut self);
+}
+
+/// Stock's restore: one writable mapping per batch, unmapped as soon as it is written.
+#[derive(Debug, Default)]
+pub struct PerBatchWrites;
+
+impl<H: DomainBuild> PageTarget<H> for PerBatchWrites {
+    fn with_batch_mut(
+        &mut self,
+        xen: &H,
+        dom: u32,
+        gfns: &[u64],
+        write: &mut dyn FnMut(usize, PageMut<'_>) -> Result<(), Errno>,
+    ) -> Result<(), BatchError> {
+        let mut errs = vec![0i32; gfns.len()];
+        let mut mapping = xen
+            .map_foreign_rw(dom, gfns, &mut errs)
+            .map_err(BatchError::Map)?;
+        for (i, &e) in errs.iter().enumerate() {
+            let page = if e == 0 {
+                Ok(mapping.page_mut(i))
+            } else {
+                Err(e)
+            };
+            write(i, page).map_err(BatchError::Consumer)?;
+        }
+        Ok(())
+        // `mapping` is dropped here: unmapped.
+    }
 
     fn teardown(&mut self) {}
 }

@@ -6,15 +6,15 @@
 //! context, seed the grant table, run stock's callbacks with stock's return-value rules, and,
 //! for COLO, send the secondary's dirty pfns back as CHECKPOINT_DIRTY_PFN_LIST.
 //!
-//! Pages are written through one writable mapping per PAGE_DATA batch (stock's cost); the
-//! mapping cache's writable path is the next step (docs/restore.md, B.5).
+//! Pages are written through a [`PageTarget`]: stock's one writable mapping per PAGE_DATA
+//! batch ([`PerBatchWrites`], [`domain_restore`]) or the mapping cache's writable path
+//! (`cache::CachedWrites`, wired by `capi`; docs/restore.md, B.5), which the engine tells of
+//! its own populates, of the special pages it clears, and of each checkpoint's steps.
 
 use crate::abi::xen::{StreamType, BACKCHANNEL_HEADER_LEN, PAGE_SIZE};
 use crate::error::Errno;
-use crate::hv::{
-    CpuPolicy, DirtyBitmap, DomainBuild, DomainControl, LogDirtyOp, PageMapping, PageMappingMut,
-    Report, TscInfo,
-};
+use crate::hv::{CpuPolicy, DirtyBitmap, DomainBuild, DomainControl, LogDirtyOp, Report, TscInfo};
+use crate::pages::{BatchError, PageTarget, PerBatchWrites};
 use crate::restore::checkpoint::{colo_callback, finish, Commit, Flow, Sequencer, Step};
 use crate::restore::reader::{read_domain_header, read_image_header, Limits, Reader};
 use crate::restore::records::{page_type_to_populate, PageData, Record};
@@ -40,8 +40,13 @@ const PARAM_CONSOLE_EVTCHN: u32 = 18;
 const SDD_MISSING_CPUID: u32 = 1;
 /// `XGR_SDD_MISSING_MSR`.
 const SDD_MISSING_MSR: u32 = 2;
-/// Every pfn must be below this: 52 address bits (docs/restore.md, B.3, the fallback).
-const PFN_LIMIT: u64 = 1 << 40;
+/// Every pfn must be below this when the guest's CPUID policy does not say (docs/restore.md,
+/// B.3, the fallback): 52 address bits.
+pub const PFN_LIMIT_FALLBACK: u64 = 1 << 40;
+/// The CPUID leaf whose EAX[7:0] is the guest's physical address width (`maxphysaddr`).
+const LEAF_ADDRESS_SIZES: u32 = 0x8000_0008;
+/// Bytes of one serialised CPUID leaf (`xen_cpuid_leaf_t`: leaf, subleaf, a, b, c, d).
+const CPUID_LEAF_BYTES: usize = 24;
 
 /// Everything the restore engine asks of Xen.
 pub trait Builder: DomainControl + DomainBuild + Report {}
@@ -94,6 +99,26 @@ pub struct Outputs {
 /// A failure: already logged in stock's words; the errno for the caller.
 type Fail = Errno;
 
+/// What the caller may set of one restore beyond stock's arguments (`settings`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// `XCSAVE_RESTORE_BUFFER_MB`: the bound on a held checkpoint's bytes; `None`: the
+    /// guest's `max_pages` × (4 KiB + 16) + 2 × `REC_LENGTH_MAX` (docs/restore.md, B.4).
+    pub buffer_bytes: Option<u64>,
+}
+
+/// The pfn limit a serialised CPUID policy gives: 2^(maxphysaddr − 12), where maxphysaddr
+/// is EAX[7:0] of leaf 0x80000008 (subleaf 0 or any: the leaf has none). `None` when the
+/// policy has no such leaf or a width outside 32..=52 bits (then the 2^40 fallback holds).
+pub fn pfn_limit_from_cpuid(cpuid: &[u8]) -> Option<u64> {
+    let word = |l: &[u8], i: usize| u32::from_le_bytes([l[i], l[i + 1], l[i + 2], l[i + 3]]);
+    let bits = cpuid
+        .chunks_exact(CPUID_LEAF_BYTES)
+        .find(|l| word(l, 0) == LEAF_ADDRESS_SIZES)
+        .map(|l| word(l, 8) & 0xff)?;
+    (32..=52).contains(&bits).then(|| 1u64 << (bits - 12))
+}
+
 /// pfns this restore populated, as a sparse bitmap of 512-pfn chunks (memory follows the
 /// populated pfns, not the pfn values the stream names).
 #[derive(Default)]
@@ -117,6 +142,11 @@ struct Ctx<'a, H: Builder> {
     hv: &'a H,
     args: RestoreArgs,
     cb: &'a mut dyn RestoreCallbacks,
+    target: &'a mut dyn PageTarget<H>,
+    /// The pfn limit the applied CPUID policy gives (set at STATIC_DATA_END).
+    pfn_limit: Option<u64>,
+    /// The grant-table seed last made: (console gfn, store gfn, console domid, store domid).
+    seeded: Option<(u64, u64, u32, u32)>,
     populated: Populated,
     verify: bool,
     cpuid: Option<Vec<u8>>,
@@ -187,6 +217,7 @@ impl<H: Builder> Ctx<'_, H> {
             if let Err((e, msg)) = self.hv.set_cpu_policy(self.args.dom, &policy) {
                 return Err(self.fail(&msg, e));
             }
+            self.pfn_limit = pfn_limit_from_cpuid(&policy.cpuid);
         }
         if let Some(rc) = self.cb.static_data_done(missing) {
             if rc != 0 {
@@ -212,8 +243,11 @@ impl<H: Builder> Ctx<'_, H> {
                     } else if index == PARAM_STORE_PFN {
                         self.out.store_gfn = value;
                     }
-                    // Stock ignores the result of clearing.
-                    let _ = self.hv.clear_page(dom, value);
+                    // Through the cache when it holds the page's bucket (no map call); stock
+                    // ignores the result of clearing.
+                    if !self.target.clear_page(self.hv, dom, value) {
+                        let _ = self.hv.clear_page(dom, value);
+                    }
                 }
                 PARAM_PAE_ENABLED => continue,
                 _ => {}
@@ -229,7 +263,7 @@ impl<H: Builder> Ctx<'_, H> {
     }
 
     /// `process_page_data`: populate what this restore has not populated, then write (or, in
-    /// verify mode, compare) the data pages through one writable mapping.
+    /// verify mode, compare) the data pages through the page target.
     fn page_data(&mut self, p: &PageData) -> Result<(), Fail> {
         let dom = self.args.dom;
         let mut fresh = Vec::new();
@@ -243,6 +277,7 @@ impl<H: Builder> Ctx<'_, H> {
             if let Err(e) = self.hv.populate(dom, &fresh) {
                 return Err(self.fail(&format!("Failed to populate {} gfns", fresh.len()), e));
             }
+            self.target.populated(self.hv, dom, &fresh);
         }
         let pages: Vec<(u64, u32, &[u8])> = p
             .pages()
@@ -252,31 +287,33 @@ impl<H: Builder> Ctx<'_, H> {
             return Ok(());
         }
         let gfns: Vec<u64> = pages.iter().map(|&(pfn, _, _)| pfn).collect();
-        let mut errs = vec![0i32; gfns.len()];
-        let mut map = self
-            .hv
-            .map_foreign_rw(dom, &gfns, &mut errs)
-            .map_err(|e| self.fail(&format!("Unable to map {} pages", gfns.len()), e))?;
-        for (i, &(pfn, t, data)) in pages.iter().enumerate() {
-            if errs[i] != 0 {
-                let msg = format!(
-                    "Mapping pfn {pfn:#x} (mfn {pfn:#x}, type {t:#x}) failed with {}",
-                    errs[i]
+        let (hv, verify) = (self.hv, self.verify);
+        let r = self.target.with_batch_mut(hv, dom, &gfns, &mut |i, page| {
+            let (pfn, t, data) = pages[i];
+            let page = page.map_err(|e| {
+                hv.report_error(&format!(
+                    "Mapping pfn {pfn:#x} (mfn {pfn:#x}, type {t:#x}) failed with {e}: {}",
+                    Errno(-e).describe()
+                ));
+                Errno(-e)
+            })?;
+            if !verify {
+                page[..PAGE_SIZE].copy_from_slice(data);
+            } else if &page[..PAGE_SIZE] != data {
+                hv.log(
+                    crate::abi::xen::Level::Error,
+                    &format!("verify pfn {pfn:#x} failed"),
                 );
-                return Err(self.fail(&msg, Errno(-errs[i])));
             }
-            if self.verify {
-                if map.page(i) != data {
-                    self.hv.log(
-                        crate::abi::xen::Level::Error,
-                        &format!("verify pfn {pfn:#x} failed"),
-                    );
-                }
-            } else {
-                map.page_mut(i)[..PAGE_SIZE].copy_from_slice(data);
+            Ok(())
+        });
+        match r {
+            Ok(()) => Ok(()),
+            Err(BatchError::Map(e)) => {
+                Err(self.fail(&format!("Unable to map {} pages", gfns.len()), e))
             }
+            Err(BatchError::Consumer(e)) => Err(e),
         }
-        Ok(())
     }
 
     /// `x86_hvm_stream_complete`.
@@ -297,15 +334,18 @@ impl<H: Builder> Ctx<'_, H> {
             return Err(self.fail("Unable to restore HVM context", e));
         }
         let o = self.out;
+        // A COLO secondary runs this at every checkpoint; the seed writes the same two grant
+        // entries again unless a gfn or a domid changed, so it is made only then (a map call
+        // saved per checkpoint; docs/decisions.md, "The grant seed once per COLO restore").
+        let seed = (o.console_gfn, o.store_gfn, a.console_domid, a.store_domid);
+        if self.seeded == Some(seed) {
+            return Ok(());
+        }
         self.hv
-            .gnttab_seed(
-                a.dom,
-                o.console_gfn,
-                o.store_gfn,
-                a.console_domid,
-                a.store_domid,
-            )
-            .map_err(|e| self.fail("Failed to seed grant table", e))
+            .gnttab_seed(a.dom, seed.0, seed.1, seed.2, seed.3)
+            .map_err(|e| self.fail("Failed to seed grant table", e))?;
+        self.seeded = Some(seed);
+        Ok(())
     }
 }
 
@@ -369,13 +409,30 @@ fn colo_step<H: Builder>(hv: &H, name: &str, ret: i32) -> Result<After, Fail> {
 }
 
 /// Restore `args.dom` from `io`; for COLO, `back` is the channel to the primary. On failure
-/// the reason has been logged through the caller's logger and the errno is returned.
+/// the reason has been logged through the caller's logger and the errno is returned. Pages
+/// are written as stock writes them, one writable mapping per batch ([`PerBatchWrites`]);
+/// [`domain_restore_with`] takes another target and the settings.
 pub fn domain_restore<H: Builder, R: Read>(
     hv: &H,
     io: R,
     back: Option<&mut dyn Sink>,
     cb: &mut dyn RestoreCallbacks,
     args: RestoreArgs,
+) -> Result<Outputs, Errno> {
+    let mut target = PerBatchWrites;
+    domain_restore_with(hv, io, back, cb, args, &mut target, Tuning::default())
+}
+
+/// [`domain_restore`] writing through `target` (the mapping cache, `cache::CachedWrites`),
+/// with `tuning`. The caller tears `target` down afterwards.
+pub fn domain_restore_with<H: Builder, R: Read>(
+    hv: &H,
+    io: R,
+    back: Option<&mut dyn Sink>,
+    cb: &mut dyn RestoreCallbacks,
+    args: RestoreArgs,
+    target: &mut dyn PageTarget<H>,
+    tuning: Tuning,
 ) -> Result<Outputs, Errno> {
     let dom = args.dom;
     let info = match hv.domain_info(dom) {
@@ -406,15 +463,21 @@ pub fn domain_restore<H: Builder, R: Read>(
     dhdr.check_x86_hvm().map_err(fail)?;
     // No valid checkpoint of this guest can need more (docs/restore.md, B.4).
     let max_pages = info.max_memkb / 4;
-    let bound = (max_pages as usize)
-        .saturating_mul(PAGE_SIZE + 16)
-        .saturating_add(2 * REC_LENGTH_MAX as usize);
-    let mut reader = Reader::new(io, Limits::new(PFN_LIMIT));
+    let bound = match tuning.buffer_bytes {
+        Some(b) => usize::try_from(b).unwrap_or(usize::MAX),
+        None => (max_pages as usize)
+            .saturating_mul(PAGE_SIZE + 16)
+            .saturating_add(2 * REC_LENGTH_MAX as usize),
+    };
+    let mut reader = Reader::new(io, Limits::new(PFN_LIMIT_FALLBACK));
     let mut seq = Sequencer::new(args.stream_type, version, bound);
     let mut ctx = Ctx {
         hv,
         args,
         cb,
+        target,
+        pfn_limit: None,
+        seeded: None,
         populated: Populated::default(),
         verify: false,
         cpuid: None,
@@ -426,7 +489,17 @@ pub fn domain_restore<H: Builder, R: Read>(
     log::debug!("xcsave: restoring dom{dom} from a v{version} stream, p2m size {p2m_size}");
     loop {
         match seq.next(reader.next_record()) {
-            Step::Apply(r) => ctx.apply(r)?,
+            Step::Apply(r) => {
+                ctx.apply(r)?;
+                if let Some(pfn_limit) = ctx.pfn_limit.take() {
+                    // The applied CPUID policy's maxphysaddr bounds every later pfn.
+                    log::debug!("xcsave: dom{dom}: pfns below {pfn_limit:#x} (maxphysaddr)");
+                    reader.set_limits(Limits {
+                        pfn_limit,
+                        ..reader.limits()
+                    });
+                }
+            }
             Step::InferStaticDataEnd(r) => {
                 if ctx.static_data_end().is_err() {
                     hv.report_error("Inferred STATIC_DATA_END record failed");
@@ -438,10 +511,13 @@ pub fn domain_restore<H: Builder, R: Read>(
             Step::Buffered => {}
             Step::Checkpoint => match seq.checkpoint_done(ctx.cb.checkpoint()) {
                 Commit::Apply(records) => {
+                    ctx.target.start_checkpoint(hv, dom);
                     for r in records {
                         ctx.apply(r)?;
                     }
-                    if args.stream_type == StreamType::Colo {
+                    if args.stream_type != StreamType::Colo {
+                        ctx.target.resumed(hv, dom);
+                    } else {
                         ctx.stream_complete()?;
                         let o = ctx.out;
                         ctx.cb.restore_results(o.store_gfn, o.console_gfn);
@@ -449,6 +525,7 @@ pub fn domain_restore<H: Builder, R: Read>(
                         if let After::Failover = colo_step(hv, "postcopy", r)? {
                             break;
                         }
+                        ctx.target.resumed(hv, dom);
                         let r = ctx.cb.wait_checkpoint();
                         if let After::Failover = colo_step(hv, "wait_checkpoint", r)? {
                             break;
@@ -457,6 +534,7 @@ pub fn domain_restore<H: Builder, R: Read>(
                         if let After::Failover = colo_step(hv, "suspend", r)? {
                             break;
                         }
+                        ctx.target.suspended(hv, dom);
                         match back.as_deref_mut() {
                             Some(b) => send_dirty_pfn_list(hv, dom, p2m_size, b)?,
                             None => {

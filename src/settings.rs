@@ -36,6 +36,11 @@ pub struct Settings {
     /// `XCSAVE_BACKCHANNEL_TIMEOUT_MS`: how long the COLO secondary's answer (one dirty pfn
     /// list) may take as a whole; None (the value 0) waits forever, as stock.
     pub backchannel_timeout: Option<Duration>,
+    /// `XCSAVE_RESTORE_BUFFER_MB`, in bytes: the most a restore holds of one checkpoint
+    /// before it is complete; past it the restore fails with ENOMEM (never a failover).
+    /// None (unset or 0): the guest's `max_pages` × (4 KiB + 16) + 2 × 128 MiB, which no
+    /// valid checkpoint of that guest exceeds (docs/restore.md, B.4).
+    pub restore_buffer: Option<u64>,
 }
 
 /// A yes/no value: `1/y/yes/on/true` or `0/n/no/off/false` (any case, spaces ignored);
@@ -270,6 +275,14 @@ impl Settings {
         };
         let backchannel_timeout =
             parse_backchannel_timeout(get("XCSAVE_BACKCHANNEL_TIMEOUT_MS").as_deref(), &mut warn);
+        let restore_buffer = match parse_number(
+            "XCSAVE_RESTORE_BUFFER_MB",
+            get("XCSAVE_RESTORE_BUFFER_MB").as_deref(),
+            &mut warn,
+        ) {
+            0 => None,
+            mb => Some(mb.saturating_mul(1 << 20)),
+        };
         let (cache, w) = cache.with_patrol(parse_patrol(get("XCSAVE_CACHE_PATROL"), &mut warn));
         warn.extend(w);
         let mut cache = cache;
@@ -280,6 +293,7 @@ impl Settings {
             log_level,
             cache,
             backchannel_timeout,
+            restore_buffer,
         };
         (s, warn)
     }
@@ -376,6 +390,18 @@ mod tests {
         }
         let (s, w) = env(&[("XCSAVE_DISABLE", "maybe"), ("XCSAVE_CACHE", "perhaps")]);
         assert_eq!((s.disable, s.cache.enabled, w.len()), (false, true, 2));
+    }
+
+    #[test]
+    fn the_restore_buffer_is_in_mib_and_0_is_the_default() {
+        assert_eq!(env(&[]).0.restore_buffer, None);
+        let (s, w) = env(&[("XCSAVE_RESTORE_BUFFER_MB", "0")]);
+        assert_eq!((s.restore_buffer, w.len()), (None, 0));
+        let (s, w) = env(&[("XCSAVE_RESTORE_BUFFER_MB", "64")]);
+        assert_eq!((s.restore_buffer, w.len()), (Some(64 << 20), 0));
+        let (s, w) = env(&[("XCSAVE_RESTORE_BUFFER_MB", "lots")]);
+        assert_eq!(s.restore_buffer, None);
+        assert!(w[0].contains("XCSAVE_RESTORE_BUFFER_MB"), "{w:?}");
     }
 
     #[test]

@@ -3,11 +3,9 @@
 //! the Xen layer's safe `map_foreign`, checking coherence before every batch while the guest
 //! runs and at every suspend.
 
-use std::io;
-
 use super::config::CacheConfig;
 use super::domain::DomainCache;
-use super::mapper::BucketMapper;
+use super::mapper::{ReadOnly, XenMapper};
 use super::policy::Admit;
 use super::stats::REGISTRY;
 use super::whole::{plan, reserve, reserved, Dom0, Grant};
@@ -15,21 +13,8 @@ use crate::error::Errno;
 use crate::hv::{DomInfo, DomainSignals, GuestMemory};
 use crate::pages::{BatchError, PageRef, PageSource};
 
-/// Maps through one domain of a [`GuestMemory`].
-struct XenMapper<'a, H> {
-    xen: &'a H,
-    dom: u32,
-}
-
-impl<H: GuestMemory> BucketMapper for XenMapper<'_, H> {
-    type Mapping = H::Mapping;
-
-    fn map(&mut self, pfns: &[u64], errs: &mut [i32]) -> io::Result<H::Mapping> {
-        self.xen
-            .map_foreign(self.dom, pfns, errs)
-            .map_err(|e| io::Error::from_raw_os_error(e.0))
-    }
-}
+/// The save's mapper: read-only.
+type Mapper<'a, H> = XenMapper<'a, H, ReadOnly>;
 
 /// The page source of one save: the persistent mapping cache, or (with `XCSAVE_CACHE=off`)
 /// the same per-batch pattern as the stock saver, with counters either way.
@@ -62,42 +47,64 @@ impl<M> CachedPages<M> {
         let cfg = self.cfg;
         let whole = &mut self.whole;
         let checkpointed = self.checkpointed;
-        self.cache.get_or_insert_with(|| {
-            if !cfg.enabled {
-                // Off: no counter is read, so the hypercalls are exactly stock's.
-                return DomainCache::new(cfg, dom, Default::default(), &REGISTRY);
-            }
-            match xen.p2m_signals(dom) {
-                Ok(s) => {
-                    let (cfg, grant) = whole_guest(cfg, checkpointed, xen, dom, &s);
-                    *whole = grant;
-                    DomainCache::new(cfg, dom, s, &REGISTRY)
-                }
-                Err(e) => {
-                    log::info!("d{dom}: mapping cache off: coherence counters unreadable ({e:?})");
-                    let off = CacheConfig {
-                        enabled: false,
-                        ..cfg
-                    };
-                    DomainCache::new(off, dom, Default::default(), &REGISTRY)
-                }
-            }
-        })
+        self.cache
+            .get_or_insert_with(|| new_cache(cfg, checkpointed, xen, dom, whole))
     }
 
     /// Reads the coherence counters and lets the cache judge them.
     fn check<H: GuestMemory<Mapping = M>>(&mut self, xen: &H, dom: u32, suspended: bool) {
-        let cache = self.cache(xen, dom);
-        if !cache.caching() {
-            cache.count_checkpoint(suspended);
-            return;
+        check(self.cache(xen, dom), xen, dom, suspended);
+    }
+}
+
+/// A domain's cache (a save's or a restore's), with the coherence baseline read now and
+/// whole-guest mode where it applies (its grant goes to `whole`); caching off if the counters
+/// cannot be read.
+pub(super) fn new_cache<H: GuestMemory, M>(
+    cfg: CacheConfig,
+    checkpointed: bool,
+    xen: &H,
+    dom: u32,
+    whole: &mut Option<Grant>,
+) -> DomainCache<M> {
+    if !cfg.enabled {
+        // Off: no counter is read, so the hypercalls are exactly stock's.
+        return DomainCache::new(cfg, dom, Default::default(), &REGISTRY);
+    }
+    match xen.p2m_signals(dom) {
+        Ok(s) => {
+            let (cfg, grant) = whole_guest(cfg, checkpointed, xen, dom, &s);
+            *whole = grant;
+            DomainCache::new(cfg, dom, s, &REGISTRY)
         }
-        match xen.p2m_signals(dom) {
-            Ok(s) => {
-                cache.observe(s, suspended);
-            }
-            Err(e) => cache.disable(&format!("coherence counters unreadable ({e:?})")),
+        Err(e) => {
+            log::info!("d{dom}: mapping cache off: coherence counters unreadable ({e:?})");
+            let off = CacheConfig {
+                enabled: false,
+                ..cfg
+            };
+            DomainCache::new(off, dom, Default::default(), &REGISTRY)
         }
+    }
+}
+
+/// Reads the coherence counters of `dom` and lets `cache` judge them (a checkpoint is counted
+/// either way when `suspended`).
+pub(super) fn check<H: GuestMemory, M>(
+    cache: &mut DomainCache<M>,
+    xen: &H,
+    dom: u32,
+    suspended: bool,
+) {
+    if !cache.caching() {
+        cache.count_checkpoint(suspended);
+        return;
+    }
+    match xen.p2m_signals(dom) {
+        Ok(s) => {
+            cache.observe(s, suspended);
+        }
+        Err(e) => cache.disable(&format!("coherence counters unreadable ({e:?})")),
     }
 }
 
@@ -109,7 +116,7 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
         gfns: &[u64],
         consume: &mut dyn FnMut(&[PageRef<'_>]) -> Result<(), Errno>,
     ) -> Result<(), BatchError> {
-        let mut mapper = XenMapper { xen, dom };
+        let mut mapper = Mapper::new(xen, dom);
         if !self.suspended_once && self.cache.as_ref().is_some_and(|c| c.may_map()) {
             // The guest runs: check before each batch, so that a mapping is never older
             // than the batch, as stock's are. (A full pass with nothing cached maps per batch
@@ -137,7 +144,7 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
 
     fn resumed(&mut self, xen: &H, dom: u32) {
         if let Some(c) = self.cache.as_mut() {
-            c.map_deferred(&mut XenMapper { xen, dom });
+            c.map_deferred(&mut Mapper::new(xen, dom));
             // Outside the downtime, at checkpoints 1, 2, 4, 8, ...: a checkpointed stream that
             // ends at failover (its process killed) still leaves counters in the log.
             let n = c.stats().checkpoints;
@@ -149,7 +156,7 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
 
     fn revalidate(&mut self, xen: &H, dom: u32, whole: bool, resend: &mut dyn FnMut(u64)) {
         if let Some(c) = self.cache.as_mut() {
-            c.revalidate(&mut XenMapper { xen, dom }, whole, resend);
+            c.revalidate(&mut Mapper::new(xen, dom), whole, resend);
         }
     }
 
@@ -236,7 +243,7 @@ fn whole_guest<H: GuestMemory>(
 
 /// One debug line with a domain's counters, through the caller's logger: how a toolstack log
 /// shows that xcsave and its cache ran (`docs/real-xen.md`, check 4).
-fn log_stats(dom: u32) {
+pub(super) fn log_stats(dom: u32) {
     if let Some(s) = REGISTRY.get(dom) {
         log::debug!(
             "xcsave: d{dom} mapping cache stats: hits {} misses {} maps {} unmaps {} \

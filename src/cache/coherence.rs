@@ -28,6 +28,19 @@ impl DomainSignals {
         }
     }
 
+    /// The restore's own populate of `pfns`, as Xen counts it (docs/coherence.md, "The
+    /// receiving side"): each pfn gets a new frame (`tot_pages` + 1), and the highest
+    /// populated gfn may move up. The restore knows exactly what it populated, so these are
+    /// explained changes, not signals. A populate over a present page whose old frame is then
+    /// freed (Xen's, or the cache's dropping its mapping) leaves `tot_pages` below the
+    /// expectation, and the next check flushes: the safe side.
+    pub fn after_own_populate(&mut self, pfns: &[u64]) {
+        self.tot_pages = self.tot_pages.saturating_add(pfns.len() as u64);
+        if let Some(&top) = pfns.iter().max() {
+            self.max_gpfn = self.max_gpfn.max(top);
+        }
+    }
+
     /// Judges the change from `prev` (the last observation) to `self`.
     pub fn judge(&self, prev: &DomainSignals) -> Verdict {
         if let Some(why) = self.unsafe_to_cache() {
@@ -84,5 +97,28 @@ mod tests {
             change(&mut s);
             assert_eq!(s.judge(&base), want);
         }
+    }
+
+    #[test]
+    fn the_restores_own_populates_are_explained() {
+        let mut expected = DomainSignals {
+            tot_pages: 100,
+            max_pages: 200,
+            max_gpfn: 99,
+            ..Default::default()
+        };
+        expected.after_own_populate(&[5, 150, 7]);
+        let seen = DomainSignals {
+            tot_pages: 103,
+            max_gpfn: 150,
+            ..expected
+        };
+        assert_eq!(seen.judge(&expected), Verdict::Keep);
+        // One more page than the restore populated: the secondary did it.
+        let more = DomainSignals {
+            tot_pages: 104,
+            ..seen
+        };
+        assert_eq!(more.judge(&expected), Verdict::Flush("tot_pages"));
     }
 }

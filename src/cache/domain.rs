@@ -17,7 +17,7 @@ use super::stats::{CacheStats, Registry};
 use super::store::{Bucket, Store};
 use crate::abi::xen::{page_type_has_data, MAX_BATCH_SIZE};
 use crate::fallible;
-use crate::hv::{DomainSignals, PageMapping};
+use crate::hv::{DomainSignals, PageMapping, PageMappingMut};
 
 /// One page of a batch as the engine receives it: its bytes, or the map call's negative errno.
 pub type Page<'a> = Result<&'a [u8], i32>;
@@ -80,6 +80,9 @@ pub struct DomainCache<M> {
     at_limit: Option<(u64, u64)>,
     /// Buckets of one patrol visit.
     visit_buf: Vec<u64>,
+    /// The open batch maps its buckets whole whatever the pass's rule (the restore's special
+    /// pages, cleared at every checkpoint).
+    force_admit: bool,
 }
 
 impl<M> DomainCache<M> {
@@ -126,6 +129,7 @@ impl<M> DomainCache<M> {
             resend: Vec::new(),
             at_limit: None,
             visit_buf: Vec::new(),
+            force_admit: false,
         };
         if !disabled {
             // Caching off needs no index: nothing is looked up (`p2m_size` stays 0).
@@ -197,6 +201,70 @@ impl<M> DomainCache<M> {
         });
         self.end_batch();
         r
+    }
+
+    /// The restore's batch: maps `pfns` writable through the cache (the mapper maps
+    /// `PROT_READ|PROT_WRITE`) and calls `write(i, page)` for each, in order, stopping at its
+    /// first error. As [`DomainCache::with_batch`] otherwise; with `admit`, a missing bucket is
+    /// mapped whole (or, in a checkpoint, after it) whatever the pass's rule.
+    pub fn with_batch_mut<X, E>(
+        &mut self,
+        mapper: &mut X,
+        pfns: &[u64],
+        admit: bool,
+        mut write: impl FnMut(usize, Result<&mut [u8], i32>) -> Result<(), E>,
+    ) -> io::Result<Result<(), E>>
+    where
+        X: BucketMapper<Mapping = M>,
+        M: PageMappingMut,
+    {
+        if pfns.len() > MAX_BATCH_SIZE {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "batch too big"));
+        }
+        self.check_teardown();
+        self.batch += 1;
+        self.force_admit = admit;
+        let mapped = self.locate(mapper, pfns);
+        self.force_admit = false;
+        let r = mapped.map(|()| {
+            for i in 0..self.locs.len() {
+                let page = match self.locs[i] {
+                    Loc::Cached { slot, page } => {
+                        Ok(self.store.get_mut(slot).mapping.page_mut(page as usize))
+                    }
+                    Loc::Transient(k) => {
+                        let (m, _) = self.transient.as_mut().expect("per-batch mapping");
+                        Ok(m.page_mut(k as usize))
+                    }
+                    Loc::Failed(e) => Err(e),
+                };
+                if page.is_ok() {
+                    self.stats.bytes_sent += PAGE_BYTES;
+                }
+                write(i, page)?;
+            }
+            Ok(())
+        });
+        self.end_batch();
+        r
+    }
+
+    /// The restore populated `pfns` (docs/coherence.md, "The receiving side"): the counters
+    /// expected at the next check move as Xen moves them for a populate, and a cached bucket
+    /// holding one of them is unmapped (its mapping shows the pfn's old frame, or a hole);
+    /// it is mapped whole again when a batch next asks for it. Called between batches.
+    pub fn note_populated(&mut self, pfns: &[u64]) {
+        self.signals.after_own_populate(pfns);
+        for &pfn in pfns {
+            if pfn >= self.store.p2m_size() {
+                continue;
+            }
+            if let Some(slot) = self.store.slot_of(self.store.bucket_of(pfn)) {
+                self.stats.invalidations += 1;
+                self.drop_slot(slot);
+            }
+        }
+        self.publish();
     }
 
     fn page_of(&self, l: Loc) -> Page<'_>
@@ -304,7 +372,7 @@ impl<M> DomainCache<M> {
             self.drop_slot(slot);
             admitted = true;
         }
-        if !(admitted || self.admit(b, demand)) {
+        if !(admitted || self.force_admit || self.admit(b, demand)) {
             return Ok(None);
         }
         if self.defer {
@@ -748,6 +816,14 @@ impl<M> DomainCache<M> {
         }
         self.publish();
         verdict
+    }
+
+    /// Takes `signals` as the baseline without judging them. For counters read right after
+    /// a flush while the guest is still paused (the receiving side's check, docs/coherence.md
+    /// §10): they differ from the last observation only by the frames the flush released,
+    /// which the next check would otherwise take for a change and flush again.
+    pub fn rebaseline(&mut self, signals: DomainSignals) {
+        self.signals = signals;
     }
 
     /// A guest at its `max_pages` cannot populate a page, and frames the cache holds may be

@@ -22,13 +22,17 @@
 //! - `whole.rs`: whole-guest mode: what dom0 can afford, bucket growth, the process cap;
 //! - `stats.rs`: the counters and the process-wide registry that publishes them;
 //! - `domain.rs`: `DomainCache`, which applies the above to batches, passes, checkpoints;
-//! - `mapper.rs`: the one call the cache makes (map frames into one VMA);
+//! - `mapper.rs`: the one call the cache makes (map frames into one VMA), and the Xen
+//!   layer's mapper with its protection: read-only for a save, read-write for a restore;
 //! - `adapter.rs`: `CachedPages`, the `PageSource` the engine uses, over `hv::GuestMemory`;
+//! - `writes.rs`: `CachedWrites`, the `PageTarget` the restore engine uses: the same cache
+//!   mapping `PROT_READ|PROT_WRITE` through `hv::DomainBuild`, told of the restore's own
+//!   populates and checked once per COLO checkpoint;
 //! - `api.rs`: the safe side of the C API.
 //!
 //! Nothing in `store/`, `policy.rs`, `coherence.rs` or `DomainCache` is specific to saving:
-//! `DomainCache` is generic over the mapping type, so a restore engine reuses it with the
-//! writable mappings its `GuestMemory` gives.
+//! `DomainCache` is generic over the mapping type, and the restore (`writes.rs`) uses it with
+//! the writable mappings of `hv::DomainBuild`.
 
 mod adapter;
 mod api;
@@ -41,6 +45,7 @@ mod policy;
 mod stats;
 mod store;
 mod whole;
+mod writes;
 
 #[cfg(test)]
 mod mock;
@@ -51,3 +56,4 @@ pub use adapter::CachedPages;
 pub use api::{init, stats, teardown};
 pub use config::{current_override, CacheConfig, Limits, DEFAULT_MAX_MAP_COUNT};
 pub use whole::{WholeConfig, DEFAULT_WHOLE_CAP_BYTES};
+pub use writes::CachedWrites;

@@ -805,3 +805,28 @@ fn whole_guest_expiry_maps_again_before_it_unmaps() {
     fx.batch(&all);
     assert_eq!(fx.stats().maps, 8);
 }
+
+#[test]
+fn the_restores_own_populate_drops_its_bucket_and_is_expected() {
+    // A restore populates a pfn that had no frame when its bucket was mapped: the bucket goes
+    // at once, and the check after the secondary ran sees only what it expected.
+    let g = Guest::new(64);
+    g.borrow_mut().remove(5);
+    let mut fx = Fx::with_guest(g, cfg(4));
+    fx.batch(&[4]);
+    assert_eq!(fx.observe(), Verdict::Keep); // the baseline: 63 pages
+    fx.guest.borrow_mut().populate(5);
+    fx.cache.note_populated(&[5]);
+    assert_eq!(fx.stats().invalidations, 1);
+    assert_eq!(fx.observe(), Verdict::Keep);
+    fx.cache.start_pass(Admit::Everything);
+    fx.batch(&[5]); // mapped whole again: the page shows its frame
+    assert_eq!((fx.stats().maps, fx.stats().vmas), (2, 1));
+    // The secondary gives a cached pfn a new frame itself: unexplained, flushed.
+    {
+        let mut g = fx.guest.borrow_mut();
+        g.remove(7);
+        g.populate(7);
+    }
+    assert_eq!(fx.observe(), Verdict::Flush("tot_pages"));
+}

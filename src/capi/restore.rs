@@ -11,9 +11,11 @@
 use super::{boundary, next_symbol, set_errno, XcStreamType};
 use crate::abi::c::RestoreCallbacks;
 use crate::abi::xen::{Level, StreamType};
+use crate::cache::CachedWrites;
 use crate::hv::{DomainControl, Report};
 use crate::logging;
-use crate::receive::{self, RestoreArgs};
+use crate::pages::PageTarget;
+use crate::receive::{self, RestoreArgs, Tuning};
 use crate::settings::Settings;
 use crate::stream::Sink;
 use crate::xen::fdio::{FdReader, FdSink};
@@ -224,7 +226,7 @@ impl RestoreCall {
         }
         let _scope = logging::scope(xen.log_target(), settings.log_level);
         match self.route(&xen, &settings) {
-            Route::Xcsave => self.apply(&xen),
+            Route::Xcsave => self.apply(&xen, &settings),
             Route::Stock(reason) => self.delegate(&xen, &reason),
             Route::Refuse(errno, why) => {
                 xen.report_error(&why);
@@ -235,7 +237,7 @@ impl RestoreCall {
     }
 
     /// xcsave's own restore of an x86 HVM/PVH domain.
-    fn apply(&self, xen: &XenCtrl) -> c_int {
+    fn apply(&self, xen: &XenCtrl, settings: &Settings) -> c_int {
         // SAFETY: route() checked the pointer and the callbacks the stream type needs.
         let Some(cb_ref) = (unsafe { self.callbacks.as_ref() }) else {
             set_errno(libc::EINVAL);
@@ -261,7 +263,16 @@ impl RestoreCall {
         let mut back = FdSink::new(self.send_back_fd);
         let back: Option<&mut dyn Sink> =
             (stream_type == StreamType::Colo).then_some(&mut back as &mut dyn Sink);
-        match receive::domain_restore(xen, FdReader::new(self.io_fd), back, &mut cb, args) {
+        // The secondary's guest is written through the save side's mapping cache, writable
+        // (docs/restore.md, B.5); dropped, so unmapped, on every path.
+        let mut pages = CachedWrites::new(settings.cache);
+        let tuning = Tuning {
+            buffer_bytes: settings.restore_buffer,
+        };
+        let io = FdReader::new(self.io_fd);
+        let res = receive::domain_restore_with(xen, io, back, &mut cb, args, &mut pages, tuning);
+        PageTarget::<XenCtrl>::teardown(&mut pages);
+        match res {
             Ok(out) => {
                 xen.log(
                     Level::Info,

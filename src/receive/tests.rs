@@ -199,6 +199,27 @@ fn colo_runs_the_secondary_steps_and_sends_the_dirty_list() {
         g.calls.iter().filter(|c| c.starts_with("context")).count(),
         2
     );
+    // The grant seed's inputs did not change: seeded at the first checkpoint only.
+    assert_eq!(g.calls.iter().filter(|c| c.starts_with("seed")).count(), 1);
+}
+
+#[test]
+fn the_pfn_limit_follows_the_cpuid_policys_maxphysaddr() {
+    let leaf = |leaf: u32, eax: u32| {
+        let mut l = Vec::new();
+        for w in [leaf, 0xffff_ffff, eax, 0, 0, 0] {
+            l.extend(w.to_le_bytes());
+        }
+        l
+    };
+    let policy = [leaf(0, 0xd), leaf(0x8000_0008, 0x3027)].concat();
+    assert_eq!(pfn_limit_from_cpuid(&policy), Some(1 << 27)); // 39 bits
+    assert_eq!(pfn_limit_from_cpuid(&leaf(0x8000_0008, 52)), Some(1 << 40));
+    // No leaf, or a width Xen would not give a guest: the 2^40 fallback applies.
+    assert_eq!(pfn_limit_from_cpuid(&leaf(0, 0xd)), None);
+    assert_eq!(pfn_limit_from_cpuid(&leaf(0x8000_0008, 0)), None);
+    assert_eq!(pfn_limit_from_cpuid(&leaf(0x8000_0008, 57)), None);
+    assert_eq!(pfn_limit_from_cpuid(&[]), None);
 }
 
 #[test]

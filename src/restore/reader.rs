@@ -230,6 +230,12 @@ impl<R: Read> Reader<R> {
         self.limits
     }
 
+    /// Bounds for the records read from now on (the pfn limit the guest's CPUID policy
+    /// gives, once it is applied).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// The underlying stream.
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.r
