@@ -46,7 +46,7 @@ SOAK_MODES=${XCSAVE_XEN_SOAK_MODES:-stock xcsave xcsave-nocache xcsave-nofit xcs
 SOAK_MINUTES=${XCSAVE_XEN_SOAK_MINUTES:-0}
 TRIES=${XCSAVE_XEN_TRIES:-4}
 INIT_TIMEOUT=${XCSAVE_XEN_INIT_TIMEOUT:-120}   # QEMU start to dom0 /init; ~1 boot in 10 hangs early
-RUN_TIMEOUT=${XCSAVE_XEN_RUN_TIMEOUT:-1500}   # hang guard; a run takes 7-20 min
+RUN_TIMEOUT=${XCSAVE_XEN_RUN_TIMEOUT:-3000}   # hang guard; a run takes 7-20 min, 40+ at host load 15
 if [ "$SOAK" -gt 0 ] && [ -z "${XCSAVE_XEN_RUN_TIMEOUT:-}" ]; then
     # A soak operation takes 20-120 s (a reboot costs libxl's 60 s suspend timeout, plus a new guest).
     if [ "$SOAK_MINUTES" -gt 0 ]; then
