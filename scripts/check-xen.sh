@@ -18,6 +18,8 @@
 #   XCSAVE_XEN_DIRTY_MB      MiB the guest rewrites every 0.5 s (default 4)
 #   XCSAVE_XEN_REMUS_INTERVAL  Remus checkpoint interval in ms (default 200)
 #   XCSAVE_XEN_PV=0          skip the PV guest
+#   XCSAVE_XEN_RESTORE=off   xcsave mode preloads with XCSAVE_RESTORE=off: xcsave's saver, stock's
+#                            restore (the receiving helpers must log the hand-over instead)
 #   XCSAVE_XEN_DEBUG=1       copy dom0's xl logs and verify-stream-v2 output to the serial log
 #   XCSAVE_DEBIAN_MIRROR     Debian mirror for debootstrap
 #   XCSAVE_XEN_LIB           the libxcsave.so.0 to preload (default build/lib/libxcsave.so.0, or
@@ -118,6 +120,7 @@ REMUS_CKPTS=${XCSAVE_XEN_REMUS_CKPTS:-10}
 DIRTY_MB=${XCSAVE_XEN_DIRTY_MB:-4}
 REMUS_INTERVAL=${XCSAVE_XEN_REMUS_INTERVAL:-200}
 PV=${XCSAVE_XEN_PV:-1}
+RESTORE=${XCSAVE_XEN_RESTORE:-on}
 DEBUG=${XCSAVE_XEN_DEBUG:-0}
 SOAK=$SOAK
 SOAK_MODES="$SOAK_MODES"

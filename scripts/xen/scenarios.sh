@@ -168,7 +168,7 @@ proof() { # name logfile [fallback]
 # come from the receiver's only.
 rproof() { # name logfile [fallback]
     local line
-    if [ "$MODE" = xcsave ] && [ "${3:-}" = fallback ]; then
+    if [ "$MODE" = xcsave ] && { [ "${3:-}" = fallback ] || [ "${RESTORE:-on}" = off ]; }; then
         line=$(xclines "$2" | grep 'handing over to the stock xc_domain_restore' | head -1)
         if [ -n "$line" ]; then
             result PASS "$1" 0 "$(echo "$line" | cut -c1-200)"
@@ -347,7 +347,10 @@ remus() { # guest
 
 setmode() {
     MODE=$1
-    if [ "$MODE" = xcsave ]; then
+    if [ "$MODE" = xcsave ] && [ "${RESTORE:-on}" = off ]; then
+        # XCSAVE_XEN_RESTORE=off: xcsave's saver only; its restore hands over to stock's.
+        XLC=(env LD_PRELOAD="$LIB" XCSAVE_LOG=debug XCSAVE_RESTORE=off "$XL" -vvv)
+    elif [ "$MODE" = xcsave ]; then
         XLC=(env LD_PRELOAD="$LIB" XCSAVE_LOG=debug "$XL" -vvv)
     else
         XLC=("$XL" -vvv)
