@@ -13,6 +13,7 @@
 #   XCSAVE_XEN_CACHE         cache directory (default build/xen-cache, or build/xen-cache-4.20),
 #                            reused across runs
 #   XCSAVE_XEN_STOCK_ONLY=1  run the stock scenarios only (no library needed)
+#   XCSAVE_XEN_MODES=xcsave  the modes to run, in order (default "stock xcsave")
 #   XCSAVE_XEN_TRIES         boots to try before giving up (default 4)
 #   XCSAVE_XEN_REMUS_CKPTS   Remus checkpoints to replicate before failover (default 10)
 #   XCSAVE_XEN_DIRTY_MB      MiB the guest rewrites every 0.5 s (default 4)
@@ -68,7 +69,7 @@ if [ "$STOCK_ONLY" = 1 ]; then
     MODES="stock"
     log "XCSAVE_XEN_STOCK_ONLY=1: stock scenarios only, no preload"
 else
-    MODES="stock xcsave"
+    MODES=${XCSAVE_XEN_MODES:-stock xcsave}
     if [ ! -e "$LIB" ] && [ -n "${XCSAVE_XEN_LIB:-}" ]; then
         die "XCSAVE_XEN_LIB=$LIB does not exist"
     elif [ ! -e "$LIB" ] && [ "$XEN" = 4.17 ]; then
