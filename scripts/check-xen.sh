@@ -14,6 +14,7 @@
 #                            reused across runs
 #   XCSAVE_XEN_STOCK_ONLY=1  run the stock scenarios only (no library needed)
 #   XCSAVE_XEN_MODES=xcsave  the modes to run, in order (default "stock xcsave")
+#   XCSAVE_XEN_OPS=remus     the PVH operations to run (default "save_restore migrate remus")
 #   XCSAVE_XEN_TRIES         boots to try before giving up (default 4)
 #   XCSAVE_XEN_REMUS_CKPTS   Remus checkpoints to replicate before failover (default 10)
 #   XCSAVE_XEN_DIRTY_MB      MiB the guest rewrites every 0.5 s (default 4)
@@ -122,6 +123,7 @@ DIRTY_MB=${XCSAVE_XEN_DIRTY_MB:-4}
 REMUS_INTERVAL=${XCSAVE_XEN_REMUS_INTERVAL:-200}
 PV=${XCSAVE_XEN_PV:-1}
 RESTORE=${XCSAVE_XEN_RESTORE:-on}
+OPS="${XCSAVE_XEN_OPS:-save_restore migrate remus}"
 DEBUG=${XCSAVE_XEN_DEBUG:-0}
 SOAK=$SOAK
 SOAK_MODES="$SOAK_MODES"

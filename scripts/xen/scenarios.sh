@@ -376,7 +376,7 @@ scenarios() {
     if [[ " $MODES " = *" xcsave "* ]] && [ ! -f "$LIB" ]; then
         result FAIL xcsave/library 0 "$LIB missing"; MODES=stock
     fi
-    for op in save_restore migrate remus; do
+    for op in ${OPS:-save_restore migrate remus}; do
         for m in $MODES; do
             setmode "$m"
             info "===== PVH guest: $op, $MODE ====="
