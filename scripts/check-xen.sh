@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-only
-# make check-xen: prove xcsave on a real hypervisor. Boots Debian 12's own Xen 4.17 with a Debian
-# dom0 under QEMU (TCG: EMULATED, no hardware virtualisation), and drives the unmodified xl
-# toolstack with LD_PRELOAD=libxcsave.so.0: xl save/restore, live xl migrate and xl remus with
+# make check-xen [XEN=4.20]: prove xcsave on a real hypervisor. Boots Debian's own Xen (4.17 from
+# Debian 12, the default, or 4.20 from Debian 13) with a dom0 of the same release under QEMU (TCG:
+# EMULATED, no hardware virtualisation), and drives the unmodified xl toolstack with
+# LD_PRELOAD=libxcsave.so.0 (the build for that Xen), so that both the sending and the
+# receiving libxl-save-helper bind to xcsave: xl save/restore, live xl migrate and xl remus with
 # failover, for a PVH guest (and xl save of a PV guest), stock and xcsave side by side.
 # See docs/real-xen.md. Not part of `make check`.
 #
 # Environment:
-#   XCSAVE_XEN_CACHE         cache directory (default build/xen-cache), reused across runs
+#   XCSAVE_XEN_VERSION       4.17 (default) or 4.20 (`make check-xen XEN=4.20` sets it)
+#   XCSAVE_XEN_CACHE         cache directory (default build/xen-cache, or build/xen-cache-4.20),
+#                            reused across runs
 #   XCSAVE_XEN_STOCK_ONLY=1  run the stock scenarios only (no library needed)
+#   XCSAVE_XEN_MODES=xcsave  the modes to run, in order (default "stock xcsave")
+#   XCSAVE_XEN_OPS=remus     the PVH operations to run (default "save_restore migrate remus")
 #   XCSAVE_XEN_TRIES         boots to try before giving up (default 4)
 #   XCSAVE_XEN_REMUS_CKPTS   Remus checkpoints to replicate before failover (default 10)
 #   XCSAVE_XEN_DIRTY_MB      MiB the guest rewrites every 0.5 s (default 4)
 #   XCSAVE_XEN_REMUS_INTERVAL  Remus checkpoint interval in ms (default 200)
 #   XCSAVE_XEN_PV=0          skip the PV guest
+#   XCSAVE_XEN_RESTORE=off   xcsave mode preloads with XCSAVE_RESTORE=off: xcsave's saver, stock's
+#                            restore (the receiving helpers must log the hand-over instead)
 #   XCSAVE_XEN_DEBUG=1       copy dom0's xl logs and verify-stream-v2 output to the serial log
 #   XCSAVE_DEBIAN_MIRROR     Debian mirror for debootstrap
-#   XCSAVE_XEN_LIB           the libxcsave.so.0 to preload (default build/lib/libxcsave.so.0)
+#   XCSAVE_XEN_LIB           the libxcsave.so.0 to preload (default build/lib/libxcsave.so.0, or
+#                            build/xen-4.20/lib/libxcsave.so.0: the 4.20 build, made in build/trixie)
 #   XCSAVE_XEN_SOAK=N        instead of the scenarios, an A/B soak: N rounds of one live xl
 #                            migrate per mode, tallied per mode (ok/reboot/stall...; scripts/xen/soak.sh)
 #   XCSAVE_XEN_SOAK_MODES    the soak's modes (default: stock xcsave xcsave-nocache xcsave-nofit
@@ -26,10 +35,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-CACHE=${XCSAVE_XEN_CACHE:-$ROOT/build/xen-cache}
+XEN=${XCSAVE_XEN_VERSION:-4.17}
+case $XEN in
+    4.17) CACHE=${XCSAVE_XEN_CACHE:-$ROOT/build/xen-cache}; LIB=${XCSAVE_XEN_LIB:-$ROOT/build/lib/libxcsave.so.0} ;;
+    4.20) CACHE=${XCSAVE_XEN_CACHE:-$ROOT/build/xen-cache-4.20}; LIB=${XCSAVE_XEN_LIB:-$ROOT/build/xen-4.20/lib/libxcsave.so.0} ;;
+    *) echo "check-xen: no Debian release ships Xen $XEN (4.17 or 4.20)" >&2; exit 2 ;;
+esac
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
-LIB=${XCSAVE_XEN_LIB:-$ROOT/build/lib/libxcsave.so.0}
 STOCK_ONLY=${XCSAVE_XEN_STOCK_ONLY:-0}
 SOAK=${XCSAVE_XEN_SOAK:-0}
 SOAK_MODES=${XCSAVE_XEN_SOAK_MODES:-stock xcsave xcsave-nocache xcsave-nofit xcsave-disabled}
@@ -37,7 +50,7 @@ SOAK_MODES=${XCSAVE_XEN_SOAK_MODES:-stock xcsave xcsave-nocache xcsave-nofit xcs
 SOAK_MINUTES=${XCSAVE_XEN_SOAK_MINUTES:-0}
 TRIES=${XCSAVE_XEN_TRIES:-4}
 INIT_TIMEOUT=${XCSAVE_XEN_INIT_TIMEOUT:-120}   # QEMU start to dom0 /init; ~1 boot in 10 hangs early
-RUN_TIMEOUT=${XCSAVE_XEN_RUN_TIMEOUT:-1500}   # hang guard; a run takes 7-20 min
+RUN_TIMEOUT=${XCSAVE_XEN_RUN_TIMEOUT:-3000}   # hang guard; a run takes 7-20 min, 40+ at host load 15
 if [ "$SOAK" -gt 0 ] && [ -z "${XCSAVE_XEN_RUN_TIMEOUT:-}" ]; then
     # A soak operation takes 20-120 s (a reboot costs libxl's 60 s suspend timeout, plus a new guest).
     if [ "$SOAK_MINUTES" -gt 0 ]; then
@@ -57,12 +70,16 @@ if [ "$STOCK_ONLY" = 1 ]; then
     MODES="stock"
     log "XCSAVE_XEN_STOCK_ONLY=1: stock scenarios only, no preload"
 else
-    MODES="stock xcsave"
+    MODES=${XCSAVE_XEN_MODES:-stock xcsave}
     if [ ! -e "$LIB" ] && [ -n "${XCSAVE_XEN_LIB:-}" ]; then
         die "XCSAVE_XEN_LIB=$LIB does not exist"
-    elif [ ! -e "$LIB" ]; then
+    elif [ ! -e "$LIB" ] && [ "$XEN" = 4.17 ]; then
         log "$LIB missing: running make lib"
         make -C "$ROOT" lib >&2 || die "the library does not build (make lib failed): nothing to test"
+    elif [ ! -e "$LIB" ]; then
+        log "$LIB missing: building it in the Debian 13 root (make root-trixie, then make XEN=$XEN lib there)"
+        { make -C "$ROOT" root-trixie && bash "$ROOT/scripts/in-root.sh" "$ROOT/build/trixie" make XEN="$XEN" lib; } >&2 ||
+            die "the $XEN library does not build: nothing to test"
     fi
     [ -e "$LIB" ] || die "$LIB still missing after make lib"
 fi
@@ -71,8 +88,16 @@ LIB_ID=none
 [ "$STOCK_ONLY" = 1 ] || LIB_ID="$(readlink -f "$LIB") (sha256 $(sha256sum < "$LIB" | cut -c1-12))"
 log "library: $LIB_ID"
 
+# The library must be the build for this Xen: its xc_domain_save/xc_domain_restore carry that
+# release's version node, or the helper silently binds the stock functions instead.
+if [ "$STOCK_ONLY" != 1 ]; then
+    case $XEN in 4.17) node=VERS_4.17.0 ;; *) node=libxenguest_$XEN.0 ;; esac
+    objdump -T "$LIB" | grep -q "$node.*xc_domain_save" ||
+        die "$LIB does not export xc_domain_save@@$node: not a build for Xen $XEN"
+fi
+
 # 2. Cached images (debootstrap dom0, kernel, hypervisor, domU).
-bash "$ROOT/scripts/xen/build-images.sh" "$CACHE" || die "building the images failed"
+bash "$ROOT/scripts/xen/build-images.sh" "$CACHE" "$XEN" || die "building the images failed"
 T_BUILD=$(( $(date +%s) - T0 ))
 
 # 3. The per-run cpio: /init, scenarios, the library. Appended to the cached dom0 cpio (later
@@ -91,11 +116,14 @@ install -m 0755 "$ROOT/scripts/xen/domu-init" "$D/init"
 (cd "$D" && find . | cpio -o -H newc --quiet) | gzip -1 > "$R/xt/domu.cpio.gz"
 [ "$STOCK_ONLY" = 1 ] || install -m 0755 "$(readlink -f "$LIB")" "$R/xt/libxcsave.so.0"
 cat > "$R/xt/config" <<EOF
+XEN=$XEN
 MODES="$MODES"
 REMUS_CKPTS=${XCSAVE_XEN_REMUS_CKPTS:-10}
 DIRTY_MB=${XCSAVE_XEN_DIRTY_MB:-4}
 REMUS_INTERVAL=${XCSAVE_XEN_REMUS_INTERVAL:-200}
 PV=${XCSAVE_XEN_PV:-1}
+RESTORE=${XCSAVE_XEN_RESTORE:-on}
+OPS="${XCSAVE_XEN_OPS:-save_restore migrate remus}"
 DEBUG=${XCSAVE_XEN_DEBUG:-0}
 SOAK=$SOAK
 SOAK_MODES="$SOAK_MODES"
@@ -135,7 +163,7 @@ for try in $(seq "$TRIES"); do
     SER="$CACHE/serial-$try.log"
     rm -f "$SER"; : > "$SER"
     ln -sf "serial-$try.log" "$CACHE/serial.log"
-    log "boot $try/$TRIES: Xen 4.17 under QEMU TCG (serial log: $SER)"
+    log "boot $try/$TRIES: Xen $XEN under QEMU TCG (serial log: $SER)"
     tb=$(date +%s)
     boot "$SER"
     reached=0
@@ -184,7 +212,7 @@ fi
 # 5. Summary.
 SUMMARY="$CACHE/results.txt"
 {
-    echo "# check-xen$([ "$SOAK" -gt 0 ] && echo " soak ($SOAK rounds)") $(date -u +%Y-%m-%dT%H:%M:%SZ) EMULATED (QEMU TCG, 2 vCPUs), boot try $try;" \
+    echo "# check-xen Xen $XEN$([ "$SOAK" -gt 0 ] && echo " soak ($SOAK rounds)") $(date -u +%Y-%m-%dT%H:%M:%SZ) EMULATED (QEMU TCG, 2 vCPUs), boot try $try;" \
          "host load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end ($(nproc) CPUs);" \
          "library $LIB_ID"
     tr -d '\r' < "$SER" | grep '^XCSAVE-RESULT' | sed 's/^XCSAVE-RESULT //' |

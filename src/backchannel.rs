@@ -231,14 +231,36 @@ pub fn merge_dirty_pfn_list<R: Read + ?Sized>(
     Ok(n)
 }
 
+/// A record as this build's Xen sends it on the back channel (tests): the stream format's
+/// record, with its 8-byte header widened to [`BACKCHANNEL_HEADER_LEN`] (4.20's zero pointer).
+#[cfg(test)]
+pub(crate) fn back_record(rtype: u32, body: &[u8]) -> Vec<u8> {
+    let rec = crate::stream::encode_record(rtype, &[body]).expect("a test record is short");
+    let mut out = back_header(rtype, u32::from_le_bytes(rec[4..8].try_into().expect("4")));
+    out.extend_from_slice(&rec[8..]);
+    out
+}
+
+/// A back-channel record header of this build's Xen (tests): type and length, then zeros up
+/// to [`BACKCHANNEL_HEADER_LEN`].
+#[cfg(test)]
+pub(crate) fn back_header(rtype: u32, length: u32) -> Vec<u8> {
+    let mut out = rtype.to_le_bytes().to_vec();
+    out.extend_from_slice(&length.to_le_bytes());
+    out.resize(BACKCHANNEL_HEADER_LEN, 0);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::encode_record;
+
+    /// This build's back-channel header length: 8 on 4.17, 16 on 4.20.
+    const H: usize = BACKCHANNEL_HEADER_LEN;
 
     fn list(pfns: &[u64]) -> Vec<u8> {
         let body: Vec<u8> = pfns.iter().flat_map(|p| p.to_le_bytes()).collect();
-        encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&body]).unwrap()
+        back_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &body)
     }
 
     /// `merge_dirty_pfn_list` into a fresh bitmap of `p2m_size` bits: (count, set bits).
@@ -258,10 +280,13 @@ mod tests {
     /// and its size in bytes, or the errno the merge must give.
     fn reference(bytes: &[u8], p2m: u64) -> Result<(Vec<u64>, usize), i32> {
         let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-        if bytes.len() < 8 {
+        if bytes.len() < H {
             return Err(libc::EIO);
         }
         let (rtype, length) = (word(0), word(4));
+        if bytes[8..H].iter().any(|&b| b != 0) {
+            return Err(libc::EINVAL);
+        }
         if length > REC_LENGTH_MAX {
             return Err(libc::E2BIG);
         }
@@ -269,7 +294,7 @@ mod tests {
         {
             return Err(libc::EINVAL);
         }
-        let body = &bytes[8..];
+        let body = &bytes[H..];
         // Pfns are checked as whole chunks arrive: a body cut short is checked up to its
         // last whole chunk.
         let whole = if body.len() < length as usize {
@@ -287,7 +312,7 @@ mod tests {
         if body.len() < length as usize {
             return Err(libc::EIO);
         }
-        Ok((pfns, 8 + length as usize))
+        Ok((pfns, H + length as usize))
     }
 
     #[test]
@@ -345,7 +370,7 @@ mod tests {
         let mut r = &bytes[..];
         let mut words = [0u64];
         assert_eq!(merge_dirty_pfn_list(&mut r, 10, &mut words), Ok(1));
-        assert_eq!(r.len(), 16);
+        assert_eq!(r.len(), list(&[2]).len());
         assert_eq!(merge_dirty_pfn_list(&mut r, 10, &mut words), Ok(1));
         assert_eq!(words, [(1 << 1) | (1 << 2)]);
         assert!(r.is_empty());
@@ -378,9 +403,7 @@ mod tests {
         assert_eq!(e.errno(), libc::EINVAL);
         assert!(e.message().contains("record length 24"), "{}", e.message());
         // Checked on the header: a huge claimed list for a small guest reads no body.
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&rec::CHECKPOINT_DIRTY_PFN_LIST.to_le_bytes());
-        bytes.extend_from_slice(&(64u32 << 20).to_le_bytes());
+        let bytes = back_header(rec::CHECKPOINT_DIRTY_PFN_LIST, 64 << 20);
         assert_eq!(
             merged(&bytes, 1024),
             Err(BackChannelError::LongerThanP2m {
@@ -392,7 +415,7 @@ mod tests {
 
     #[test]
     fn rejects_wrong_type() {
-        let bytes = encode_record(rec::CHECKPOINT, &[]).unwrap();
+        let bytes = back_record(rec::CHECKPOINT, &[]);
         let e = merged(&bytes, 10).unwrap_err();
         assert_eq!(e, BackChannelError::WrongType(rec::CHECKPOINT));
         assert_eq!(e.errno(), libc::EINVAL);
@@ -400,7 +423,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_length() {
-        let bytes = encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&[1, 0, 0, 0, 0]]).unwrap();
+        let bytes = back_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[1, 0, 0, 0, 0]);
         let e = merged(&bytes, 10).unwrap_err();
         assert_eq!(e, BackChannelError::BadLength(5));
         assert_eq!(e.errno(), libc::EINVAL);
@@ -415,8 +438,8 @@ mod tests {
             for cut in (0..bytes.len()).filter(|c| *c < 64 || c % 509 == 0 || *c > bytes.len() - 9)
             {
                 let e = merged(&bytes[..cut], n).unwrap_err();
-                let body = cut.saturating_sub(8);
-                if cut >= 8 {
+                let body = cut.saturating_sub(H);
+                if cut >= H {
                     assert_eq!(
                         e,
                         BackChannelError::Truncated {
@@ -437,17 +460,13 @@ mod tests {
 
     #[test]
     fn rejects_huge_length_without_reading_on() {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&rec::CHECKPOINT_DIRTY_PFN_LIST.to_le_bytes());
-        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        let bytes = back_header(rec::CHECKPOINT_DIRTY_PFN_LIST, u32::MAX);
         let e = merged(&bytes, 10).unwrap_err();
         assert_eq!(e, BackChannelError::TooLong(u32::MAX));
         assert_eq!(e.errno(), libc::E2BIG);
         // At the maximum, for a guest big enough, but with no body: truncated, after reading
         // what is there.
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&rec::CHECKPOINT_DIRTY_PFN_LIST.to_le_bytes());
-        bytes.extend_from_slice(&REC_LENGTH_MAX.to_le_bytes());
+        let mut bytes = back_header(rec::CHECKPOINT_DIRTY_PFN_LIST, REC_LENGTH_MAX);
         bytes.extend_from_slice(&[0u8; 16]);
         let p2m = u64::from(REC_LENGTH_MAX) / 8;
         let mut words = vec![0u64; p2m.div_ceil(64) as usize];

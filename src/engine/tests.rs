@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::abi::xen::PAGE_SIZE;
+use crate::backchannel::back_record;
 use crate::pages::PerBatch;
 use crate::stream::rec;
 use crate::testkit::FakeXen;
@@ -220,7 +221,7 @@ fn colo_checkpoints_merge_back_channel() {
     let mut back = Vec::new();
     for pfns in [vec![20u64, 3], vec![]] {
         let body: Vec<u8> = pfns.iter().flat_map(|p| p.to_le_bytes()).collect();
-        back.extend(stream::encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&body]).unwrap());
+        back.extend(back_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &body));
     }
     let mut cb = Script {
         checkpoints_left: 3,
@@ -274,17 +275,17 @@ fn colo_checkpoints_merge_back_channel() {
 fn colo_rejects_bad_back_channel() {
     let cases: Vec<(Vec<u8>, i32, &str)> = vec![
         (
-            stream::encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&64u64.to_le_bytes()]).unwrap(),
+            back_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &64u64.to_le_bytes()),
             libc::EINVAL,
             "Invalid pfn 0x40",
         ),
         (
-            stream::encode_record(rec::CHECKPOINT, &[]).unwrap(),
+            back_record(rec::CHECKPOINT, &[]),
             libc::EINVAL,
             "Expect dirty bitmap record",
         ),
         (
-            stream::encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&[1, 2, 3]]).unwrap(),
+            back_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[1, 2, 3]),
             libc::EINVAL,
             "Invalid dirty pfn list record length 3",
         ),
@@ -345,7 +346,7 @@ impl Channel for Clocked<'_> {
 fn colo_secondary_out_of_time_fails_with_etimedout() {
     let xen = FakeXen::new(64);
     let body = 5u64.to_le_bytes();
-    let back = stream::encode_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &[&body]).unwrap();
+    let back = back_record(rec::CHECKPOINT_DIRTY_PFN_LIST, &body);
     // The first answer arrives in time, the second never does.
     let mut recv = Clocked {
         bytes: &back,
