@@ -55,8 +55,18 @@ pub trait PageSource<H: GuestMemory> {
     /// sends those gfns in its next pass (its deferred bitmap). Called after each
     /// checkpoint's postcopy, after [`PageSource::resumed`], and, with `whole`, once a plain
     /// live save's precopy has ended, before [`PageSource::before_suspend`] (the last
-    /// chance: the last pass follows).
-    fn revalidate(&mut self, _xen: &H, _dom: u32, _whole: bool, _resend: &mut dyn FnMut(u64)) {}
+    /// chance: the last pass follows). Returns whether it visited any mapping: the guest ran
+    /// on meanwhile, so after a `whole` visit the engine sends one more live round before the
+    /// suspend, and the downtime does not pay for what the guest dirtied during the visit.
+    fn revalidate(
+        &mut self,
+        _xen: &H,
+        _dom: u32,
+        _whole: bool,
+        _resend: &mut dyn FnMut(u64),
+    ) -> bool {
+        false
+    }
 
     /// A plain (not checkpointed) live save has ended its precopy: the guest is about to be
     /// suspended for the last pass. Called after the precopy policy chose stop-and-copy and

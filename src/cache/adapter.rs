@@ -154,10 +154,10 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
         }
     }
 
-    fn revalidate(&mut self, xen: &H, dom: u32, whole: bool, resend: &mut dyn FnMut(u64)) {
-        if let Some(c) = self.cache.as_mut() {
-            c.revalidate(&mut Mapper::new(xen, dom), whole, resend);
-        }
+    fn revalidate(&mut self, xen: &H, dom: u32, whole: bool, resend: &mut dyn FnMut(u64)) -> bool {
+        self.cache
+            .as_mut()
+            .is_some_and(|c| c.revalidate(&mut Mapper::new(xen, dom), whole, resend))
     }
 
     fn before_suspend(&mut self, _xen: &H, _dom: u32) {

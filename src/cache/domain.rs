@@ -554,15 +554,18 @@ impl<M> DomainCache<M> {
     /// buckets, or every one with `whole` (a plain live save's precopy has ended: this is the
     /// last chance), and calls `resend` with every pfn to send again at the next checkpoint
     /// (or in the last round): pages a visit found changed, and pages served by buckets that
-    /// went unvisited. With `whole`, every bucket is unmapped afterwards.
+    /// went unvisited. With `whole`, every bucket is unmapped afterwards. Returns whether any
+    /// bucket was visited.
     pub fn revalidate<X: BucketMapper<Mapping = M>>(
         &mut self,
         mapper: &mut X,
         whole: bool,
         resend: &mut dyn FnMut(u64),
-    ) where
+    ) -> bool
+    where
         M: PageMapping,
     {
+        let mut visited = false;
         self.check_teardown();
         let want = match (&self.patrol, whole) {
             (_, true) => u64::MAX,
@@ -581,6 +584,7 @@ impl<M> DomainCache<M> {
                 &mut todo,
             );
             self.batch += 1;
+            visited = !todo.is_empty();
             for &b in &todo {
                 if let Err(e) = self.visit(mapper, b) {
                     if e.raw_os_error() == Some(libc::ENOMEM) {
@@ -603,6 +607,7 @@ impl<M> DomainCache<M> {
             resend(pfn);
         }
         self.publish();
+        visited
     }
 
     /// One patrol visit of bucket `b` (cached): maps it afresh, notes the pages whose content

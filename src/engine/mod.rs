@@ -399,8 +399,9 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
     }
 
     /// Lets the page source revalidate its mappings ([`PageSource::revalidate`]); the pfns it
-    /// gives back go in the deferred bitmap, sent with the next suspended pass.
-    fn revalidate_pages(&mut self, whole: bool) {
+    /// gives back go in the deferred bitmap, sent with the next pass. Returns whether the
+    /// source visited any mapping.
+    fn revalidate_pages(&mut self, whole: bool) -> bool {
         let (xen, dom, n) = (self.xen, self.dom, self.p2m_size);
         let (words, count) = (&mut self.deferred, &mut self.nr_deferred);
         self.pages.revalidate(xen, dom, whole, &mut |pfn| {
@@ -408,7 +409,41 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
                 bitmap::set(words, pfn);
                 *count += 1;
             }
-        });
+        })
+    }
+
+    /// ORs the deferred pfns into the dirty bitmap; returns how many there were.
+    fn merge_deferred(&mut self) -> u64 {
+        // Every bit of `deferred` was counted in `nr_deferred`: with none, there is nothing
+        // to merge (nor to clear later), so a checkpoint skips two passes over the bitmap.
+        if self.nr_deferred != 0 {
+            let deferred = std::mem::take(&mut self.deferred);
+            bitmap::or_into(self.bitmap_words(), &deferred);
+            self.deferred = deferred;
+        }
+        self.nr_deferred
+    }
+
+    /// Forgets the deferred pfns once they are sent.
+    fn clear_deferred(&mut self) {
+        if self.nr_deferred != 0 {
+            bitmap::clear(&mut self.deferred);
+            self.nr_deferred = 0;
+        }
+    }
+
+    /// One more live round after the last-chance visit of a plain live save: what the guest
+    /// dirtied while every cached bucket was visited, and what the visit found changed, go
+    /// now, while the guest still runs, so that the suspended round (the downtime) sends only
+    /// what is dirtied after it.
+    fn send_live_round_after_visit(&mut self) -> Res {
+        let stats = self.logdirty(LogDirtyOp::Clean, false)?;
+        self.stats.iteration += 1;
+        self.set_iteration_prefix();
+        let deferred = self.merge_deferred();
+        self.send_dirty_pages(stats.dirty_count as u64 + deferred)?;
+        self.clear_deferred();
+        Ok(())
     }
 
     /// Call the suspend callback and check the domain is suspended.
@@ -636,24 +671,15 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         } else {
             self.xen.set_progress_prefix(Some("Checkpointed save"));
         }
-        // Every bit of `deferred` was counted in `nr_deferred`: with none, there is nothing
-        // to merge (nor to clear below), so a checkpoint skips two passes over the bitmap.
-        if self.nr_deferred != 0 {
-            let deferred = std::mem::take(&mut self.deferred);
-            bitmap::or_into(self.bitmap_words(), &deferred);
-            self.deferred = deferred;
-        }
+        let deferred = self.merge_deferred();
         if !self.live && self.stream_type == StreamType::Colo {
             if let Err(s) = self.colo_merge_secondary_dirty_bitmap() {
                 self.perror("Failed to get secondary vm's dirty pages", s.errno);
                 return Err(s);
             }
         }
-        self.send_dirty_pages(stats.dirty_count as u64 + self.nr_deferred)?;
-        if self.nr_deferred != 0 {
-            bitmap::clear(&mut self.deferred);
-            self.nr_deferred = 0;
-        }
+        self.send_dirty_pages(stats.dirty_count as u64 + deferred)?;
+        self.clear_deferred();
         Ok(())
     }
 
@@ -677,8 +703,11 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
         if self.stream_type == StreamType::Plain {
             // Stop-and-copy was chosen: the page source checks its mappings one last time
             // and may release them while the guest still runs, outside the downtime.
-            self.revalidate_pages(true);
+            let visited = self.revalidate_pages(true);
             self.pages.before_suspend(self.xen, self.dom);
+            if visited {
+                self.send_live_round_after_visit()?;
+            }
         }
         self.suspend_and_send_dirty()?;
         if self.debug && self.stream_type == StreamType::Plain {
