@@ -8,7 +8,7 @@
 //! the stream itself from its image header (a `restore_reader` input without its 4 bytes of
 //! pfn limit).
 
-use super::{domain_restore, Outputs, RestoreArgs, RestoreCallbacks, PFN_LIMIT};
+use super::{domain_restore, Outputs, RestoreArgs, RestoreCallbacks, PFN_LIMIT_FALLBACK};
 use crate::abi::xen::{StreamType, BACKCHANNEL_HEADER_LEN};
 use crate::error::Errno;
 use crate::stream::Sink;
@@ -94,7 +94,7 @@ pub fn apply_input(data: &[u8]) -> Option<Applied> {
             );
         }
         assert!(
-            g.pages.keys().all(|&p| p < PFN_LIMIT),
+            g.pages.keys().all(|&p| p < PFN_LIMIT_FALLBACK),
             "a page past the limit"
         );
     }
