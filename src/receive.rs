@@ -489,6 +489,10 @@ pub fn domain_restore_with<H: Builder, R: Read>(
     log::debug!("xcsave: restoring dom{dom} from a v{version} stream, p2m size {p2m_size}");
     loop {
         match seq.next(reader.next_record()) {
+            Step::Apply(Record::PageData(p)) => {
+                ctx.page_data(&p)?;
+                reader.recycle(p.data);
+            }
             Step::Apply(r) => {
                 ctx.apply(r)?;
                 if let Some(pfn_limit) = ctx.pfn_limit.take() {

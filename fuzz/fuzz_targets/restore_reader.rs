@@ -61,7 +61,13 @@ fuzz_target!(|data: &[u8]| {
         let step = seq.next(reader.next_record());
         assert!(seq.held() <= BOUND);
         match step {
-            Step::Apply(rec) | Step::InferStaticDataEnd(rec) => check(&rec, limit),
+            Step::Apply(rec) | Step::InferStaticDataEnd(rec) => {
+                check(&rec, limit);
+                // As the engine does: an applied record's pages go back to the reader.
+                if let Record::PageData(p) = rec {
+                    reader.recycle(p.data);
+                }
+            }
             Step::Ignore(_) | Step::Buffered => {}
             Step::Checkpoint => {
                 let ret = if answers & (1 << n.min(7)) != 0 { 1 } else { 2 };

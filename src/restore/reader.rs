@@ -5,7 +5,9 @@
 //! Bounds, all checked before the bytes they pay for are allocated:
 //! - a record body is at most `REC_LENGTH_MAX` (128 MiB), as in stock;
 //! - bodies are read in chunks and grown fallibly, so memory follows the bytes actually
-//!   received: a header that lies about its length costs nothing it does not send;
+//!   received: a header that lies about its length costs nothing it does not send; the one
+//!   exception is PAGE_DATA's pages, allocated at once (at most `max_batch` pages, 4 MiB)
+//!   once the pfn list has arrived and the length has been checked against it;
 //! - PAGE_DATA: at most `max_batch` pfns (1024, stock's MAX_BATCH_SIZE; stock itself accepts
 //!   any count the length covers), every pfn below `pfn_limit`, every type known, and the
 //!   length equal to the header, the pfn list and one page per data-carrying type;
@@ -217,12 +219,26 @@ impl<R: Read + ?Sized> Body<'_, R> {
 pub struct Reader<R: Read> {
     r: R,
     limits: Limits,
+    /// A PAGE_DATA buffer given back by [`Reader::recycle`], reused by the next PAGE_DATA.
+    spare: Vec<u8>,
 }
 
 impl<R: Read> Reader<R> {
     /// A reader of records checked against `limits`.
     pub fn new(r: R, limits: Limits) -> Reader<R> {
-        Reader { r, limits }
+        Reader {
+            r,
+            limits,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Give back a PAGE_DATA record's `data` once it is applied: the next PAGE_DATA reads its
+    /// pages into it, with no fresh allocation and no zero-filling.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        if data.capacity() > self.spare.capacity() {
+            self.spare = data;
+        }
     }
 
     /// The bounds in force.
@@ -258,7 +274,7 @@ impl<R: Read> Reader<R> {
             total,
             remaining: total,
         };
-        let decoded = decode(&mut body, rtype, length, self.limits);
+        let decoded = decode(&mut body, rtype, length, self.limits, &mut self.spare);
         match decoded {
             Ok(r) => {
                 body.skip()?;
@@ -279,6 +295,7 @@ fn decode<R: Read + ?Sized>(
     rtype: u32,
     length: u32,
     limits: Limits,
+    spare: &mut Vec<u8>,
 ) -> Result<Record> {
     let len = length as usize;
     Ok(match rtype {
@@ -286,7 +303,7 @@ fn decode<R: Read + ?Sized>(
         rec::CHECKPOINT => Record::Checkpoint,
         rec::STATIC_DATA_END => Record::StaticDataEnd,
         rec::VERIFY => Record::Verify,
-        rec::PAGE_DATA => Record::PageData(read_page_data(body, length, limits)?),
+        rec::PAGE_DATA => Record::PageData(read_page_data(body, length, limits, spare)?),
         rec::X86_TSC_INFO => {
             records::check_tsc_info_length(length)?;
             Record::TscInfo(records::decode_tsc_info(&body.vec(len)?)?)
@@ -335,17 +352,22 @@ fn read_page_data<R: Read + ?Sized>(
     body: &mut Body<'_, R>,
     length: u32,
     limits: Limits,
+    spare: &mut Vec<u8>,
 ) -> Result<PageData> {
     records::check_page_data_min(length)?;
     let count = (body.u64()? & 0xffff_ffff) as u32;
     records::check_page_data_header(length, count, limits.max_batch)?;
-    // count <= max_batch: the pfn arrays are bounded before anything is read into them.
+    // count <= max_batch: the pfn list and arrays are bounded before anything is read into
+    // them. The list is read with one read, not one per entry.
     let n = count as usize;
+    let mut raw: Vec<u8> = fallible::try_zeroed(8 * n).map_err(|_| Error::NoMemory(8 * n))?;
+    body.read(&mut raw)?;
     let mut pfns = fallible::try_with_capacity(n).map_err(|_| Error::NoMemory(8 * n))?;
     let mut types = fallible::try_with_capacity(n).map_err(|_| Error::NoMemory(4 * n))?;
     let mut pages_of_data = 0u32;
-    for i in 0..n {
-        let (pfn, t) = records::decode_page_entry(body.u64()?, i, limits.pfn_limit)?;
+    for (i, e) in raw.chunks_exact(8).enumerate() {
+        let entry = u64::from_le_bytes(e.try_into().expect("8 bytes"));
+        let (pfn, t) = records::decode_page_entry(entry, i, limits.pfn_limit)?;
         if page_type_has_data(u64::from(t)) {
             pages_of_data += 1;
         }
@@ -353,7 +375,17 @@ fn read_page_data<R: Read + ?Sized>(
         types.push(t);
     }
     records::check_page_data_length(length, count, pages_of_data)?;
-    let data = body.vec(pages_of_data as usize * PAGE_SIZE)?;
+    // The length is now exactly the header, the list and one page per data-carrying type, at
+    // most max_batch pages (4 MiB): the pages are read with one read into place, with no
+    // staging chunk and no regrowth, into the recycled buffer when there is one (its old bytes
+    // are all overwritten before anyone sees them), else into one allocation.
+    let len = pages_of_data as usize * PAGE_SIZE;
+    let mut data = std::mem::take(spare);
+    if data.capacity() < len {
+        data = fallible::try_with_capacity(len).map_err(|_| Error::NoMemory(len))?;
+    }
+    data.resize(len, 0);
+    body.read(&mut data)?;
     Ok(PageData { pfns, types, data })
 }
 
@@ -503,6 +535,64 @@ mod tests {
         assert_eq!(got[5], Record::HvmContext(vec![9; 13]));
         assert_eq!(got[6], Record::HvmParams(vec![(1, 0xfeffc)]));
         assert_eq!(got[4].rtype(), rec::X86_TSC_INFO);
+    }
+
+    /// A reader that counts its `read` calls.
+    struct Counted<'a> {
+        bytes: &'a [u8],
+        reads: usize,
+    }
+
+    impl Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            self.bytes.read(buf)
+        }
+    }
+
+    #[test]
+    fn page_data_takes_four_reads_whatever_its_size() {
+        // Header, count, pfn list, pages: not one read per pfn nor per 16 KiB chunk.
+        let entries: Vec<(u64, u32)> = (0..1024).map(|p| (p, 0)).collect();
+        let s = page_data(&entries, 3);
+        let mut c = Counted {
+            bytes: &s,
+            reads: 0,
+        };
+        let mut r = Reader::new(&mut c, Limits::new(4096));
+        let Record::PageData(p) = r.next_record().unwrap() else {
+            panic!("not PAGE_DATA")
+        };
+        assert_eq!(p.nr_data_pages(), 1024);
+        assert_eq!(p.data[1023 * PAGE_SIZE], 3u8.wrapping_add(255)); // page 1023: fill + (1023 as u8)
+        drop(r);
+        assert_eq!(c.reads, 4);
+    }
+
+    #[test]
+    fn a_recycled_buffer_is_overwritten_and_sized_to_each_record() {
+        let mut s = page_data(&[(1, 0), (2, 0), (3, 0)], 0x10);
+        s.extend(page_data(&[(4, 0), (5, pfinfo::XALLOC)], 0x40));
+        let big = page_data(&[(6, 0), (7, 0), (8, 0), (9, 0)], 0x70);
+        s.extend(&big[..big.len() - PAGE_SIZE - 8]); // the last page cut short
+        let mut r = Reader::new(&s[..], Limits::new(16));
+        let Record::PageData(a) = r.next_record().unwrap() else {
+            panic!("not PAGE_DATA")
+        };
+        assert_eq!(a.data.len(), 3 * PAGE_SIZE);
+        r.recycle(a.data);
+        let Record::PageData(b) = r.next_record().unwrap() else {
+            panic!("not PAGE_DATA")
+        };
+        assert_eq!(
+            b.data,
+            vec![0x40; PAGE_SIZE],
+            "no byte of the first record left"
+        );
+        r.recycle(b.data);
+        let e = r.next_record().unwrap_err();
+        assert_eq!(e.kind(), Kind::Stream);
+        assert!(matches!(e, Error::Truncated { .. }), "{e:?}");
     }
 
     #[test]
