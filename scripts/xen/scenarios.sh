@@ -162,7 +162,7 @@ proof() { # name logfile [fallback]
     fi
 }
 # The receiving helper (xl restore, xl migrate-receive, the Remus backup) must (xcsave mode) or
-# must not (stock mode) have restored with xcsave: its debug line "xcsave: restoring domN with
+# must not (stock mode) have restored with xcsave: its info line "xcsave: restoring domN with
 # xcsave (<stream type>)", or for a PV guest its hand-over to the stock xc_domain_restore. The
 # sender's and the receiver's helpers log to the same file in migrate and Remus; these lines
 # come from the receiver's only.
