@@ -214,6 +214,90 @@ fn live_sends_dirty_rounds_then_final() {
     assert_eq!(cb.calls, vec!["qemu_on", "suspend", "qemu_off"]);
 }
 
+/// A page source that keeps mappings: at the end of a plain precopy its last-chance visit
+/// finds pfn 7 changed (and says it visited), while the fake guest dirties pages meanwhile.
+struct Visiting {
+    visited: bool,
+}
+
+impl PageSource<FakeXen> for Visiting {
+    fn with_batch(
+        &mut self,
+        xen: &FakeXen,
+        dom: u32,
+        gfns: &[u64],
+        consume: &mut dyn FnMut(&[PageRef<'_>]) -> Result<(), Errno>,
+    ) -> Result<(), BatchError> {
+        PerBatch.with_batch(xen, dom, gfns, consume)
+    }
+
+    fn revalidate(
+        &mut self,
+        _: &FakeXen,
+        _: u32,
+        whole: bool,
+        resend: &mut dyn FnMut(u64),
+    ) -> bool {
+        if whole {
+            resend(7);
+        }
+        whole && self.visited
+    }
+
+    fn suspended(&mut self, _: &FakeXen, _: u32, _: &DomInfo, _: u64) {}
+
+    fn teardown(&mut self) {}
+}
+
+fn live_with_visit(visited: bool) -> Vec<Vec<u64>> {
+    let xen = FakeXen::new(300);
+    // Precopy: 60 dirty (go on), 3 (stop). Then, with a visit: 50, 51 dirtied during it (a
+    // live round), and 4, 299 after it (the suspended round).
+    *xen.dirty_rounds.borrow_mut() = vec![
+        (100..160).collect(),
+        vec![1, 2, 3],
+        vec![50, 51],
+        vec![4, 299],
+    ];
+    let mut cb = Script::new(&xen);
+    let mut out = Vec::new();
+    let mut recv: &[u8] = &[];
+    let mut pages = Visiting { visited };
+    let io = Io {
+        sink: &mut out,
+        recv: &mut recv,
+        pages: &mut pages,
+        cb: &mut cb,
+    };
+    let args = SaveArgs {
+        dom: 7,
+        flags: XCFLAGS_LIVE,
+        stream_type: 0,
+        io_fd: 3,
+    };
+    assert_eq!(domain_save(&xen, io, &args), OK);
+    assert_eq!(cb.calls, vec!["qemu_on", "suspend", "qemu_off"]);
+    records(&out)
+        .iter()
+        .filter(|r| r.0 == rec::PAGE_DATA)
+        .map(|r| page_data_pfns(&r.1))
+        .collect()
+}
+
+#[test]
+fn a_last_chance_visit_is_followed_by_one_more_live_round() {
+    // What the guest dirtied during the visit, and the page the visit found changed, go in a
+    // live round; the suspended round (the downtime) has only what was dirtied after it.
+    let b = live_with_visit(true);
+    assert_eq!(b.len(), 5, "{b:?}");
+    assert_eq!(b[3], vec![7, 50, 51]);
+    assert_eq!(b[4], vec![4, 299]);
+    // No visit (nothing cached): stock's rounds; the changed page goes in the last round.
+    let b = live_with_visit(false);
+    assert_eq!(b.len(), 4, "{b:?}");
+    assert_eq!(b[3], vec![7, 50, 51]);
+}
+
 #[test]
 fn colo_checkpoints_merge_back_channel() {
     let xen = FakeXen::new(64);
