@@ -179,12 +179,7 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
     }
 
     fn teardown(&mut self) {
-        if let Some(cache) = self.cache.take() {
-            let dom = cache.domid();
-            drop(cache); // unmaps everything and publishes the final counters
-            self.whole = None;
-            log_stats(dom);
-        }
+        release(&mut self.cache, &mut self.whole);
     }
 }
 
@@ -239,6 +234,18 @@ fn whole_guest<H: GuestMemory>(
     };
     log::info!("d{dom}: mapping cache bounded: {why}");
     (cfg, None)
+}
+
+/// Ends a save's or a restore's cache: unmaps everything and publishes the final counters
+/// (dropping the cache), gives its whole-guest share back to the process cap, and logs the
+/// counters. Nothing happens when the cache is already gone.
+pub(super) fn release<M>(cache: &mut Option<DomainCache<M>>, whole: &mut Option<Grant>) {
+    if let Some(c) = cache.take() {
+        let dom = c.domid();
+        drop(c);
+        *whole = None;
+        log_stats(dom);
+    }
 }
 
 /// One debug line with a domain's counters, through the caller's logger: how a toolstack log

@@ -18,7 +18,7 @@
 //! - **No patrol.** Its finds are pages to send again, which a receiver cannot do; the
 //!   residual case (a masked exchange on a COLO secondary) is bounded by `max_age`.
 
-use super::adapter::{check, log_stats, new_cache};
+use super::adapter::{check, log_stats, new_cache, release};
 use super::config::CacheConfig;
 use super::domain::DomainCache;
 use super::mapper::{ReadWrite, XenMapper};
@@ -144,11 +144,6 @@ where
     }
 
     fn teardown(&mut self) {
-        if let Some(cache) = self.cache.take() {
-            let dom = cache.domid();
-            drop(cache); // unmaps everything and publishes the final counters
-            self.whole = None;
-            log_stats(dom);
-        }
+        release(&mut self.cache, &mut self.whole);
     }
 }
