@@ -19,7 +19,12 @@
  *            xcsave_cache_teardown (which forgets the init settings) the default maps whole;
  *  exchange: with the whole guest mapped, a masked exchange (P given a new frame, R
  *            released) raises tot_pages by one (R's frame is held too), so the cache flushes
- *            and the secondary equals the primary at every checkpoint.
+ *            and the secondary equals the primary at every checkpoint;
+ *  expiry:   XCSAVE_CACHE_MAX_AGE=3 over 12 checkpoints, with the patrol off and then on
+ *            (N = 64): every first-pass bucket reaches the age at the same checkpoint. The
+ *            stream must stay within 1.5 guests (an expiry that sent again every page served
+ *            since the first pass resent the whole guest every 3 checkpoints), the guest
+ *            stays mapped whole, and the secondary equals the primary at every checkpoint.
  * Every case but cap runs with whole-guest mode's default settings (no XCSAVE_CACHE_WHOLE_MB).
  * No argument runs them all.
  */
@@ -99,17 +104,21 @@ static void opts(struct harness_opts *o, struct watch *w, uint32_t src, unsigned
     o->holes_ok = 1;
 }
 
-/* One Remus save of a 240 MiB guest; its counters. */
-static XcsaveCacheStats remus(const char *name, struct watch *w, int exchange)
+/* One Remus save of a 240 MiB guest over `ckpts` checkpoints; its counters, and the stream's
+ * size in `bytes` (if not NULL). */
+static XcsaveCacheStats remus_n(const char *name, struct watch *w, int exchange,
+                                unsigned int ckpts, uint64_t *bytes)
 {
     struct harness_opts o;
     struct harness_result r;
     XcsaveCacheStats s;
 
-    opts(&o, w, 1, 5);
+    opts(&o, w, 1, ckpts);
     w->exchange = exchange;
     harness_make_pair(1, 2, MEM, 0x3401e5u);
     H_CHECK(harness_round_trip(&o, &r) == 0, "%s: %s", name, r.failure);
+    if (bytes)
+        *bytes = r.stream_bytes;
     s = stats_of(1);
     printf("%s: dom0 %d: peak mapped %llu MiB, peak VMAs %llu, maps %llu (warm checkpoints "
            "3-5: %llu), hits %llu misses %llu invalidations %llu\n", name, xensim_dom0_mode(),
@@ -121,6 +130,12 @@ static XcsaveCacheStats remus(const char *name, struct watch *w, int exchange)
     xensim_destroy_domain(1);
     xensim_destroy_domain(2);
     return s;
+}
+
+/* One Remus save of a 240 MiB guest over 5 checkpoints; its counters. */
+static XcsaveCacheStats remus(const char *name, struct watch *w, int exchange)
+{
+    return remus_n(name, w, exchange, 5, NULL);
 }
 
 static int whole(const XcsaveCacheStats *s)
@@ -272,6 +287,35 @@ static void exchange(void)
     H_CHECK(s.invalidations > 0, "exchange: the cache did not flush");
 }
 
+static void expiry(void)
+{
+    static const char *const patrol[] = {"0", "64"};
+
+    setenv("XCSAVE_CACHE_MAX_AGE", "3", 1);
+    for (unsigned int i = 0; i < 2; i++) {
+        struct watch w;
+        uint64_t bytes;
+        XcsaveCacheStats s;
+        char name[40];
+
+        snprintf(name, sizeof(name), "expiry/patrol=%s", patrol[i]);
+        setenv("XCSAVE_CACHE_PATROL", patrol[i], 1);
+        s = remus_n(name, &w, 0, 12, &bytes);
+        printf("%s: stream %llu MiB for a %llu MiB guest, expirations %llu\n", name,
+               (unsigned long long)(bytes / MiB), (unsigned long long)(MEM / MiB),
+               (unsigned long long)s.expirations);
+        H_CHECK(whole(&s), "%s: not whole", name);
+        /* With the patrol off, the buckets expire (as visits); with it on, never. */
+        H_CHECK(i == 0 ? s.expirations > 0 : s.expirations == 0,
+                "%s: %llu expirations", name, (unsigned long long)s.expirations);
+        H_CHECK(bytes < MEM + MEM / 2, "%s: the stream is %llu MiB for a %llu MiB guest: "
+                "expiry sent the guest again", name, (unsigned long long)(bytes / MiB),
+                (unsigned long long)(MEM / MiB));
+    }
+    setenv("XCSAVE_CACHE_PATROL", "0", 1);
+    unsetenv("XCSAVE_CACHE_MAX_AGE");
+}
+
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : NULL;
@@ -296,6 +340,8 @@ int main(int argc, char **argv)
         explicit();
     if (CASE("exchange"))
         exchange();
+    if (CASE("expiry"))
+        expiry();
     H_CHECK(ran, "unknown case %s", only);
     printf("test_cache_whole: ok\n");
     return 0;

@@ -40,6 +40,11 @@ pub(crate) const DEFAULT_MAX_AGE: u32 = 64;
 pub(crate) const MAX_MAX_AGE: u32 = 4096;
 /// Default patrol bound N, in checkpoints (docs/coherence.md §8.1, docs/decisions.md).
 pub(crate) const DEFAULT_PATROL: u32 = 64;
+/// The patrol's share is sized for at most this many bytes of cache, the largest default
+/// budget: a whole-guest cache bigger than it is visited at the same cost per checkpoint as a
+/// 1 GiB one, and its cycle grows with the guest (docs/coherence.md §8.1, docs/decisions.md
+/// "The patrol's share is capped").
+pub(crate) const PATROL_SIZED_BYTES: u64 = DEFAULT_BUDGET_MAX_BYTES;
 /// Smallest patrol bound: each visit covers `ceil(B_max / (N - 1))` buckets, so N >= 2.
 pub(crate) const MIN_PATROL: u32 = 2;
 /// Largest patrol bound, as for the maximum age.
@@ -223,9 +228,16 @@ impl CacheConfig {
         (c, warn)
     }
 
-    /// Buckets the cache can hold at most (the patrol's `B_max`).
+    /// Buckets the cache can hold at most.
     pub fn max_buckets(&self) -> u64 {
         self.cache_capacity_pages() / u64::from(self.bucket_pages)
+    }
+
+    /// The patrol's `B_max`: the buckets the cache can hold, counted up to
+    /// [`PATROL_SIZED_BYTES`] of them.
+    pub fn patrol_buckets(&self) -> u64 {
+        let sized = PATROL_SIZED_BYTES / (u64::from(self.bucket_pages) * PAGE_BYTES);
+        self.max_buckets().min(sized.max(1))
     }
 
     /// Smallest usable budget: one batch's reserve plus one bucket.
@@ -366,6 +378,20 @@ mod tests {
         let g = c.for_guest(1000, 4096);
         assert_eq!(g.budget_bytes, (4096 + 1024 + 1024 + 256) * PAGE_BYTES);
         assert!(!g.budget_from_guest);
+    }
+
+    #[test]
+    fn the_patrols_share_is_sized_for_at_most_1_gib() {
+        let mut c = CacheConfig::default();
+        for (budget_mib, bucket_kib, want) in [
+            (256u64, 1024u32, 252u64), // 256 MiB less the batch reserve: 252 buckets
+            (16 << 10, 1024, 1024),    // a 16 GiB whole-guest cache: sized as 1 GiB
+            (64 << 10, 4096, 256),     // 4 MiB buckets: still 1 GiB
+        ] {
+            c.budget_bytes = budget_mib << 20;
+            c.bucket_pages = bucket_kib / 4;
+            assert_eq!(c.patrol_buckets(), want, "{budget_mib} MiB");
+        }
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl<M> DomainCache<M> {
             seen: Vec::new(),
             defer: false,
             deferred: Vec::new(),
-            patrol: Patrol::new(cfg.patrol, cfg.max_buckets()),
+            patrol: Patrol::new(cfg.patrol, cfg.patrol_buckets()),
             resend: Vec::new(),
             at_limit: None,
             visit_buf: Vec::new(),
@@ -752,7 +752,10 @@ impl<M> DomainCache<M> {
     /// Maps the buckets admitted during the last pass (the guest runs: outside the
     /// downtime), within the budget, evicting only buckets that pass did not use. A mapping
     /// made now is checked like any other at the next suspend (docs/coherence.md §7).
-    pub fn map_deferred<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X) {
+    pub fn map_deferred<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X)
+    where
+        M: PageMapping,
+    {
         let todo = std::mem::take(&mut self.deferred);
         self.check_teardown();
         if self.disabled || todo.is_empty() {
@@ -908,8 +911,15 @@ impl<M> DomainCache<M> {
                 continue;
             }
             if self.cfg.whole_guest {
-                // Remapped before it is unmapped when the guest runs (map_deferred): the
-                // whole guest stays mapped (docs/coherence.md §8.6).
+                if self.patrol.is_some() {
+                    // The patrol's visits refresh every bucket of a whole-guest cache, in a
+                    // share per checkpoint: expiring them too would map the whole guest
+                    // again in one burst (docs/coherence.md §8.1).
+                    continue;
+                }
+                // Visited when the guest runs (map_deferred): mapped again, compared, and the
+                // old mapping unmapped, so the whole guest stays mapped (docs/coherence.md
+                // §8.6) and only pages that changed are sent again.
                 let b = self.store.get(slot).number;
                 self.deferred.push(b);
             } else {
@@ -934,16 +944,26 @@ impl<M> DomainCache<M> {
             .collect()
     }
 
-    /// Maps bucket `b` again, then unmaps its old mapping in `old` (a whole-guest cache's
-    /// expiry: the bucket is never without a mapping). A failed map keeps the old one, to
-    /// expire at the next checkpoint.
-    fn refresh<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X, b: u64, old: u32) {
-        let Ok(m) = self.map_whole(mapper, b) else {
-            return;
-        };
-        self.stats.expirations += 1;
-        self.drop_slot(old);
-        self.insert_mapped(b, m);
+    /// A whole-guest cache's expiry of bucket `b` in `old` (the patrol off): a visit, which
+    /// maps it again, notes the pages whose content changed to send again, and then unmaps
+    /// the old mapping, so the bucket is never without a mapping; its age starts again. A
+    /// failed map keeps the old one, to expire at the next checkpoint.
+    fn refresh<X: BucketMapper<Mapping = M>>(&mut self, mapper: &mut X, b: u64, old: u32)
+    where
+        M: PageMapping,
+    {
+        match self.visit(mapper, b) {
+            Ok(()) => {
+                self.stats.expirations += 1;
+                self.store.get_mut(old).epoch = self.epoch;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => self.give_up_after_enomem(),
+            // Kept as it is: still expired, it is tried again after the next checkpoint.
+            Err(e) => log::debug!(
+                "dom{}: expired bucket {b} not mapped again: {e}",
+                self.domid
+            ),
+        }
     }
 }
 

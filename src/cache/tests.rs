@@ -798,12 +798,50 @@ fn whole_guest_expiry_maps_again_before_it_unmaps() {
     );
     fx.batch(&[3, 40]);
     assert_eq!(fx.stats().maps, 4, "a warm checkpoint made a map call");
-    // After postcopy: each bucket mapped again, then its old mapping unmapped.
+    // The guest moves a new frame under page 40 with no counter moving (out 40, in 40, out
+    // 41: its frame stays held by the cache).
+    {
+        let mut g = fx.guest.borrow_mut();
+        g.remove(40);
+        g.populate(40);
+        g.remove(41);
+    }
+    // After postcopy: each bucket visited (mapped again, compared, its old mapping unmapped).
+    // Only the page whose frame changed is sent again, not every page served since the
+    // first pass (which would resend the whole guest at every expiry).
     fx.cache.map_deferred(&mut fx.mapper);
     let s = fx.stats();
     assert_eq!((s.maps, s.unmaps, s.vmas, s.expirations), (8, 4, 4, 4));
+    assert_eq!(fx.revalidate(false), vec![40]);
     fx.batch(&all);
     assert_eq!(fx.stats().maps, 8);
+    // A visit restarts the age: nothing expires at the next checkpoint.
+    fx.observe();
+    fx.cache.map_deferred(&mut fx.mapper);
+    assert_eq!(fx.stats().expirations, 4);
+}
+
+#[test]
+fn a_whole_guest_cache_with_the_patrol_never_expires_its_buckets() {
+    // The patrol refreshes every bucket in shares: an expiry would map the whole guest again
+    // in one burst after a postcopy.
+    let mut c = cfg(4);
+    c.max_age = 2;
+    c.patrol = 64;
+    c.whole_guest = true;
+    let mut fx = Fx::fresh(Guest::new(64), c);
+    fx.cache.start_pass(Admit::Everything);
+    let all: Vec<u64> = (0..64).collect();
+    fx.batch(&all);
+    for _ in 0..5 {
+        fx.observe();
+        fx.batch(&[3, 40]);
+        fx.cache.map_deferred(&mut fx.mapper);
+        assert_eq!(fx.revalidate(false), Vec::<u64>::new());
+    }
+    let s = fx.stats();
+    // 4 first-pass maps and one visit (share 1) per postcopy.
+    assert_eq!((s.expirations, s.maps, s.vmas), (0, 4 + 5, 4));
 }
 
 #[test]
