@@ -142,10 +142,12 @@ trio() {
     [ -n "${RAMDIR:-}" ] && rm -rf "$RAMDIR"/*
 }
 # a pattern scenario: MEM DOM0 COST. With one rep, the side that goes first (and meets the
-# fresh guest: for a sparse guest, its page cache) alternates from scenario to scenario,
-# and between reps.
+# fresh guest: for a sparse guest, its page cache) alternates between the two costs of each
+# dom0 model and size (patn + patn/2: the models alternate inside each cost; with patn alone
+# every PV scenario ran stock first, every PVH one xcsave first, up to the d001333
+# reference), and between reps.
 pattrio() {
-    local mem=$1 dom0=$2 cost=$3 rep=$(( rep + patn ))
+    local mem=$1 dom0=$2 cost=$3 rep=$(( rep + patn + patn / 2 ))
     patn=$((patn + 1))
     if [ "$mem" -gt 4096 ]; then
         RAMDIR=$(mktemp -d /var/tmp/xcsave-bench-ram.XXXXXX)
