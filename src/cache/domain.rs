@@ -904,19 +904,20 @@ impl<M> DomainCache<M> {
         }
     }
 
-    /// Unmaps buckets mapped `max_age` or more checkpoints ago.
+    /// Unmaps buckets mapped `max_age` or more checkpoints ago; a whole-guest cache queues
+    /// them for a visit instead (with the patrol on, its visits refresh them: nothing expires).
     fn expire(&mut self) {
+        if self.cfg.whole_guest && self.patrol.is_some() {
+            // The patrol's visits refresh every bucket of a whole-guest cache, in a share per
+            // checkpoint: expiring them too would map the whole guest again in one burst
+            // (docs/coherence.md §8.1). Nothing to walk inside the downtime.
+            return;
+        }
         for slot in 0..self.store.slot_count() {
             if !self.expired(slot) {
                 continue;
             }
             if self.cfg.whole_guest {
-                if self.patrol.is_some() {
-                    // The patrol's visits refresh every bucket of a whole-guest cache, in a
-                    // share per checkpoint: expiring them too would map the whole guest
-                    // again in one burst (docs/coherence.md §8.1).
-                    continue;
-                }
                 // Visited when the guest runs (map_deferred): mapped again, compared, and the
                 // old mapping unmapped, so the whole guest stays mapped (docs/coherence.md
                 // §8.6) and only pages that changed are sent again.
