@@ -20,6 +20,14 @@
  *  exchange: with the whole guest mapped, a masked exchange (P given a new frame, R
  *            released) raises tot_pages by one (R's frame is held too), so the cache flushes
  *            and the secondary equals the primary at every checkpoint;
+ *  release:  the patrol on (N = 64: 4 buckets after each postcopy, from bucket 0). After
+ *            postcopy 2 the guest releases page RB (bucket 5, held mapped), which that
+ *            postcopy's visit finds. Its old mapping holds RB's frame until the next check,
+ *            which takes the counters as they were, then releases it: the cache never
+ *            flushes, and RB's frame is free by postcopy 4. Then again with, in the same
+ *            interval, P2 (bucket 200, not visited) given a new frame and written: a
+ *            release at the visit would cancel the +1 and the stale mapping would be sent;
+ *            the cache must flush and the secondary equal the primary at every checkpoint;
  *  expiry:   XCSAVE_CACHE_MAX_AGE=3 over 12 checkpoints, with the patrol off and then on
  *            (N = 64): every first-pass bucket reaches the age at the same checkpoint. The
  *            stream must stay within 1.5 guests (an expiry that sent again every page served
@@ -42,6 +50,8 @@
 #define PAGES (MEM / 4096)
 #define P 0xc5ull
 #define R 0x9c5ull
+#define RB (5 * 256 + 0x33ull)
+#define P2 (200 * 256 + 0x44ull)
 
 static XcsaveCacheStats stats_of(uint32_t dom)
 {
@@ -55,6 +65,7 @@ static XcsaveCacheStats stats_of(uint32_t dom)
 struct watch {
     uint32_t dom;
     int exchange;               /* do the masked exchange after postcopy 2 */
+    int release;                /* release RB after postcopy 2 (2: and exchange P2) */
     uint64_t maps_at_2, maps_last;
     uint64_t tot_before, tot_after;
 };
@@ -73,6 +84,25 @@ static void between(void *arg, unsigned int k)
     if (k == 2)
         w->maps_at_2 = stats_of(w->dom).maps;
     w->maps_last = stats_of(w->dom).maps;
+    if (w->release && k == 2) {
+        struct xensim_dominfo i;
+
+        H_CHECK(xensim_gfn_mapped(w->dom, RB) > 0 && xensim_gfn_mapped(w->dom, P2) > 0,
+                "RB and P2 are not both held mapped after postcopy 2");
+        H_CHECK(xensim_dominfo(w->dom, &i) == 0, "dominfo");
+        w->tot_before = i.tot_pages;
+        H_CHECK(xensim_balloon_out(w->dom, RB) == 0, "balloon out RB");
+        if (w->release == 2) {
+            H_CHECK(xensim_balloon_replace(w->dom, P2, 0xe9) == 0, "replace P2");
+            H_CHECK(xensim_guest_write(w->dom, P2, 8, &v, sizeof(v)) == 0, "write P2");
+        }
+    }
+    if (w->release && k == 4) {
+        struct xensim_dominfo i;
+
+        H_CHECK(xensim_dominfo(w->dom, &i) == 0, "dominfo");
+        w->tot_after = i.tot_pages;
+    }
     if (w->exchange && k == 2) {
         struct xensim_dominfo i;
 
@@ -287,6 +317,45 @@ static void exchange(void)
     H_CHECK(s.invalidations > 0, "exchange: the cache did not flush");
 }
 
+static void release_case(void)
+{
+    setenv("XCSAVE_CACHE_PATROL", "64", 1);
+    for (int mode = 1; mode <= 2; mode++) {
+        const char *name = mode == 1 ? "release" : "release+exchange";
+        struct harness_opts o;
+        struct harness_result r;
+        struct watch w;
+        XcsaveCacheStats s;
+
+        opts(&o, &w, 1, 5);
+        w.release = mode;
+        harness_make_pair(1, 2, MEM, 0x3401e5u);
+        H_CHECK(harness_round_trip(&o, &r) == 0, "%s: %s", name, r.failure);
+        s = stats_of(1);
+        printf("%s: peak mapped %llu MiB, maps %llu, invalidations %llu, tot_pages %llu at "
+               "postcopy 2, %llu at postcopy 4\n", name,
+               (unsigned long long)(s.peak_mapped_bytes / MiB), (unsigned long long)s.maps,
+               (unsigned long long)s.invalidations, (unsigned long long)w.tot_before,
+               (unsigned long long)w.tot_after);
+        H_CHECK(s.maps == s.unmaps && s.vmas == 0, "%s: mappings left", name);
+        H_CHECK(whole(&s), "%s: not whole", name);
+        if (mode == 1) {
+            H_CHECK(s.invalidations == 0, "release: the cache flushed (%llu buckets): it took "
+                    "its own release of RB's frame for the guest's",
+                    (unsigned long long)s.invalidations);
+            H_CHECK(w.tot_after == w.tot_before - 1, "release: tot_pages %llu -> %llu: RB's "
+                    "frame is still held at postcopy 4", (unsigned long long)w.tot_before,
+                    (unsigned long long)w.tot_after);
+        } else {
+            H_CHECK(s.invalidations > 0, "release+exchange: the cache did not flush: the "
+                    "visit's release masked P2's new frame");
+        }
+        xensim_destroy_domain(1);
+        xensim_destroy_domain(2);
+    }
+    setenv("XCSAVE_CACHE_PATROL", "0", 1);
+}
+
 static void expiry(void)
 {
     static const char *const patrol[] = {"0", "64"};
@@ -340,6 +409,8 @@ int main(int argc, char **argv)
         explicit();
     if (CASE("exchange"))
         exchange();
+    if (CASE("release"))
+        release_case();
     if (CASE("expiry"))
         expiry();
     H_CHECK(ran, "unknown case %s", only);

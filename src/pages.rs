@@ -46,6 +46,12 @@ pub trait PageSource<H: GuestMemory> {
     /// migration has a few passes left at most.
     fn start_pass(&mut self, _xen: &H, _dom: u32, _full: bool, _checkpointed: bool) {}
 
+    /// A checkpoint's pages are sent and the guest is still paused: called before the
+    /// callbacks that end the downtime (COLO's checkpoint, then postcopy). A cache that
+    /// unmapped anything since [`PageSource::suspended`] takes the coherence counters read
+    /// now as its next baseline: they moved by its own releases only.
+    fn downtime_ends(&mut self, _xen: &H, _dom: u32) {}
+
     /// The guest runs again after a checkpoint (postcopy returned): a cache may do work here
     /// that it kept out of the downtime.
     fn resumed(&mut self, _xen: &H, _dom: u32) {}

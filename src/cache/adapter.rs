@@ -108,6 +108,22 @@ pub(super) fn check<H: GuestMemory, M>(
     }
 }
 
+/// After a suspended check, while the guest is still paused: if `cache` unmapped anything
+/// since the check, the counters dropped by the frames it alone held, and only by them; they
+/// are read again as the baseline of the next check ([`DomainCache::unmapped_since_check`]).
+/// If they cannot be read, the next check reads them, and judges the drop as a change.
+pub(super) fn rebaseline_if_unmapped<H: GuestMemory, M>(
+    cache: &mut DomainCache<M>,
+    xen: &H,
+    dom: u32,
+) {
+    if cache.unmapped_since_check() {
+        if let Ok(s) = xen.p2m_signals(dom) {
+            cache.rebaseline(s);
+        }
+    }
+}
+
 impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for CachedPages<M> {
     fn with_batch(
         &mut self,
@@ -151,6 +167,12 @@ impl<M: crate::hv::PageMapping, H: GuestMemory<Mapping = M>> PageSource<H> for C
             if n.is_power_of_two() {
                 log_stats(dom);
             }
+        }
+    }
+
+    fn downtime_ends(&mut self, xen: &H, dom: u32) {
+        if let Some(c) = self.cache.as_mut() {
+            rebaseline_if_unmapped(c, xen, dom);
         }
     }
 

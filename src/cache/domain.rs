@@ -83,6 +83,12 @@ pub struct DomainCache<M> {
     /// The open batch maps its buckets whole whatever the pass's rule (the restore's special
     /// pages, cleared at every checkpoint).
     force_admit: bool,
+    /// Old mappings (and their pages) that patrol visits replaced while the guest ran, kept
+    /// until the next suspended check because they may hold frames the guest released
+    /// (docs/coherence.md §8.7).
+    parked: Vec<(M, u64)>,
+    /// `stats.unmaps` when the last suspended check judged the counters.
+    unmaps_at_check: u64,
 }
 
 impl<M> DomainCache<M> {
@@ -130,6 +136,8 @@ impl<M> DomainCache<M> {
             at_limit: None,
             visit_buf: Vec::new(),
             force_admit: false,
+            parked: Vec::new(),
+            unmaps_at_check: 0,
         };
         if !disabled {
             // Caching off needs no index: nothing is looked up (`p2m_size` stays 0).
@@ -647,10 +655,28 @@ impl<M> DomainCache<M> {
                 self.domid
             );
         }
+        // A page mapped in the old mapping and not in the fresh one was released; one that
+        // changed may have a new frame. Either way the old mapping may hold the only
+        // reference to a frame the guest let go, which is still counted in tot_pages: it
+        // waits for the next suspended check, so that its release is not taken for the
+        // guest's (docs/coherence.md §8.7).
+        let released = (0..n as usize).any(|j| bk.err(j as u32) == 0 && self.err_buf[j] != 0);
         let old = self.store.get_mut(slot).refresh(fresh, &self.err_buf);
-        drop(old);
-        self.stats.note_unmap(n * PAGE_BYTES);
+        if (changed != 0 || released) && self.parked.try_reserve(1).is_ok() {
+            self.parked.push((old, n));
+        } else {
+            drop(old);
+            self.stats.note_unmap(n * PAGE_BYTES);
+        }
         Ok(())
+    }
+
+    /// Unmaps the old mappings that patrol visits kept ([`DomainCache::visit`]).
+    fn release_parked(&mut self) {
+        for (old, n) in self.parked.drain(..) {
+            drop(old);
+            self.stats.note_unmap(n * PAGE_BYTES);
+        }
     }
 
     /// Sizes the bucket index and history, once, for the `p2m_size` pfns the guest has when
@@ -803,6 +829,9 @@ impl<M> DomainCache<M> {
         self.check_teardown();
         let verdict = signals.judge(&self.signals);
         self.signals = signals;
+        if suspended {
+            self.unmaps_at_check = self.stats.unmaps;
+        }
         match verdict {
             Verdict::Keep => {}
             Verdict::Flush(why) => {
@@ -818,6 +847,9 @@ impl<M> DomainCache<M> {
         }
         self.release_at_limit();
         if suspended {
+            // The counters are judged: the frames the parked mappings hold can go now, while
+            // the guest is paused ([`DomainCache::unmapped_since_check`]).
+            self.release_parked();
             self.epoch += 1;
             self.stats.checkpoints += 1;
             self.expire();
@@ -832,6 +864,18 @@ impl<M> DomainCache<M> {
     /// which the next check would otherwise take for a change and flush again.
     pub fn rebaseline(&mut self, signals: DomainSignals) {
         self.signals = signals;
+        self.unmaps_at_check = self.stats.unmaps;
+    }
+
+    /// True if the cache unmapped anything since the last suspended check judged the
+    /// counters ([`DomainCache::observe`]). Asked while the guest is still paused after that
+    /// check (a checkpoint's data sent, the guest not yet resumed): the frames the cache alone
+    /// held for pfns the guest had released are free now, and the counters dropped by them
+    /// alone. The caller then reads them again for [`DomainCache::rebaseline`], so that the
+    /// next check does not take the cache's own release for the guest's and flush again
+    /// (docs/coherence.md §8.7).
+    pub fn unmapped_since_check(&self) -> bool {
+        self.caching() && self.stats.unmaps != self.unmaps_at_check
     }
 
     /// A guest at its `max_pages` cannot populate a page, and frames the cache holds may be
@@ -894,6 +938,7 @@ impl<M> DomainCache<M> {
 
     /// Unmaps every cached bucket; counts them as invalidations if `invalidate`.
     fn flush(&mut self, invalidate: bool) {
+        self.release_parked();
         for slot in 0..self.store.slot_count() {
             if self.store.try_get(slot).is_some() {
                 if invalidate {

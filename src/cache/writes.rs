@@ -18,7 +18,7 @@
 //! - **No patrol.** Its finds are pages to send again, which a receiver cannot do; the
 //!   residual case (a masked exchange on a COLO secondary) is bounded by `max_age`.
 
-use super::adapter::{check, log_stats, new_cache, release};
+use super::adapter::{check, log_stats, new_cache, rebaseline_if_unmapped, release};
 use super::config::CacheConfig;
 use super::domain::DomainCache;
 use super::mapper::{ReadWrite, XenMapper};
@@ -132,15 +132,10 @@ where
         let Some(cache) = self.cache.as_mut() else {
             return;
         };
-        let flushes = cache.stats().invalidations;
         check(cache, xen, dom, true);
-        if cache.caching() && cache.stats().invalidations != flushes {
-            // The flush released the frames the cache held; the secondary is still paused,
-            // so the counters read now are the baseline for the next checkpoint.
-            if let Ok(s) = xen.p2m_signals(dom) {
-                cache.rebaseline(s);
-            }
-        }
+        // A flush or an expiry released the frames the cache held; the secondary is still
+        // paused, so the counters read now are the baseline for the next checkpoint.
+        rebaseline_if_unmapped(cache, xen, dom);
     }
 
     fn teardown(&mut self) {

@@ -772,6 +772,9 @@ impl<'a, H: Hypervisor> Ctx<'a, H> {
                 e => e,
             },
         };
+        // The guest is still paused: the page source's own unmaps in the downtime are not
+        // the guest's doing.
+        self.pages.downtime_ends(self.xen, self.dom);
         if self.stream_type == StreamType::Colo {
             let rc = self.cb.checkpoint();
             if rc == 0 {
