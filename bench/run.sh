@@ -12,7 +12,8 @@
 #   BENCH_PATTERNS=0   skip the dirty-pattern axis (below), =only run nothing else (no
 #                   correctness sample either); BENCH_PAT_CKPTS=N its measured
 #                   checkpoints per phase (default 10, quick 6); BENCH_PAT_REPS=N its reps
-#                   (default 1: the axis alone takes ~23 min on 2 loaded cores)
+#                   (default 2, quick 1: medians of 2 with the first side alternating; one
+#                   rep of the axis took 20-40 min on 2 cores, depending on the host)
 #   BENCH_RESTORE=1 the receiving side (default on): stock's and xcsave's xc_domain_restore
 #                   applying the same Remus and COLO checkpoints (tool_bench_restore), =0 off,
 #                   =only nothing else (no correctness sample either); quick: 10 measured
@@ -48,7 +49,7 @@ PATTERNS=${BENCH_PATTERNS:-1}
 RESTORE=${BENCH_RESTORE:-1}
 [ "$QUICK" = 1 ] && R_CKPTS=${BENCH_CKPTS:-10} || R_CKPTS=$CKPTS
 [ "$RESTORE" = only ] && PATTERNS=0
-PAT_REPS=${BENCH_PAT_REPS:-1}
+[ "$QUICK" = 1 ] && PAT_REPS=${BENCH_PAT_REPS:-1} || PAT_REPS=${BENCH_PAT_REPS:-2}
 [ "$QUICK" = 1 ] && PAT_CKPTS=${BENCH_PAT_CKPTS:-6} || PAT_CKPTS=${BENCH_PAT_CKPTS:-10}
 [ -x "$TOOL" ] || { echo "bench: $TOOL not built (run make bench from the top)"; exit 1; }
 # The receiving side (BENCH_RESTORE, tool_bench_restore.c): one Remus stream per guest size is
