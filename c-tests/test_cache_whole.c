@@ -61,6 +61,15 @@ static XcsaveCacheStats stats_of(uint32_t dom)
     return s;
 }
 
+/* tot_pages of `dom` now. */
+static uint64_t tot_pages(uint32_t dom)
+{
+    struct xensim_dominfo i;
+
+    H_CHECK(xensim_dominfo(dom, &i) == 0, "dominfo d%u", dom);
+    return i.tot_pages;
+}
+
 /* What the callbacks of one save see (one per source domain). */
 struct watch {
     uint32_t dom;
@@ -85,34 +94,23 @@ static void between(void *arg, unsigned int k)
         w->maps_at_2 = stats_of(w->dom).maps;
     w->maps_last = stats_of(w->dom).maps;
     if (w->release && k == 2) {
-        struct xensim_dominfo i;
-
         H_CHECK(xensim_gfn_mapped(w->dom, RB) > 0 && xensim_gfn_mapped(w->dom, P2) > 0,
                 "RB and P2 are not both held mapped after postcopy 2");
-        H_CHECK(xensim_dominfo(w->dom, &i) == 0, "dominfo");
-        w->tot_before = i.tot_pages;
+        w->tot_before = tot_pages(w->dom);
         H_CHECK(xensim_balloon_out(w->dom, RB) == 0, "balloon out RB");
         if (w->release == 2) {
             H_CHECK(xensim_balloon_replace(w->dom, P2, 0xe9) == 0, "replace P2");
             H_CHECK(xensim_guest_write(w->dom, P2, 8, &v, sizeof(v)) == 0, "write P2");
         }
     }
-    if (w->release && k == 4) {
-        struct xensim_dominfo i;
-
-        H_CHECK(xensim_dominfo(w->dom, &i) == 0, "dominfo");
-        w->tot_after = i.tot_pages;
-    }
+    if (w->release && k == 4)
+        w->tot_after = tot_pages(w->dom);
     if (w->exchange && k == 2) {
-        struct xensim_dominfo i;
-
         H_CHECK(xensim_gfn_mapped(w->dom, P) > 0 && xensim_gfn_mapped(w->dom, R) > 0,
                 "P and R are not both held mapped after postcopy 2");
-        H_CHECK(xensim_dominfo(w->dom, &i) == 0, "dominfo");
-        w->tot_before = i.tot_pages;
+        w->tot_before = tot_pages(w->dom);
         H_CHECK(xensim_masked_exchange(w->dom, P, R, 0xe8) == 0, "exchange");
-        H_CHECK(xensim_dominfo(w->dom, &i) == 0, "dominfo");
-        w->tot_after = i.tot_pages;
+        w->tot_after = tot_pages(w->dom);
         H_CHECK(xensim_guest_write(w->dom, P, 8, &v, sizeof(v)) == 0, "write P");
     }
 }

@@ -309,8 +309,9 @@ fn the_patrol_finds_a_masked_exchange_and_releases_held_frames() {
     assert_eq!(fx.revalidate(false), vec![7]);
     assert_eq!(fx.guest.borrow().signals().tot_pages, tot);
     assert_eq!(fx.stats().vmas, 4);
-    fx.batch(&[6, 7, 8, 20]); // the fresh mappings: the current frames (checked by batch)
-                              // The check judges the counters, then drops the held frames with the old mappings.
+    // The fresh mappings show the current frames (checked by batch).
+    fx.batch(&[6, 7, 8, 20]);
+    // The check judges the counters, then drops the held frames with the old mappings.
     assert_eq!(fx.observe(), Verdict::Keep);
     assert_eq!(fx.guest.borrow().signals().tot_pages, tot - 2);
     assert_eq!(fx.stats().vmas, 2);
