@@ -13,7 +13,8 @@
 #                   correctness sample either); BENCH_PAT_CKPTS=N its measured
 #                   checkpoints per phase (default 10, quick 6); BENCH_PAT_REPS=N its reps
 #                   (default 2, quick 1: medians of 2 with the first side alternating; one
-#                   rep of the axis took 20-40 min on 2 cores, depending on the host)
+#                   rep of the axis took 20-40 min on 2 cores, depending on the host);
+#                   BENCH_PAT_DOM0="pv pvh-balloon" its dom0 models (quick: pv)
 #   BENCH_RESTORE=1 the receiving side (default on): stock's and xcsave's xc_domain_restore
 #                   applying the same Remus and COLO checkpoints (tool_bench_restore), =0 off,
 #                   =only nothing else (no correctness sample either); quick: 10 measured
@@ -32,8 +33,9 @@
 # 2,048 and 16,384 pages per checkpoint, in that order, each phase 1 cold + BENCH_PAT_CKPTS
 # measured checkpoints. Guests of 1, 4 and 16 GiB; xensim's dom0 models pv and pvh-balloon
 # (XENSIM_DOM0). Guests above 4 GiB are sparse: their RAM is not filled and lives in a
-# sparse file on disk (page cache, reclaimable) rather than tmpfs; the limit's copy is
-# untouched anonymous memory (the zero page) except where checkpoints dirty it.
+# sparse file on disk (page cache, reclaimable) rather than tmpfs; the limit's buffer is
+# untouched anonymous memory, and before each checkpoint it writes the pages that checkpoint
+# carries, as the guest does (so no side sends the zero page).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -172,6 +174,8 @@ else
     CK_MEMS="1024 4096"; CK_DIRTY="512 2048 16384"; LIVE_MEMS="2048 8192"; NONLIVE_MEMS="2048"
     PAT_MEMS="1024 4096 16384"; PAT_DOM0="pv pvh-balloon"; PAT_COSTS=$COSTS
 fi
+PAT_DOM0=${BENCH_PAT_DOM0:-$PAT_DOM0}
+[ "$PATTERNS" != 0 ] && echo "pattern dom0 models: $PAT_DOM0" | tee -a "$OUT/machine.txt"
 [ "$PATTERNS" = 0 ] && PAT_MEMS=""
 [ "$PATTERNS" = only ] && CK_MEMS="" LIVE_MEMS="" NONLIVE_MEMS=""
 [ "$RESTORE" = only ] && CK_MEMS="" LIVE_MEMS="" NONLIVE_MEMS=""

@@ -649,6 +649,17 @@ static int run_limit(int out, int back)
                 die("back channel");
         }
         S.k = k + 1;
+        /* the guest's writes that this checkpoint carries, made before it, as on the other
+         * sides (whose guest writes the next set from the postcopy callback): the pages go
+         * out freshly written, never as the untouched zero page of a sparse guest. A sparse
+         * guest's initial migration, segment 0, is every page: not its working set. */
+        for (size_t j = 0; !(sparse() && k == 0) && j < s->niov; j++) {
+            char *b = s->iov[j].iov_base;
+            if (b < mem || b >= mem + (npages << 12))
+                continue;
+            for (size_t o = 0; o < s->iov[j].iov_len; o += 4096)
+                *(volatile char *)(b + o) += 1;
+        }
         memcpy(work, s->iov, s->niov * sizeof(*work));
         take(&S.sus[S.k]);
         if (writev_all(out, work, s->niov))
@@ -659,15 +670,6 @@ static int run_limit(int out, int back)
         peaks();
         if (opt.mode == M_REMUS && !wait_ack())
             die("no ack");
-        /* the guest's writes to its working set, as on the other sides (a sparse guest's
-         * initial migration, segment 0, is every page: not its working set) */
-        for (size_t j = 0; !(sparse() && k == 0) && j < s->niov; j++) {
-            char *b = s->iov[j].iov_base;
-            if (b < mem || b >= mem + (npages << 12))
-                continue;
-            for (size_t o = 0; o < s->iov[j].iov_len; o += 4096)
-                *(volatile char *)(b + o) += 1;
-        }
     }
     return 0;
 }
