@@ -33,6 +33,12 @@
  *            stream must stay within 1.5 guests (an expiry that sent again every page served
  *            since the first pass resent the whole guest every 3 checkpoints), the guest
  *            stays mapped whole, and the secondary equals the primary at every checkpoint.
+ *  resave:   the bench's second save of a guest (docs/performance.md, "Issue 13, fifth
+ *            session": xcsave's random rows ran faster than the limit after a stock save of
+ *            the same guest). The stock saver saves the guest over 4 checkpoints, then the
+ *            guest resumes and xcsave saves it again over 6, the patrol on (N = 64); between
+ *            checkpoints the guest writes 1,024 pages drawn afresh over its memory. The
+ *            secondary must equal the primary at every checkpoint of both saves.
  * Every case but cap runs with whole-guest mode's default settings (no XCSAVE_CACHE_WHOLE_MB).
  * No argument runs them all.
  */
@@ -77,6 +83,7 @@ struct watch {
     int release;                /* release RB after postcopy 2 (2: and exchange P2) */
     uint64_t maps_at_2, maps_last;
     uint64_t tot_before, tot_after;
+    unsigned int random_pages;  /* write this many random pages instead of the 64 */
 };
 
 static void between(void *arg, unsigned int k)
@@ -84,6 +91,16 @@ static void between(void *arg, unsigned int k)
     struct watch *w = arg;
     uint64_t v = 0x5ca77e00 + k;
 
+    /* resave: pages drawn afresh over the guest at every checkpoint (a 64-bit LCG) */
+    for (unsigned int i = 0; i < w->random_pages; i++) {
+        uint64_t r = (k * 0x9e3779b97f4a7c15ull + i) * 6364136223846793005ull +
+                     1442695040888963407ull;
+        uint64_t gfn = (r >> 33) % PAGES;
+        H_CHECK(xensim_guest_write(w->dom, gfn, 24, &r, sizeof(r)) == 0, "write %#llx",
+                (unsigned long long)gfn);
+    }
+    if (w->random_pages)
+        return;
     /* 64 pages scattered over the guest, a different set at every checkpoint */
     for (unsigned int i = 0; i < 64; i++) {
         uint64_t gfn = (k * 7919ull + i * 3851ull) % PAGES;
@@ -383,6 +400,54 @@ static void expiry(void)
     unsetenv("XCSAVE_CACHE_MAX_AGE");
 }
 
+/* The guest as a finished save left it: log-dirty off, resumed, running. */
+static void resume_guest(uint32_t dom)
+{
+    struct xensim_dominfo di;
+
+    H_CHECK(xensim_dominfo(dom, &di) == 0, "dominfo d%u", dom);
+    if (di.logdirty)
+        H_CHECK(xensim_set_logdirty(dom, 0) == 0, "log-dirty off d%u", dom);
+    if (di.shutdown)
+        H_CHECK(xensim_resume(dom) == 0, "resume d%u", dom);
+    while (di.paused) {
+        H_CHECK(xensim_unpause(dom) == 0 && xensim_dominfo(dom, &di) == 0, "unpause d%u", dom);
+    }
+}
+
+static void resave(void)
+{
+    struct harness_opts o;
+    struct harness_result r;
+    struct watch w;
+    struct xensim_domain_config cd = {.mem_bytes = MEM, .empty = 1, .paused = 1};
+    XcsaveCacheStats s;
+
+    setenv("XCSAVE_CACHE_PATROL", "64", 1);
+    harness_make_pair(1, 2, MEM, 0x3401e5u);
+    opts(&o, &w, 1, 4);
+    w.random_pages = 1024;
+    o.save = NULL; /* the stock saver first */
+    H_CHECK(harness_round_trip(&o, &r) == 0, "resave: stock: %s", r.failure);
+    H_CHECK(r.compared >= 4, "resave: stock: %u states compared", r.compared);
+    resume_guest(1);
+    xensim_destroy_domain(2);
+    H_CHECK(xensim_create_domain(2, &cd) == 0, "create d2");
+    opts(&o, &w, 1, 6);
+    w.random_pages = 1024;
+    H_CHECK(harness_round_trip(&o, &r) == 0, "resave: xcsave: %s", r.failure);
+    H_CHECK(r.compared >= 6, "resave: xcsave: %u states compared", r.compared);
+    s = stats_of(1);
+    printf("resave: xcsave after stock: %u states equal, peak mapped %llu MiB, maps %llu, "
+           "hits %llu\n", r.compared, (unsigned long long)(s.peak_mapped_bytes / MiB),
+           (unsigned long long)s.maps, (unsigned long long)s.hits);
+    H_CHECK(whole(&s), "resave: the guest was not mapped whole");
+    H_CHECK(s.maps == s.unmaps && s.vmas == 0, "resave: mappings left");
+    xensim_destroy_domain(1);
+    xensim_destroy_domain(2);
+    setenv("XCSAVE_CACHE_PATROL", "0", 1);
+}
+
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : NULL;
@@ -411,6 +476,8 @@ int main(int argc, char **argv)
         release_case();
     if (CASE("expiry"))
         expiry();
+    if (CASE("resave"))
+        resave();
     H_CHECK(ran, "unknown case %s", only);
     printf("test_cache_whole: ok\n");
     return 0;
