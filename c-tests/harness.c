@@ -101,6 +101,24 @@ void harness_xc_close(xc_interface *xch)
     xc_interface_close(xch);
 }
 
+int harness_resume_saved(uint32_t dom)
+{
+    struct xensim_dominfo di;
+    int rc = xensim_dominfo(dom, &di), r;
+
+    if (rc)
+        return rc;
+    if (di.logdirty)
+        rc = xensim_set_logdirty(dom, 0);
+    if (di.shutdown && (r = xensim_resume(dom)) && !rc)
+        rc = r;
+    while (di.paused) {
+        if ((r = xensim_unpause(dom)) || (r = xensim_dominfo(dom, &di)))
+            return rc ? rc : r;
+    }
+    return rc;
+}
+
 void harness_make_pair(uint32_t src, uint32_t dst, uint64_t mem_bytes,
                        uint64_t seed)
 {

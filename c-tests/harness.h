@@ -88,6 +88,11 @@ void harness_xc_close(xc_interface *xch);
 void harness_make_pair(uint32_t src, uint32_t dst, uint64_t mem_bytes,
                        uint64_t seed);
 
+/* Bring back to running a source that a finished save left behind: log-dirty off,
+ * resumed from its suspend, unpaused. Every step is tried; 0, or the first failing
+ * call's return. */
+int harness_resume_saved(uint32_t dom);
+
 /* Seconds since an arbitrary epoch (CLOCK_MONOTONIC). */
 double harness_now(void);
 

@@ -400,21 +400,6 @@ static void expiry(void)
     unsetenv("XCSAVE_CACHE_MAX_AGE");
 }
 
-/* The guest as a finished save left it: log-dirty off, resumed, running. */
-static void resume_guest(uint32_t dom)
-{
-    struct xensim_dominfo di;
-
-    H_CHECK(xensim_dominfo(dom, &di) == 0, "dominfo d%u", dom);
-    if (di.logdirty)
-        H_CHECK(xensim_set_logdirty(dom, 0) == 0, "log-dirty off d%u", dom);
-    if (di.shutdown)
-        H_CHECK(xensim_resume(dom) == 0, "resume d%u", dom);
-    while (di.paused) {
-        H_CHECK(xensim_unpause(dom) == 0 && xensim_dominfo(dom, &di) == 0, "unpause d%u", dom);
-    }
-}
-
 static void resave(void)
 {
     struct harness_opts o;
@@ -430,7 +415,7 @@ static void resave(void)
     o.save = NULL; /* the stock saver first */
     H_CHECK(harness_round_trip(&o, &r) == 0, "resave: stock: %s", r.failure);
     H_CHECK(r.compared >= 4, "resave: stock: %u states compared", r.compared);
-    resume_guest(1);
+    H_CHECK(harness_resume_saved(1) == 0, "resave: resume d1 after the stock save");
     xensim_destroy_domain(2);
     H_CHECK(xensim_create_domain(2, &cd) == 0, "create d2");
     opts(&o, &w, 1, 6);

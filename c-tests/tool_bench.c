@@ -316,12 +316,7 @@ static void guest_main(int cmd, int rep)
     prctl(PR_SET_NAME, "bench-guest");
     if (xensim_dominfo(DOM, &di) == 0 && di.domid == DOM) {
         /* reuse the scenario's guest, as the previous side left it */
-        if (di.logdirty)
-            xensim_set_logdirty(DOM, 0);
-        if (di.shutdown)
-            xensim_resume(DOM);
-        while (di.paused && xensim_unpause(DOM) == 0 && xensim_dominfo(DOM, &di) == 0)
-            ;
+        harness_resume_saved(DOM);
     } else if ((rc = xensim_create_domain(DOM, &cfg)) ||
                (opt.mem_bytes <= ((uint64_t)SPARSE_MIB << 20) &&
                 (rc = xensim_fill(DOM, 0xbe9c4000)))) {
