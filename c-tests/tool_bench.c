@@ -4,7 +4,7 @@
  * peak RSS and VMA counts are this side's alone). bench/run.sh runs stock, xcsave and the
  * limit one after the other for every scenario and collects the result lines.
  *
- *   tool_bench --side stock|xcsave|limit --mode remus|colo|live|nonlive --mem-mib N
+ *   tool_bench --side stock|xcsave|limit|verify|prepare --mode remus|colo|live|nonlive --mem-mib N
  *              [--dirty N[,N...]] [--patterns P[,P...]] [--ckpts N] [--warmup N]
  *              [--cost-page-ns N]
  *              [--dirty-rate N] [--layout-out F] [--layout-in F] [--pipe-kib N]
@@ -27,6 +27,9 @@
  * in $XENSIM_DIR (an earlier side of the same scenario), it is reused as it is. COLO's checkpoint callback (stock calls it
  * before postcopy) waits for the drain's ack, so COLO downtime includes draining; Remus's
  * (after postcopy) waits for it outside the downtime.
+ *
+ * --side prepare: only create the domain (filled unless sparse) and exit, so that bench/run.sh
+ * can warm a sparse guest's RAM file before the first timed side meets it.
  *
  * --side verify: the correctness sample. xcsave saves the same workload (first --dirty size,
  * --ckpts checkpoints) into the STOCK xc_domain_restore through the harness, which compares
@@ -61,9 +64,9 @@
 #define MAXPH 16 /* phases of one save */
 #define SPARSE_MIB 4096 /* bigger guests: RAM left unfilled (sparse), the limit's too */
 
-enum side { S_STOCK, S_XCSAVE, S_LIMIT, S_VERIFY };
+enum side { S_STOCK, S_XCSAVE, S_LIMIT, S_VERIFY, S_PREPARE };
 enum mode { M_REMUS, M_COLO, M_LIVE, M_NONLIVE };
-static const char *side_name[] = {"stock", "xcsave", "limit", "verify"};
+static const char *side_name[] = {"stock", "xcsave", "limit", "verify", "prepare"};
 static const char *mode_name[] = {"remus", "colo", "live", "nonlive"};
 
 static struct {
@@ -304,22 +307,28 @@ static void drain_main(int in, int back, int ack, const char *layout)
 
 /* ------------------------------------------------------------------ guest */
 
-static void guest_main(int cmd, int rep)
+/* Create the scenario's domain; fill it unless it is sparse. 0 or a negative errno. */
+static int create_guest(void)
 {
     struct xensim_domain_config cfg = {.mem_bytes = opt.mem_bytes};
+    int rc = xensim_create_domain(DOM, &cfg);
+
+    if (!rc && opt.mem_bytes <= ((uint64_t)SPARSE_MIB << 20))
+        rc = xensim_fill(DOM, 0xbe9c4000);
+    return rc;
+}
+
+static void guest_main(int cmd, int rep)
+{
     struct xensim_dirtier *dt = NULL;
     char c;
-    int rc;
-
     struct xensim_dominfo di;
 
     prctl(PR_SET_NAME, "bench-guest");
     if (xensim_dominfo(DOM, &di) == 0 && di.domid == DOM) {
-        /* reuse the scenario's guest, as the previous side left it */
+        /* reuse the scenario's guest, as the previous side (or --side prepare) left it */
         harness_resume_saved(DOM);
-    } else if ((rc = xensim_create_domain(DOM, &cfg)) ||
-               (opt.mem_bytes <= ((uint64_t)SPARSE_MIB << 20) &&
-                (rc = xensim_fill(DOM, 0xbe9c4000)))) {
+    } else if (create_guest()) {
         _exit(10);
     }
     xensim_set_cost(0, opt.cost_page_ns);
@@ -715,7 +724,7 @@ static int run_verify(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: tool_bench --side stock|xcsave|limit --mode remus|colo|live|nonlive "
+    fprintf(stderr, "usage: tool_bench --side stock|xcsave|limit|verify|prepare --mode remus|colo|live|nonlive "
                     "--mem-mib N [--dirty N] [--ckpts N] [--cost-page-ns N] [--dirty-rate N] "
                     "[--layout-out F] [--layout-in F] [--pipe-kib N]\n");
     exit(2);
@@ -748,7 +757,7 @@ int main(int argc, char **argv)
 
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
-        case 's': opt.side = pick(optarg, side_name, 4); break;
+        case 's': opt.side = pick(optarg, side_name, 5); break;
         case 'm': opt.mode = pick(optarg, mode_name, 4); break;
         case 'M': opt.mem_bytes = strtoull(optarg, NULL, 0) << 20; break;
         case 'd': {
@@ -809,6 +818,17 @@ int main(int argc, char **argv)
     }
     if (opt.side == S_VERIFY)
         return run_verify();
+    if (opt.side == S_PREPARE) {
+        /* only the domain, for bench/run.sh to warm before the timed sides meet it */
+        int prc = create_guest();
+
+        if (prc)
+            die("creating a %llu MiB domain: %s", (unsigned long long)(opt.mem_bytes >> 20),
+                strerror(-prc));
+        printf("side=prepare mode=%s mem_mib=%llu ok=1\n", mode_name[opt.mode],
+               (unsigned long long)(opt.mem_bytes >> 20));
+        return 0;
+    }
     shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shm == MAP_FAILED)
         die("mmap shm");
