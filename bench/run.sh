@@ -14,7 +14,8 @@
 #                   checkpoints per phase (default 10, quick 6); BENCH_PAT_REPS=N its reps
 #                   (default 2, quick 1: medians of 2 with the first side alternating; one
 #                   rep of the axis took 20-40 min on 2 cores, depending on the host);
-#                   BENCH_PAT_DOM0="pv pvh-balloon" its dom0 models (quick: pv)
+#                   BENCH_PAT_DOM0="pv pvh-balloon" its dom0 models (quick: pv);
+#                   BENCH_PAT_MEMS="1024 4096 16384" its guest sizes in MiB (quick: 1024)
 #   BENCH_RESTORE=1 the receiving side (default on): stock's and xcsave's xc_domain_restore
 #                   applying the same Remus and COLO checkpoints (tool_bench_restore), =0 off,
 #                   =only nothing else (no correctness sample either); quick: 10 measured
@@ -127,17 +128,17 @@ run() {
 # reps run stock first, even reps xcsave first, so that neither side is always the one that
 # meets the freshly created guest (a bias suspected, not shown, in the non-live rows).
 # A sparse guest (RAMDIR: its RAM file on disk, never filled) is created first, untimed, and
-# its files read once, so that the first timed side does not pay the page cache's first
-# allocation of every page (64-83 s against 26-34 s for the second side of a 16 GiB guest,
-# in the 6b59f71 reference).
+# its files read once in 4 KiB pages (tool_bench --side prepare), so that the first timed
+# side does not pay the page cache's first allocation of every page (64-83 s against 26-34 s
+# for the second side of a 16 GiB guest, in the 6b59f71 reference).
 trio() {
     local scen=$1; shift
     local lay=/dev/shm/xcsave-bench-layout.$$ dir
     dir=$(mktemp -d /dev/shm/xcsave-bench.XXXXXX)
     if [ -n "${RAMDIR:-}" ]; then
         rm -rf "$RAMDIR"/*
-        XENSIM_DIR=$dir "$TOOL" --side prepare "$@" >/dev/null 2>"$OUT/logs/$scen-prepare-r$rep.log" &&
-            cat "$RAMDIR"/* >/dev/null && rm -f "$OUT/logs/$scen-prepare-r$rep.log"
+        XENSIM_DIR=$dir "$TOOL" --side prepare "$@" >"$OUT/logs/$scen-prepare-r$rep.log" 2>&1 &&
+            rm -f "$OUT/logs/$scen-prepare-r$rep.log"
     fi
     if [ $((rep % 2)) -eq 1 ]; then
         run "$dir" "$scen" stock "$@"
@@ -183,6 +184,7 @@ else
     PAT_MEMS="1024 4096 16384"; PAT_DOM0="pv pvh-balloon"; PAT_COSTS=$COSTS
 fi
 PAT_DOM0=${BENCH_PAT_DOM0:-$PAT_DOM0}
+PAT_MEMS=${BENCH_PAT_MEMS:-$PAT_MEMS}
 [ "$PATTERNS" != 0 ] && echo "pattern dom0 models: $PAT_DOM0" | tee -a "$OUT/machine.txt"
 [ "$PATTERNS" = 0 ] && PAT_MEMS=""
 [ "$PATTERNS" = only ] && CK_MEMS="" LIVE_MEMS="" NONLIVE_MEMS=""
