@@ -12,8 +12,10 @@
 #   BENCH_PATTERNS=0   skip the dirty-pattern axis (below), =only run nothing else (no
 #                   correctness sample either); BENCH_PAT_CKPTS=N its measured
 #                   checkpoints per phase (default 10, quick 6); BENCH_PAT_REPS=N its reps
-#                   (default 2, quick 1: medians of 2 with the first side alternating; one
-#                   rep of the axis took 20-40 min on 2 cores, depending on the host);
+#                   (default 3, quick 1: medians of 3 with the first side alternating, so
+#                   that one save whose pipe copy runs 2-4x fast, which this host does now
+#                   and then, cannot move a row alone; one rep of the axis took 20-40 min
+#                   on 2 cores with the old 16 GiB warm-up, about 15-25 without);
 #                   BENCH_PAT_DOM0="pv pvh-balloon" its dom0 models (quick: pv);
 #                   BENCH_PAT_MEMS="1024 4096 16384" its guest sizes in MiB (quick: 1024)
 #   BENCH_RESTORE=1 the receiving side (default on): stock's and xcsave's xc_domain_restore
@@ -52,7 +54,7 @@ PATTERNS=${BENCH_PATTERNS:-1}
 RESTORE=${BENCH_RESTORE:-1}
 [ "$QUICK" = 1 ] && R_CKPTS=${BENCH_CKPTS:-10} || R_CKPTS=$CKPTS
 [ "$RESTORE" = only ] && PATTERNS=0
-[ "$QUICK" = 1 ] && PAT_REPS=${BENCH_PAT_REPS:-1} || PAT_REPS=${BENCH_PAT_REPS:-2}
+[ "$QUICK" = 1 ] && PAT_REPS=${BENCH_PAT_REPS:-1} || PAT_REPS=${BENCH_PAT_REPS:-3}
 [ "$QUICK" = 1 ] && PAT_CKPTS=${BENCH_PAT_CKPTS:-6} || PAT_CKPTS=${BENCH_PAT_CKPTS:-10}
 [ -x "$TOOL" ] || { echo "bench: $TOOL not built (run make bench from the top)"; exit 1; }
 # The receiving side (BENCH_RESTORE, tool_bench_restore.c): one Remus stream per guest size is
