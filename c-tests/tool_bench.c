@@ -7,7 +7,7 @@
  *   tool_bench --side stock|xcsave|limit|verify|prepare --mode remus|colo|live|nonlive --mem-mib N
  *              [--dirty N[,N...]] [--patterns P[,P...]] [--ckpts N] [--warmup N]
  *              [--cost-page-ns N]
- *              [--dirty-rate N] [--layout-out F] [--layout-in F] [--pipe-kib N]
+ *              [--dirty-rate N] [--layout-out F] [--layout-in F] [--pipe-kib N] [--pin]
  *
  * Processes: this one saves (stock xc_domain_save via dlvsym, or xcsave_domain_save) into a
  * pipe; a forked DRAIN process reads the pipe (parsing only the record framing), counts the
@@ -43,6 +43,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/mman.h>
@@ -79,6 +80,7 @@ static struct {
     uint64_t cost_page_ns, dirty_rate;
     const char *layout_out, *layout_in;
     unsigned int pipe_kib;
+    int pin; /* --pin: saver and drain on two fixed CPUs */
 } opt = {.ckpts = 20, .warmup = 1, .dirty_rate = 10000, .pipe_kib = 0};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -307,6 +309,36 @@ static void drain_main(int in, int back, int ack, const char *layout)
 }
 
 /* ------------------------------------------------------------------ guest */
+
+/*
+ * --pin (BENCH_PIN=1): put the saver (this process, and the threads it starts later) on the
+ * first CPU it may run on and the drain on the second, so that the stream always crosses
+ * between two CPUs. Left to the scheduler, the two sometimes share one CPU for a whole save,
+ * and on this project's VMs a pipe copy between two processes on one CPU ran 5-6 times
+ * faster (the limit, 1 GiB, 16,384 pages: p50 16-24 ms against 89-122 ms), so every side's
+ * figures swing by that much from run to run (docs/performance.md, "Issue 13, sixth
+ * session"). With fewer than two CPUs nothing is pinned. Returns 1 if pinned.
+ */
+static int pin_saver_and_drain(pid_t drain)
+{
+    cpu_set_t all, one;
+    int cpu[2], n = 0;
+
+    if (sched_getaffinity(0, sizeof(all), &all))
+        return 0;
+    for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+        if (CPU_ISSET(c, &all))
+            cpu[n++] = c;
+    if (n < 2)
+        return 0;
+    CPU_ZERO(&one);
+    CPU_SET(cpu[1], &one);
+    if (sched_setaffinity(drain, sizeof(one), &one))
+        return 0;
+    CPU_ZERO(&one);
+    CPU_SET(cpu[0], &one);
+    return sched_setaffinity(0, sizeof(one), &one) == 0;
+}
 
 /* Create the scenario's domain; fill it unless it is sparse. 0 or a negative errno. */
 static int create_guest(void)
@@ -768,7 +800,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: tool_bench --side stock|xcsave|limit|verify|prepare --mode remus|colo|live|nonlive "
                     "--mem-mib N [--dirty N] [--ckpts N] [--cost-page-ns N] [--dirty-rate N] "
-                    "[--layout-out F] [--layout-in F] [--pipe-kib N]\n");
+                    "[--layout-out F] [--layout-in F] [--pipe-kib N] [--pin]\n");
     exit(2);
 }
 
@@ -788,12 +820,12 @@ int main(int argc, char **argv)
         {"dirty", 1, 0, 'd'},      {"ckpts", 1, 0, 'c'},        {"cost-page-ns", 1, 0, 'p'},
         {"dirty-rate", 1, 0, 'r'}, {"layout-out", 1, 0, 'o'},   {"layout-in", 1, 0, 'i'},
         {"pipe-kib", 1, 0, 'P'},   {"warmup", 1, 0, 'w'},       {"patterns", 1, 0, 't'},
-        {0, 0, 0, 0}};
+        {"pin", 0, 0, 'n'},        {0, 0, 0, 0}};
     unsigned int nsizes = 0, sizes[8], npat = 0;
     enum bench_pattern pat[4];
     int ch, sink[2], back[2] = {-1, -1}, ackp[2], gc[2], gr[2];
     pid_t drain, guest = -1;
-    int checkpointed, rc = 0, st;
+    int checkpointed, rc = 0, st, pinned;
     double t0, cpu0, t_save;
     uint64_t dirtier_writes = 0;
 
@@ -827,6 +859,7 @@ int main(int argc, char **argv)
         case 'o': opt.layout_out = optarg; break;
         case 'i': opt.layout_in = optarg; break;
         case 'P': opt.pipe_kib = (unsigned int)strtoul(optarg, NULL, 0); break;
+        case 'n': opt.pin = 1; break;
         default: usage();
         }
     }
@@ -917,6 +950,7 @@ int main(int argc, char **argv)
     if (back[1] >= 0)
         close(back[1]);
     S.ack = ackp[0];
+    pinned = opt.pin && pin_saver_and_drain(drain);
 
     t0 = bench_now();
     cpu0 = bench_cpu();
@@ -988,10 +1022,10 @@ int main(int argc, char **argv)
                rc == 0, rc);
         fprintf(cf, " stream_bytes=%llu wall_s=%.3f cpu_s=%.3f maxrss_mib=%.1f peak_anon_mib=%.1f"
                " peak_proc_vmas=%lu peak_map_pages=%llu peak_map_vmas=%llu peak_vmpte_kib=%lu"
-               " sparse=%d",
+               " sparse=%d pinned=%d",
                (unsigned long long)shm->bytes, t_save, cpu_total, bench_maxrss_mib(),
                S.peak_anon, S.peak_proc_vmas, (unsigned long long)S.peak_live_pages,
-               (unsigned long long)S.peak_live_vmas, S.peak_vmpte_kib, sparse());
+               (unsigned long long)S.peak_live_vmas, S.peak_vmpte_kib, sparse(), pinned);
         if (opt.side != S_LIMIT) {
             static const char *dom0[] = {"pv", "pvh", "pvh-balloon"};
             int m = xensim_dom0_mode();
