@@ -97,6 +97,12 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
+/* A big guest: its RAM left unfilled (sparse), on disk ($XENSIM_RAM_DIR), the limit's too. */
+static int sparse(void)
+{
+    return opt.mem_bytes > ((uint64_t)SPARSE_MIB << 20);
+}
+
 /* ------------------------------------------------------------------ drain */
 
 struct drain_shm {
@@ -310,43 +316,13 @@ static void drain_main(int in, int back, int ack, const char *layout)
 
 /* ------------------------------------------------------------------ guest */
 
-/*
- * --pin (BENCH_PIN=1): put the saver (this process, and the threads it starts later) on the
- * first CPU it may run on and the drain on the second, so that the stream always crosses
- * between two CPUs. Left to the scheduler, the two sometimes share one CPU for a whole save,
- * and on this project's VMs a pipe copy between two processes on one CPU ran 5-6 times
- * faster (the limit, 1 GiB, 16,384 pages: p50 16-24 ms against 89-122 ms), so every side's
- * figures swing by that much from run to run (docs/performance.md, "Issue 13, sixth
- * session"). With fewer than two CPUs nothing is pinned. Returns 1 if pinned.
- */
-static int pin_saver_and_drain(pid_t drain)
-{
-    cpu_set_t all, one;
-    int cpu[2], n = 0;
-
-    if (sched_getaffinity(0, sizeof(all), &all))
-        return 0;
-    for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
-        if (CPU_ISSET(c, &all))
-            cpu[n++] = c;
-    if (n < 2)
-        return 0;
-    CPU_ZERO(&one);
-    CPU_SET(cpu[1], &one);
-    if (sched_setaffinity(drain, sizeof(one), &one))
-        return 0;
-    CPU_ZERO(&one);
-    CPU_SET(cpu[0], &one);
-    return sched_setaffinity(0, sizeof(one), &one) == 0;
-}
-
 /* Create the scenario's domain; fill it unless it is sparse. 0 or a negative errno. */
 static int create_guest(void)
 {
     struct xensim_domain_config cfg = {.mem_bytes = opt.mem_bytes};
     int rc = xensim_create_domain(DOM, &cfg);
 
-    if (!rc && opt.mem_bytes <= ((uint64_t)SPARSE_MIB << 20))
+    if (!rc && !sparse())
         rc = xensim_fill(DOM, 0xbe9c4000);
     return rc;
 }
@@ -436,6 +412,36 @@ static void guest_main(int cmd, int rep)
 }
 
 /* ------------------------------------------------------------------ saver */
+
+/*
+ * --pin (BENCH_PIN=1): put the saver (this process, and the threads it starts later) on the
+ * first CPU it may run on and the drain on the second, so that the stream always crosses
+ * between two CPUs. Left to the scheduler, the two sometimes share one CPU for a whole save,
+ * and on this project's VMs a pipe copy between two processes on one CPU ran 5-6 times
+ * faster (the limit, 1 GiB, 16,384 pages: p50 16-24 ms against 89-122 ms), so every side's
+ * figures swing by that much from run to run (docs/performance.md, "Issue 13, sixth
+ * session"). With fewer than two CPUs nothing is pinned. Returns 1 if pinned.
+ */
+static int pin_saver_and_drain(pid_t drain)
+{
+    cpu_set_t all, one;
+    int cpu[2], n = 0;
+
+    if (sched_getaffinity(0, sizeof(all), &all))
+        return 0;
+    for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+        if (CPU_ISSET(c, &all))
+            cpu[n++] = c;
+    if (n < 2)
+        return 0;
+    CPU_ZERO(&one);
+    CPU_SET(cpu[1], &one);
+    if (sched_setaffinity(drain, sizeof(one), &one))
+        return 0;
+    CPU_ZERO(&one);
+    CPU_SET(cpu[0], &one);
+    return sched_setaffinity(0, sizeof(one), &one) == 0;
+}
 
 struct sample {
     double t;
@@ -635,11 +641,6 @@ static int writev_all(int fd, struct iovec *iov, size_t n)
         }
     }
     return 0;
-}
-
-static int sparse(void)
-{
-    return opt.mem_bytes > ((uint64_t)SPARSE_MIB << 20);
 }
 
 /* Replay the framing of --layout-in with writev from ordinary memory. */
