@@ -18,9 +18,10 @@
 #                   on 2 cores with the old 16 GiB warm-up, about 15-25 without);
 #                   BENCH_PAT_DOM0="pv pvh-balloon" its dom0 models (quick: pv);
 #                   BENCH_PAT_MEMS="1024 4096 16384" its guest sizes in MiB (quick: 1024)
-#   BENCH_PIN=1     tool_bench --pin: the saver and the drain on two fixed CPUs (default off:
-#                   the scheduler places them, and the pipe copy runs 5-6x faster in the
-#                   saves where it puts both on one CPU; docs/performance.md, sixth session)
+#   BENCH_PIN=1     tool_bench --pin: the saver and the drain on two fixed CPUs (the default
+#                   since the seventh issue-13 session, whose reference used it); =0 lets the
+#                   scheduler place them, and the pipe copy then runs 5-6x faster in the saves
+#                   where it puts both on one CPU (docs/performance.md, sixth session)
 #   BENCH_RESTORE=1 the receiving side (default on): stock's and xcsave's xc_domain_restore
 #                   applying the same Remus and COLO checkpoints (tool_bench_restore), =0 off,
 #                   =only nothing else (no correctness sample either); quick: 10 measured
@@ -190,7 +191,7 @@ else
 fi
 PAT_DOM0=${BENCH_PAT_DOM0:-$PAT_DOM0}
 PAT_MEMS=${BENCH_PAT_MEMS:-$PAT_MEMS}
-PIN=; [ "${BENCH_PIN:-0}" = 1 ] && PIN=--pin
+PIN=; [ "${BENCH_PIN:-1}" = 1 ] && PIN=--pin
 [ "$PATTERNS" != 0 ] && echo "pattern dom0 models: $PAT_DOM0" | tee -a "$OUT/machine.txt"
 [ "$PATTERNS" = 0 ] && PAT_MEMS=""
 [ "$PATTERNS" = only ] && CK_MEMS="" LIVE_MEMS="" NONLIVE_MEMS=""
