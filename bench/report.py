@@ -7,6 +7,7 @@ usage: report.py RESULTS_DIR
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -57,10 +58,7 @@ def median_rows(rows):
                     break
             if vals and len(vals) > 1 and k not in ("rep", "mem_mib", "cost_page_ns", "dirty",
                                                     "ok", "save_rc", "ckpts", "reps"):
-                vals.sort()
-                mid = len(vals) // 2
-                v = vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
-                m[k] = repr(v)
+                m[k] = repr(statistics.median(vals))
         out.append(m)
     return out
 
@@ -464,15 +462,7 @@ def paired_ratios(raw):
                                ratio_v(num(xc, "first_pass_s"), num(st, "first_pass_s")))):
             if x is not None:
                 v[i].append(x)
-    return {s: tuple(median(x) for x in v) for s, v in vals.items()}
-
-
-def median(vals):
-    if not vals:
-        return None
-    vals = sorted(vals)
-    mid = len(vals) // 2
-    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+    return {s: tuple(statistics.median(x) if x else None for x in v) for s, v in vals.items()}
 
 
 def patterns(md, rows, by, paired):
